@@ -1,0 +1,123 @@
+"""The `wsd` command: serve, migrate, seed and make tokens.
+
+Example:
+    wsd serve --config /etc/wsd/config.toml
+    wsd seed --demo --leads 100000
+    wsd token new --name dashboard --role viewer
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Awaitable, Callable
+
+from wsd.auth import new_token
+from wsd.config import Config, ConfigError, load_config
+from wsd.logs import configure_logging
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+
+async def _with_database(config: Config, work: Callable[..., Awaitable[None]]) -> None:
+    from wsd.database import Database, apply_migrations
+
+    database = Database(config)
+    await database.start(pooled=False)
+    try:
+        connection = await database.connect()
+        try:
+            await apply_migrations(connection)
+            await work(connection)
+        finally:
+            await connection.close()
+    finally:
+        await database.stop()
+
+
+def _migrate(config: Config, _args: argparse.Namespace) -> int:
+    async def report(_connection: object) -> None:
+        print("schema is up to date")
+    asyncio.run(_with_database(config, report))
+    return 0
+
+
+def _seed(config: Config, args: argparse.Namespace) -> int:
+    from wsd import demo
+
+    if not args.demo:
+        print("wsd seed: only --demo data can be seeded", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def fill(connection: object) -> None:
+        started = time.perf_counter()
+        try:
+            await demo.seed_demo(connection, leads=args.leads, seed=args.seed)  # type: ignore[arg-type]
+        except demo.DatabaseNotEmpty as error:
+            raise SystemExit(f"wsd seed: {error}") from None
+        print(f"seeded {args.leads} demo leads in {time.perf_counter() - started:.1f}s")
+    asyncio.run(_with_database(config, fill))
+    return 0
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    from wsd.app import run_daemon
+
+    asyncio.run(run_daemon(config, with_demo=args.demo))
+    return 0
+
+
+def _token_new(_config: Config | None, args: argparse.Namespace) -> int:
+    token, entry = new_token(args.name, args.role)
+    print(f"token: {token}")
+    print("add to [auth] tokens in config.toml:")
+    print(f'  {{ name = "{entry.name}", role = "{entry.role}", sha256 = "{entry.sha256}" }},')
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsd", description="WebSocket daemon for the sales dashboard")
+    parser.add_argument("--config", help="config file (default: config.toml of the checkout)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the daemon (applies pending migrations)")
+    serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    serve.add_argument("--demo", action="store_true",
+                       help="seed demo data into an empty database and make an admin token if none")
+    serve.set_defaults(run=_serve)
+    migrate = commands.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    migrate.set_defaults(run=_migrate)
+    seed = commands.add_parser("seed", help="fill an empty database with demo data")
+    seed.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    seed.add_argument("--demo", action="store_true", required=True)
+    seed.add_argument("--leads", type=int, default=500)
+    seed.add_argument("--seed", type=int, default=1)
+    seed.set_defaults(run=_seed)
+    token = commands.add_parser("token", help="manage access tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    token_new = token_commands.add_parser("new", help="print a fresh token and its config line")
+    token_new.add_argument("--name", required=True)
+    token_new.add_argument("--role", required=True, choices=("viewer", "admin"))
+    token_new.set_defaults(run=_token_new, needs_config=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not getattr(args, "needs_config", True):
+        return args.run(None, args)
+    try:
+        config = load_config(getattr(args, "sub_config", None) or args.config)
+    except ConfigError as error:
+        print(f"wsd: config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.log.level)
+    return args.run(config, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Typed configuration: `config.toml` plus `WSD_<SECTION>_<KEY>` environment overrides.
+
+The whole daemon receives one `Config` object; nothing below the entry points reads files
+or the environment, so tests can build a config in memory and handlers stay pure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+__all__ = ["Config", "ConfigError", "TokenEntry", "load_config", "DEFAULT_CONFIG_PATH"]
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+ENV_PREFIX = "WSD_"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8765
+    path: str = "/ws"
+    allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["http://localhost:3000"])
+    max_message_bytes: int = 1_048_576
+    max_inflight_per_connection: int = 32
+    login_timeout_seconds: float = 10.0
+    shutdown_grace_seconds: float = 10.0
+
+
+class DatabaseConfig(_Section):
+    dsn: str = ""
+    data_dir: str = "var/pgdata"
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+
+
+class TokenEntry(_Section):
+    name: str
+    role: Literal["viewer", "admin"]
+    sha256: str
+
+
+class AuthConfig(_Section):
+    tokens: list[TokenEntry] = msgspec.field(default_factory=list)
+
+
+class BusinessConfig(_Section):
+    timezone: str = "Europe/Madrid"
+    workday_start: str = "09:00"
+    workday_end: str = "18:00"
+    workdays: list[int] = msgspec.field(default_factory=lambda: [1, 2, 3, 4, 5])
+    slot_minutes: int = 30
+    min_notice_minutes: int = 120
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class OutlookConfig(_Section):
+    enabled: bool = False
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    mailbox: str = ""
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    login_url: str = "https://login.microsoftonline.com"
+
+
+class CacheConfig(_Section):
+    ttl_seconds: float = 2.0
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    business: BusinessConfig = msgspec.field(default_factory=BusinessConfig)
+    outlook: OutlookConfig = msgspec.field(default_factory=OutlookConfig)
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+    # Directory that relative paths (database.data_dir) are resolved against.
+    base_dir: str = "."
+
+    @property
+    def data_dir(self) -> Path:
+        return (Path(self.base_dir) / self.database.data_dir).resolve()
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check(config: Config) -> None:
+    """Semantic checks msgspec's types cannot express; each failure names its key."""
+    s, d, b = config.server, config.database, config.business
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"server.port: {s.port} is not a TCP port (0-65535)")
+    if not s.path.startswith("/"):
+        raise ConfigError(f"server.path: must start with '/', got {s.path!r}")
+    for key, value in (("server.max_message_bytes", s.max_message_bytes),
+                       ("server.max_inflight_per_connection", s.max_inflight_per_connection),
+                       ("database.pool_min_size", d.pool_min_size),
+                       ("database.pool_max_size", d.pool_max_size),
+                       ("business.slot_minutes", b.slot_minutes)):
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if d.pool_min_size > d.pool_max_size:
+        raise ConfigError("database.pool_min_size: larger than database.pool_max_size")
+    try:
+        ZoneInfo(b.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"business.timezone: unknown IANA time zone {b.timezone!r}") from None
+    for key in ("workday_start", "workday_end"):
+        if not _HHMM.match(getattr(b, key)):
+            raise ConfigError(f"business.{key}: expected HH:MM, got {getattr(b, key)!r}")
+    if dt.time.fromisoformat(b.workday_start) >= dt.time.fromisoformat(b.workday_end):
+        raise ConfigError("business.workday_start: must be before business.workday_end")
+    if not b.workdays or any(day not in range(1, 8) for day in b.workdays):
+        raise ConfigError("business.workdays: ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
+    if b.min_notice_minutes < 0:
+        raise ConfigError("business.min_notice_minutes: must not be negative")
+    for index, token in enumerate(config.auth.tokens):
+        if not _SHA256.match(token.sha256):
+            raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
+    if config.outlook.enabled:
+        for key in ("tenant_id", "client_id", "client_secret", "mailbox"):
+            if not getattr(config.outlook, key):
+                raise ConfigError(f"outlook.{key}: required when outlook.enabled is true")
+
+
+def _env_value(raw: str, field_type: Any) -> Any:
+    """Strings stay as typed; other values are parsed as TOML (numbers, booleans, lists)."""
+    if field_type is str:
+        return raw
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    sections = {f.name: f.type for f in msgspec.structs.fields(Config) if f.name != "base_dir"}
+    for section, section_type in sections.items():
+        for field in msgspec.structs.fields(section_type):
+            env_name = f"{ENV_PREFIX}{section}_{field.name}".upper()
+            if env_name in environ:
+                data.setdefault(section, {})[field.name] = _env_value(environ[env_name], field.type)
+
+
+def _key_of(error: msgspec.ValidationError) -> str:
+    match = re.search(r"at `\$\.([^`]+)`", str(error))
+    return match.group(1) if match else "config"
+
+
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (default: the checkout's config.toml), apply environment overrides, validate.
+
+    Example:
+        >>> load_config(environ={"WSD_SERVER_PORT": "9000"}).server.port
+        9000
+
+    Args:
+        path: a TOML file; a missing default file means all defaults.
+        environ: the environment to read `WSD_*` overrides from (default `os.environ`).
+    """
+    environ = os.environ if environ is None else environ
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{config_path}: not valid TOML ({error})") from None
+    elif path is not None:
+        raise ConfigError(f"{config_path}: no such file")
+    _apply_env(data, environ)
+    data["base_dir"] = str(config_path.resolve().parent)
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as error:
+        message = str(error).split(" - at ")[0]
+        raise ConfigError(f"{_key_of(error)}: {message}") from None
+    _check(config)
+    return config

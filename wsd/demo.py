@@ -1,0 +1,272 @@
+"""Deterministic demo data: a realistic sales pipeline across every table, loaded with COPY.
+
+The same `seed` gives the same people, companies, threads and funnel; times are laid out
+backwards from the current hour so that "today", "active" and "abandoned" mean something
+whenever the demo runs. One million leads load in a few minutes: rows are generated in
+chunks and streamed with binary COPY, with triggers and FK checks off for the load when the
+role may do that (the generator keeps the data consistent itself).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import asyncpg
+
+__all__ = ["seed_demo", "seed_if_empty", "DEFAULT_LEADS", "DatabaseNotEmpty"]
+
+DEFAULT_LEADS = 500
+CHUNK_LEADS = 5_000
+
+STEPS = ("start", "consent", "personal_data", "bant", "requirements", "meeting", "completed")
+# Share of leads whose current step is each of STEPS: a funnel that narrows.
+STEP_WEIGHTS = (24, 17, 15, 13, 12, 10, 9)
+
+FIRST_NAMES = ("Juan", "María", "Carlos", "Lucía", "Javier", "Ana", "Diego", "Sofía", "Miguel",
+               "Laura", "Andrés", "Valentina", "Pablo", "Camila", "Alejandro", "Isabel", "Fernando",
+               "Paula", "Ricardo", "Elena", "Sergio", "Daniela", "Raúl", "Gabriela", "Tomás",
+               "Natalia", "Emily", "James", "Olivia", "Liam", "Noah", "Emma")
+LAST_NAMES = ("Pérez", "García", "Martínez", "López", "González", "Rodríguez", "Fernández",
+              "Sánchez", "Ramírez", "Torres", "Flores", "Rivera", "Gómez", "Díaz", "Morales",
+              "Herrera", "Castro", "Ortiz", "Romero", "Navarro", "Smith", "Johnson", "Brown")
+COMPANY_STEMS = ("Nova", "Andina", "Pacífico", "Atlas", "Cumbre", "Delta", "Horizonte", "Vértice",
+                 "Solaris", "Brío", "Cóndor", "Mistral", "Orion", "Faro", "Lumen", "Tierra")
+COMPANY_KINDS = ("Logística", "Retail", "Salud", "Finanzas", "Educación", "Seguros", "Foods",
+                 "Tech", "Consultores", "Inmobiliaria", "Turismo", "Energía")
+COMPANY_SUFFIXES = ("S.A.", "S.L.", "SpA", "S.A.S.", "Ltda.", "Inc.", "Group")
+BUDGETS = ("<5000", "5000-10000", "10000-50000", "50000-100000", ">100000")
+AUTHORITIES = ("decision_maker", "influencer", "evaluator", "end_user")
+NEEDS = ("urgent", "important", "exploring")
+TIMELINES = ("1_month", "3_months", "6_months", "12_months")
+APP_TYPES = ("web_app", "mobile_app", "ecommerce", "saas_platform", "internal_tool", "landing_page")
+FEATURES = (
+    ("Sistema de autenticación", "Login con email y contraseña"),
+    ("Push Notifications", "Notificaciones en tiempo real"),
+    ("Chat en vivo", "Sistema de chat en tiempo real"),
+    ("Pasarela de pagos", "Cobros con tarjeta y transferencias"),
+    ("Panel de administración", "Gestión de usuarios y contenidos"),
+    ("Reportes y analítica", "Gráficos y exportación a Excel"),
+    ("Carrito de compras", "Compra de varios productos en un pedido"),
+    ("Geolocalización", "Mapa y seguimiento de pedidos"),
+    ("Multi-idioma", "Español, inglés y portugués"),
+    ("Reservas y agenda", "Calendario de citas para clientes"),
+    ("Modo offline", "Uso sin conexión y sincronización posterior"),
+    ("Roles y permisos", "Accesos distintos por tipo de usuario"),
+)
+INTEGRATIONS = (
+    ("PayPal", "Procesamiento de pagos"), ("Stripe", "Procesamiento de pagos"),
+    ("Firebase", "Backend como servicio"), ("Google Maps", "Mapas y rutas"),
+    ("Salesforce", "Sincronización del CRM"), ("HubSpot", "Marketing y CRM"),
+    ("WhatsApp Business", "Mensajería con clientes"), ("Twilio", "SMS y verificación"),
+    ("SAP", "ERP corporativo"), ("Mailchimp", "Campañas de email"),
+    ("Shopify", "Catálogo y pedidos"), ("Mercado Pago", "Pagos en Latinoamérica"),
+)
+USER_LINES = ("Hola, quiero información sobre una app para mi empresa.",
+              "Sí, acepto el tratamiento de mis datos.", "Mi presupuesto ronda los 20.000 USD.",
+              "Necesitamos lanzar antes de fin de trimestre.", "Yo tomo la decisión final.",
+              "¿Cuánto tardaría el desarrollo?", "Queremos integrar pagos con Stripe.",
+              "¿Podemos agendar una llamada la próxima semana?", "Perfecto, gracias.")
+AGENT_LINES = ("¡Hola! Soy el asistente de ventas. ¿En qué proyecto estás pensando?",
+               "Antes de seguir, ¿aceptas nuestra política de privacidad?",
+               "¿Me compartes tu nombre, email y empresa?",
+               "¿Qué presupuesto aproximado manejan para el proyecto?",
+               "¿Quién más participa en la decisión?",
+               "¿Qué funcionalidades son imprescindibles para ti?",
+               "Tengo disponibilidad el martes a las 10:00, ¿te viene bien?",
+               "Listo, te envié la invitación por correo.")
+HUMAN_LINES = ("Hola, soy del equipo comercial, sigo yo la conversación.",
+               "Te llamo en unos minutos para cerrar los detalles.")
+
+
+class DatabaseNotEmpty(Exception):
+    """Demo data only goes into an empty database: it never mixes with real leads."""
+
+
+@dataclass
+class _Rows:
+    """One chunk's rows per table, in COPY column order."""
+    users: list[tuple[Any, ...]] = field(default_factory=list)
+    conversations: list[tuple[Any, ...]] = field(default_factory=list)
+    messages: list[tuple[Any, ...]] = field(default_factory=list)
+    agent_status_changes: list[tuple[Any, ...]] = field(default_factory=list)
+    lead_qualifications: list[tuple[Any, ...]] = field(default_factory=list)
+    lead_step_history: list[tuple[Any, ...]] = field(default_factory=list)
+    bant_data: list[tuple[Any, ...]] = field(default_factory=list)
+    requirements: list[tuple[Any, ...]] = field(default_factory=list)
+    features: list[tuple[Any, ...]] = field(default_factory=list)
+    integrations: list[tuple[Any, ...]] = field(default_factory=list)
+    meetings: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+COLUMNS = {
+    "users": ("id", "full_name", "email", "phone", "company", "created_at"),
+    "conversations": ("id", "user_id", "agent_enabled", "status", "created_at", "updated_at",
+                      "last_message_at"),
+    "messages": ("id", "conversation_id", "role", "content", "created_at"),
+    "agent_status_changes": ("conversation_id", "enabled", "changed_at"),
+    "lead_qualifications": ("id", "user_id", "conversation_id", "current_step", "consent",
+                            "created_at", "updated_at", "completed_at"),
+    "lead_step_history": ("lead_id", "from_step", "to_step", "source", "changed_at"),
+    "bant_data": ("id", "lead_id", "budget", "authority", "need", "timeline", "created_at",
+                  "updated_at"),
+    "requirements": ("id", "lead_id", "app_type", "deadline", "created_at", "updated_at"),
+    "features": ("id", "requirements_id", "name", "description", "created_at"),
+    "integrations": ("id", "requirements_id", "name", "description", "created_at"),
+    "meetings": ("id", "lead_id", "user_id", "subject", "start_time", "end_time",
+                 "attendee_email", "status", "sync_status", "created_at", "updated_at"),
+}
+
+
+def _ascii(text: str) -> str:
+    table = str.maketrans("áéíóúñü", "aeiounu")
+    return text.lower().translate(table).replace(" ", "")
+
+
+class _Generator:
+    def __init__(self, seed: int, anchor: dt.datetime) -> None:
+        self.rng = random.Random(seed)
+        self.anchor = anchor
+
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(bytes=self.rng.randbytes(16), version=4)
+
+    def lead(self, index: int, rows: _Rows) -> None:
+        rng, anchor = self.rng, self.anchor
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        company = (f"{rng.choice(COMPANY_STEMS)} {rng.choice(COMPANY_KINDS)} "
+                   f"{rng.choice(COMPANY_SUFFIXES)}")
+        created = anchor - dt.timedelta(days=rng.uniform(0, 180) ** 1.15 / 180 ** 0.15)
+        user_id, conversation_id, lead_id = self.uuid(), self.uuid(), self.uuid()
+        email = f"{_ascii(first)}.{_ascii(last)}{index}@{_ascii(company.split()[0])}.example"
+        phone = f"+34 6{rng.randrange(10_000_000, 99_999_999)}"
+        rows.users.append((user_id, f"{first} {last}", email, phone, company, created))
+
+        final = rng.choices(range(len(STEPS)), weights=STEP_WEIGHTS)[0]
+        # A few leads were moved back by a salesperson: they reached further than they are now.
+        reached = min(final + 1, len(STEPS) - 2) if rng.random() < 0.02 and final < 5 else final
+        at = created
+        step_times = [created]
+        rows.lead_step_history.append((lead_id, None, "start", "agent", created))
+        for step in range(1, reached + 1):
+            at = min(at + dt.timedelta(hours=rng.expovariate(1 / 20)), anchor)
+            source = "meeting" if STEPS[step] == "meeting" else rng.choices(
+                ("agent", "manual"), weights=(92, 8))[0]
+            rows.lead_step_history.append((lead_id, STEPS[step - 1], STEPS[step], source, at))
+            step_times.append(at)
+        if reached != final:
+            at = min(at + dt.timedelta(hours=rng.uniform(1, 48)), anchor)
+            rows.lead_step_history.append((lead_id, STEPS[reached], STEPS[final], "manual", at))
+        updated = at
+        completed_at = at if STEPS[final] == "completed" else None
+        rows.lead_qualifications.append((lead_id, user_id, conversation_id, STEPS[final],
+                                         reached >= 1, created, updated, completed_at))
+
+        self.conversation(conversation_id, user_id, created, updated, rows)
+        if reached >= 3:
+            rows.bant_data.append((self.uuid(), lead_id, rng.choice(BUDGETS),
+                                   rng.choice(AUTHORITIES), rng.choice(NEEDS),
+                                   rng.choice(TIMELINES), step_times[3], step_times[3]))
+        if reached >= 4:
+            self.requirements(lead_id, step_times[4], rows)
+        if reached >= 5:
+            self.meeting(lead_id, user_id, email, first, company, step_times[5], final, rows)
+
+    def conversation(self, conversation_id: uuid.UUID, user_id: uuid.UUID, created: dt.datetime,
+                     until: dt.datetime, rows: _Rows) -> None:
+        rng = self.rng
+        handed_off = rng.random() < 0.06
+        at = created
+        count = rng.randint(2, 10)
+        for turn in range(count):
+            role = "user" if turn % 2 == 0 else "agent"
+            if role == "agent":
+                # The agent answers in seconds; a log-normal delay has the long tail real ones have.
+                at += dt.timedelta(seconds=rng.lognormvariate(1.8, 0.6))
+                content = AGENT_LINES[min(turn // 2, len(AGENT_LINES) - 1)]
+            else:
+                at += dt.timedelta(minutes=rng.expovariate(1 / 30)) if turn else dt.timedelta()
+                content = USER_LINES[min(turn // 2, len(USER_LINES) - 1)]
+            at = min(at, self.anchor)
+            rows.messages.append((self.uuid(), conversation_id, role, content, at))
+        if handed_off:
+            at = min(at + dt.timedelta(minutes=rng.uniform(1, 60)), self.anchor)
+            rows.agent_status_changes.append((conversation_id, False, at))
+            rows.messages.append((self.uuid(), conversation_id, "human", rng.choice(HUMAN_LINES), at))
+        last = max(at, until) if rng.random() < 0.3 else at
+        if last > at:
+            rows.messages.append((self.uuid(), conversation_id, "user", USER_LINES[-1], last))
+        status = "closed" if (self.anchor - last).days > 30 and rng.random() < 0.7 else "open"
+        rows.conversations.append((conversation_id, user_id, not handed_off, status, created,
+                                   max(last, created), last))
+
+    def requirements(self, lead_id: uuid.UUID, at: dt.datetime, rows: _Rows) -> None:
+        rng = self.rng
+        requirements_id = self.uuid()
+        deadline = (at + dt.timedelta(days=rng.randint(30, 240))).date()
+        rows.requirements.append((requirements_id, lead_id, rng.choice(APP_TYPES), deadline, at, at))
+        for name, description in rng.sample(FEATURES, rng.randint(1, 5)):
+            rows.features.append((self.uuid(), requirements_id, name, description, at))
+        for name, description in rng.sample(INTEGRATIONS, rng.randint(0, 3)):
+            rows.integrations.append((self.uuid(), requirements_id, name, description, at))
+
+    def meeting(self, lead_id: uuid.UUID, user_id: uuid.UUID, email: str, first: str,
+                company: str, booked_at: dt.datetime, final: int, rows: _Rows) -> None:
+        rng = self.rng
+        # Completed leads met in the past; leads at `meeting` mostly meet in the coming days.
+        if STEPS[final] == "completed" or rng.random() < 0.3:
+            day = booked_at + dt.timedelta(days=rng.randint(1, 7))
+        else:
+            day = self.anchor + dt.timedelta(days=rng.randint(0, 14))
+        start = day.replace(hour=rng.randint(8, 16), minute=rng.choice((0, 30)), second=0,
+                            microsecond=0)
+        end = start + dt.timedelta(minutes=rng.choice((30, 45, 60)))
+        status = "cancelled" if rng.random() < 0.08 else (
+            "completed" if end < self.anchor else "scheduled")
+        rows.meetings.append((self.uuid(), lead_id, user_id, f"Reunión con {first} ({company})",
+                              start, end, email, status, "disabled", booked_at, booked_at))
+
+    def chunks(self, leads: int) -> Iterator[_Rows]:
+        for start in range(0, leads, CHUNK_LEADS):
+            rows = _Rows()
+            for index in range(start, min(start + CHUNK_LEADS, leads)):
+                self.lead(index, rows)
+            yield rows
+
+
+async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, seed: int = 1,
+                    anchor: dt.datetime | None = None) -> int:
+    """Fill an empty database with `leads` demo leads; returns how many were written.
+
+    Raises:
+        DatabaseNotEmpty: there are leads already.
+    """
+    if await connection.fetchval("SELECT EXISTS (SELECT 1 FROM lead_qualifications)"):
+        raise DatabaseNotEmpty("the database already has leads; demo data goes only into an empty one")
+    anchor = anchor or dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    generator = _Generator(seed, anchor)
+    async with connection.transaction():
+        try:
+            async with connection.transaction():  # a savepoint: a refusal must not abort the load
+                await connection.execute("SET LOCAL session_replication_role = replica")
+        except asyncpg.InsufficientPrivilegeError:
+            pass  # a non-superuser loads with triggers and FK checks on: slower, same result
+        for rows in generator.chunks(leads):
+            for table, columns in COLUMNS.items():
+                records = getattr(rows, table)
+                if records:
+                    await connection.copy_records_to_table(table, records=records, columns=columns)
+    await connection.execute("ANALYZE")
+    return leads
+
+
+async def seed_if_empty(connection: asyncpg.Connection, leads: int, seed: int) -> bool:
+    """Seed for `make run`: only a database without leads gets demo data."""
+    try:
+        await seed_demo(connection, leads=leads, seed=seed)
+    except DatabaseNotEmpty:
+        return False
+    return True

@@ -1,0 +1,144 @@
+"""The action registry: `(resource, action)` → handler coroutine, payload type, required role.
+
+The dispatcher validates a request's payload against the action's declared msgspec type,
+checks the caller's role, runs the handler and maps failures to `WsdError`s. It knows
+nothing about leads or meetings; handler modules bring their own `ActionTable`.
+
+Example:
+    >>> table = ActionTable("conversations", [Action("update_agent_status", handler,
+    ...                                              UpdateAgentStatus, role="admin")])
+    >>> dispatcher = Dispatcher([table])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Literal
+
+import asyncpg
+import msgspec
+
+from wsd.errors import Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError, Conflict
+
+__all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Paged", "Role", "Payload"]
+
+Role = Literal["viewer", "admin"]
+_ROLE_RANK: dict[str, int] = {"viewer": 0, "admin": 1}
+
+
+class Payload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every action's payload type: unknown fields are an `invalid_payload`."""
+
+
+class NoPayload(Payload):
+    """For actions that take no parameters."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: the token's name (for logs) and its role (for permissions)."""
+    name: str
+    role: Role
+
+
+@dataclass(slots=True)
+class Context:
+    """What a handler may use. Built per request by the server; handlers never see sockets."""
+    pool: asyncpg.Pool
+    queries: Any
+    config: Any
+    caller: Caller
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Paged:
+    """A page of a list: `data` plus the opaque cursor of the next page (None on the last)."""
+    data: list[Any]
+    next_cursor: str | None
+
+
+Handler = Callable[[Context, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    handler: Handler
+    payload_type: type[Payload] = NoPayload
+    role: Role = "viewer"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTable:
+    """The actions of one resource, as a handler module lists them."""
+    resource: str
+    actions: list[Action]
+
+
+_FIELD_PATTERNS = (re.compile(r"at `\$\.([^`]+)`"), re.compile(r"field `([^`]+)`"))
+
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+)
+
+
+def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Payload:
+    """Convert a JSON payload into the action's Struct, naming the offending field on failure."""
+    try:
+        return msgspec.convert(payload, payload_type)
+    except msgspec.ValidationError as error:
+        text = str(error)
+        field_name = next((m.group(1) for p in _FIELD_PATTERNS if (m := p.search(text))), None)
+        raise InvalidPayload(text.split(" - at ")[0], {"field": field_name}) from None
+
+
+class Dispatcher:
+    """Looks up and runs actions. One instance serves every connection."""
+
+    def __init__(self, tables: Iterable[ActionTable]) -> None:
+        self._actions: dict[tuple[str, str], Action] = {}
+        for table in tables:
+            for action in table.actions:
+                key = (table.resource, action.name)
+                if key in self._actions:
+                    raise ValueError(f"action registered twice: {key}")
+                self._actions[key] = action
+
+    @property
+    def actions(self) -> dict[tuple[str, str], Action]:
+        return dict(self._actions)
+
+    def lookup(self, resource: str, action_name: str) -> Action:
+        action = self._actions.get((resource, action_name))
+        if action is None:
+            raise UnknownAction(f"no action {resource}.{action_name}",
+                                {"resource": resource, "action": action_name})
+        return action
+
+    async def dispatch(self, action: Action, context: Context, payload: dict[str, Any]) -> Any:
+        """Authorize, validate and run `action`; every failure leaves as a `WsdError`.
+
+        Anything that is not a `WsdError` nor a database outage propagates unchanged so the
+        caller can log it with its traceback and answer `internal`.
+        """
+        if _ROLE_RANK[context.caller.role] < _ROLE_RANK[action.role]:
+            raise Forbidden(f"this action needs the {action.role} role",
+                            {"required_role": action.role, "role": context.caller.role})
+        arguments = validate_payload(payload, action.payload_type)
+        try:
+            return await action.handler(context, arguments)
+        except WsdError:
+            raise
+        except asyncpg.UniqueViolationError as error:
+            raise Conflict("a record with the same key already exists",
+                           {"constraint": error.constraint_name}) from None
+        except _UNAVAILABLE as error:
+            raise Unavailable("the database is not reachable, try again",
+                              {"reason": type(error).__name__}) from None

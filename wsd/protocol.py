@@ -1,0 +1,110 @@
+"""The wire protocol: parsing request envelopes and encoding every outgoing message.
+
+Requests:  {"resource": str, "action": str, "id": str|number, "payload": object}
+Success:   {"type": "success", "id": ..., "payload": {"data": ...}}
+Error:     {"type": "error", "id": ..., "payload": {"code", "message", "details"}}
+Event:     {"type": "event", "topic": str, "payload": ...}
+
+This module does no I/O, so the protocol can be tested without a socket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from wsd.errors import BadJson, BadRequest, WsdError
+
+__all__ = ["Request", "parse_request", "encode", "success_reply", "error_reply", "event_message"]
+
+RequestId = str | int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    resource: str
+    action: str
+    id: RequestId
+    payload: dict[str, Any]
+
+
+def _default(value: Any) -> Any:
+    """orjson handles uuid.UUID, datetime and date natively; these are the types it does not."""
+    if isinstance(value, uuid.UUID):  # asyncpg's own UUID subclass
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "items"):  # asyncpg.Record and other mappings
+        return dict(value.items())
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode(message: Any) -> bytes:
+    """Encode any outgoing message; the one place wsd turns Python values into JSON."""
+    return orjson.dumps(message, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _request_id(raw: Any) -> RequestId:
+    return raw if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else None
+
+
+def parse_request(frame: str | bytes) -> Request:
+    """Parse one frame into a `Request`.
+
+    Raises:
+        BadJson: the frame is not JSON.
+        BadRequest: JSON, but not a request envelope; `details` says what is wrong and the
+            exception carries `request_id` when one could be read.
+    """
+    try:
+        body = orjson.loads(frame)
+    except orjson.JSONDecodeError as error:
+        raise BadJson(f"message is not valid JSON: {error.msg}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("message must be a JSON object", {"got": type(body).__name__})
+    request_id = body.get("id")
+    problems: dict[str, str] = {}
+    if "id" in body and request_id is not None and _request_id(request_id) is None:
+        problems["id"] = "must be a string or a number"
+    for key in ("resource", "action"):
+        if not isinstance(body.get(key), str) or not body.get(key):
+            problems[key] = "required, a non-empty string"
+    payload = body.get("payload")
+    if payload is None:
+        payload = {}
+    elif not isinstance(payload, dict):
+        problems["payload"] = "must be a JSON object"
+    unknown = set(body) - {"resource", "action", "id", "payload"}
+    for key in sorted(unknown):
+        problems[key] = "unknown envelope field"
+    if problems:
+        error = BadRequest("malformed request envelope", {"fields": problems})
+        error.request_id = _request_id(request_id)  # type: ignore[attr-defined]
+        raise error
+    return Request(body["resource"], body["action"], _request_id(request_id), payload)
+
+
+def success_reply(request_id: RequestId, data: Any, **extra: Any) -> bytes:
+    """`extra` goes beside `data` in the payload (e.g. `next_cursor` of a paginated list)."""
+    return encode({"type": "success", "id": request_id, "payload": {"data": data, **extra}})
+
+
+def error_reply(request_id: RequestId, error: WsdError) -> bytes:
+    return encode({
+        "type": "error",
+        "id": request_id,
+        "payload": {"code": str(error.code), "message": error.message, "details": error.details},
+    })
+
+
+def event_message(topic: str, payload: Any) -> bytes:
+    return encode({"type": "event", "topic": topic, "payload": payload})
