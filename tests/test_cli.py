@@ -1,0 +1,59 @@
+"""wsd-cli against the live daemon."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests import factories
+from tests.conftest import ADMIN_TOKEN, ROOT, free_port
+from wsd.client import parse_payload
+
+
+def run_cli(*args: str, token: str | None = ADMIN_TOKEN) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("WSD_TOKEN", None)
+    if token:
+        env["WSD_TOKEN"] = token
+    return subprocess.run([str(ROOT / "bin" / "wsd-cli"), *args], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT / "tests")
+
+
+async def test_key_value_request_changes_the_database(daemon, db) -> None:
+    conversation_id = await factories.conversation(db)
+    done = run_cli("--url", daemon.url, "conversations", "update_agent_status",
+                   f"conversation_id={conversation_id}", "enabled=false")
+    assert done.returncode == 0, done.stderr
+    assert '"agent_enabled": false' in done.stdout and str(conversation_id) in done.stdout
+    assert await db.fetchval("SELECT agent_enabled FROM conversations WHERE id = $1",
+                             conversation_id) is False
+
+
+async def test_json_payload_and_error_reply_exit_1(daemon, db) -> None:
+    done = run_cli("--url", daemon.url, "conversations", "update_agent_status",
+                   '{"conversation_id": "nope", "enabled": true}')
+    assert done.returncode == 1
+    assert '"code": "invalid_payload"' in done.stdout
+
+
+def test_refused_token_and_unreachable_daemon_are_clear(daemon) -> None:
+    done = run_cli("--url", daemon.url, "x", "y", token="wrong")
+    assert done.returncode == 3 and "token refused" in done.stderr
+    done = run_cli("--url", f"ws://127.0.0.1:{free_port()}/ws", "x", "y")
+    assert done.returncode == 3 and "cannot reach wsd" in done.stderr
+
+
+def test_interactive_prompt_sends_each_line(daemon, tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_TOKEN": ADMIN_TOKEN, "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "wsd.client", "--url", daemon.url],
+                          input="nothing here\nfoo\n", env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert '"code": "unknown_action"' in done.stdout and "need RESOURCE ACTION" in done.stdout
+
+
+def test_payload_words() -> None:
+    assert parse_payload(["enabled=false", "limit=5", "name=Chat en vivo", "id=abc"]) == {
+        "enabled": False, "limit": 5, "name": "Chat en vivo", "id": "abc"}
+    assert parse_payload(['{"a": [1]}']) == {"a": [1]}

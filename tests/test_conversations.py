@@ -1,0 +1,111 @@
+"""conversations.update_agent_status, end to end: socket, database, NOTIFY and event."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+
+from tests import factories
+from tests.conftest import Client, conversation_locked
+
+
+async def test_update_agent_status_switches_and_returns_the_row(admin: Client, db) -> None:
+    conversation_id = await factories.conversation(db)
+    before = await db.fetchval("SELECT updated_at FROM conversations WHERE id = $1", conversation_id)
+    data = await admin.data("conversations", "update_agent_status",
+                            {"conversation_id": str(conversation_id), "enabled": False})
+    row = await db.fetchrow("SELECT agent_enabled, updated_at FROM conversations WHERE id = $1",
+                            conversation_id)
+    assert data["id"] == str(conversation_id)
+    assert data["agent_enabled"] is False and row["agent_enabled"] is False
+    assert data["updated_at"] == row["updated_at"].isoformat()
+    assert row["updated_at"] > before
+    data = await admin.data("conversations", "update_agent_status",
+                            {"conversation_id": str(conversation_id), "enabled": True})
+    assert data["agent_enabled"] is True
+
+
+async def test_only_real_switches_are_recorded(admin: Client, db) -> None:
+    conversation_id = await factories.conversation(db)
+    for enabled in (False, False, True):
+        await admin.data("conversations", "update_agent_status",
+                         {"conversation_id": str(conversation_id), "enabled": enabled})
+    rows = await db.fetch("SELECT enabled FROM agent_status_changes WHERE conversation_id = $1 "
+                          "ORDER BY id", conversation_id)
+    assert [r["enabled"] for r in rows] == [False, True]
+
+
+async def test_notify_reaches_a_listener(admin: Client, db, postgres) -> None:
+    conversation_id = await factories.conversation(db)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await db.add_listener("wsd_agent_status", lambda *args: heard.put_nowait(args[3]))
+    await admin.data("conversations", "update_agent_status",
+                     {"conversation_id": str(conversation_id), "enabled": False})
+    payload = orjson.loads(await asyncio.wait_for(heard.get(), 5))
+    assert payload == {"conversation_id": str(conversation_id), "enabled": False}
+
+
+async def test_other_clients_get_an_agent_status_event(admin: Client, viewer: Client, db) -> None:
+    conversation_id = await factories.conversation(db)
+    await admin.data("conversations", "update_agent_status",
+                     {"conversation_id": str(conversation_id), "enabled": False})
+    event = await viewer.receive()
+    assert event == {"type": "event", "topic": "agent_status",
+                     "payload": {"conversation_id": str(conversation_id), "enabled": False}}
+
+
+async def test_unknown_conversation_is_not_found(admin: Client, db) -> None:
+    missing = uuid.uuid4()
+    error = await admin.error("conversations", "update_agent_status",
+                              {"conversation_id": str(missing), "enabled": False})
+    assert error == {"code": "not_found", "message": "no such conversation",
+                     "details": {"conversation_id": str(missing)}}
+
+
+async def test_invalid_payloads_name_the_field(admin: Client, db) -> None:
+    conversation_id = str(await factories.conversation(db))
+    cases = [
+        ({"conversation_id": conversation_id, "enabled": "false"}, "enabled"),
+        ({"conversation_id": conversation_id, "enabled": 0}, "enabled"),
+        ({"conversation_id": conversation_id, "enabled": None}, "enabled"),
+        ({"conversation_id": conversation_id}, "enabled"),
+        ({"conversation_id": "conv-id", "enabled": True}, "conversation_id"),
+        ({"conversation_id": 12, "enabled": True}, "conversation_id"),
+        ({"enabled": True}, "conversation_id"),
+        ({"conversation_id": conversation_id, "enabled": True, "force": True}, "force"),
+    ]
+    for payload, field in cases:
+        error = await admin.error("conversations", "update_agent_status", payload)
+        assert error["code"] == "invalid_payload", payload
+        assert error["details"] == {"field": field}, payload
+    assert (await admin.error("conversations", "update_agent_status"))["code"] == "invalid_payload"
+    assert await db.fetchval("SELECT agent_enabled FROM conversations WHERE id = $1",
+                             uuid.UUID(conversation_id)) is True
+    assert await db.fetchval("SELECT count(*) FROM agent_status_changes") == 0
+
+
+async def test_slow_request_does_not_hold_up_a_fast_one(admin: Client, db, postgres) -> None:
+    slow_id, fast_id = await factories.conversation(db), await factories.conversation(db)
+    async with conversation_locked(postgres, slow_id):
+        slow = await admin.send("conversations", "update_agent_status",
+                                {"conversation_id": str(slow_id), "enabled": False})
+        fast = await admin.send("conversations", "update_agent_status",
+                                {"conversation_id": str(fast_id), "enabled": False})
+        first = await admin.next_reply()
+        assert first["id"] == fast and first["type"] == "success"
+    second = await admin.reply_to(slow)
+    assert second["type"] == "success" and second["payload"]["data"]["agent_enabled"] is False
+
+
+async def test_in_flight_requests_per_connection_are_bounded(admin: Client, db, postgres) -> None:
+    conversation_id = await factories.conversation(db)
+    payload = {"conversation_id": str(conversation_id), "enabled": False}
+    async with conversation_locked(postgres, conversation_id):
+        blocked = [await admin.send("conversations", "update_agent_status", payload) for _ in range(4)]
+        over = await admin.reply_to(await admin.send("conversations", "update_agent_status", payload))
+        assert over["payload"]["code"] == "rate_limited"
+        assert over["payload"]["details"] == {"limit": 4}
+    for request_id in blocked:
+        assert (await admin.reply_to(request_id))["type"] == "success"

@@ -1,0 +1,84 @@
+"""Demo data: every table filled, consistent with itself, and the same for the same seed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import AsyncIterator
+
+import asyncpg
+import pytest
+
+from wsd import demo
+from wsd.database import apply_migrations
+
+ANCHOR = dt.datetime(2026, 3, 2, 12, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+async def empty_db(postgres) -> AsyncIterator[asyncpg.Connection]:
+    admin = await asyncpg.connect(postgres)
+    await admin.execute("DROP DATABASE IF EXISTS wsd_demo_test")
+    await admin.execute("CREATE DATABASE wsd_demo_test")
+    connection = await asyncpg.connect(postgres.replace("/wsd_test", "/wsd_demo_test"))
+    await apply_migrations(connection)
+    yield connection
+    await connection.close()
+    await admin.execute("DROP DATABASE wsd_demo_test")
+    await admin.close()
+
+
+async def _fingerprint(connection: asyncpg.Connection) -> list:
+    return [tuple(r) for r in await connection.fetch(
+        "SELECT l.id, u.email, l.current_step::text, l.created_at FROM lead_qualifications l "
+        "JOIN users u ON u.id = l.user_id ORDER BY l.id")]
+
+
+async def test_demo_fills_every_table_consistently(empty_db: asyncpg.Connection) -> None:
+    await demo.seed_demo(empty_db, leads=700, seed=3, anchor=ANCHOR)
+    for table in demo.COLUMNS:
+        assert await empty_db.fetchval(f"SELECT count(*) FROM {table}") > 0, table
+    assert await empty_db.fetchval("SELECT count(*) FROM lead_qualifications") == 700
+    steps = {r["current_step"]: r["n"] for r in await empty_db.fetch(
+        "SELECT current_step::text, count(*) AS n FROM lead_qualifications GROUP BY 1")}
+    assert set(steps) == set(demo.STEPS)
+    # Each lead's history ends at its current step and never runs past the anchor.
+    mismatched = await empty_db.fetchval("""
+        SELECT count(*) FROM lead_qualifications l
+        WHERE l.current_step <> (SELECT h.to_step FROM lead_step_history h WHERE h.lead_id = l.id
+                                 ORDER BY h.changed_at DESC, h.id DESC LIMIT 1)""")
+    assert mismatched == 0
+    assert await empty_db.fetchval("SELECT max(changed_at) FROM lead_step_history") <= ANCHOR
+    # BANT answers exist exactly for leads that reached the bant step.
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM lead_qualifications l
+        WHERE (EXISTS (SELECT 1 FROM bant_data b WHERE b.lead_id = l.id))
+           <> (SELECT max(to_step) >= 'bant' FROM lead_step_history h WHERE h.lead_id = l.id)""") == 0
+    # last_message_at matches the messages, even though triggers were off for the load.
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM conversations c
+        WHERE c.last_message_at IS DISTINCT FROM
+              (SELECT max(created_at) FROM messages m WHERE m.conversation_id = c.id)""") == 0
+    # Agent replies come seconds after the user, as a real agent's do.
+    median_reply = await empty_db.fetchval("""
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM m.created_at - p.created_at))
+        FROM messages m JOIN LATERAL (SELECT created_at, role FROM messages p
+             WHERE p.conversation_id = m.conversation_id AND p.created_at < m.created_at
+             ORDER BY p.created_at DESC LIMIT 1) p ON p.role = 'user'
+        WHERE m.role = 'agent'""")
+    assert 2 < median_reply < 30
+    assert await empty_db.fetchval(
+        "SELECT count(DISTINCT name) FROM integrations WHERE name IN ('PayPal', 'Stripe', 'Firebase')") == 3
+
+
+async def test_same_seed_same_data_and_never_into_a_full_database(empty_db: asyncpg.Connection) -> None:
+    await demo.seed_demo(empty_db, leads=50, seed=9, anchor=ANCHOR)
+    first = await _fingerprint(empty_db)
+    with pytest.raises(demo.DatabaseNotEmpty):
+        await demo.seed_demo(empty_db, leads=50, seed=9, anchor=ANCHOR)
+    assert await empty_db.fetchval("SELECT count(*) FROM lead_qualifications") == 50
+    await empty_db.execute("TRUNCATE users CASCADE")
+    await demo.seed_demo(empty_db, leads=50, seed=9, anchor=ANCHOR)
+    assert await _fingerprint(empty_db) == first
+    await empty_db.execute("TRUNCATE users CASCADE")
+    await demo.seed_demo(empty_db, leads=50, seed=10, anchor=ANCHOR)
+    assert await _fingerprint(empty_db) != first

@@ -1,0 +1,91 @@
+"""Envelope errors: every malformed message gets a clear error and the connection lives on."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import Client, open_client
+
+
+async def _raw(client: Client, frame: str | bytes) -> dict:
+    await client.connection.send(frame)
+    return await client.receive()
+
+
+async def assert_still_usable(client: Client) -> None:
+    error = await client.error("nothing", "here")
+    assert error["code"] == "unknown_action"
+
+
+@pytest.mark.parametrize("frame, code, request_id", [
+    ("this is not json", "bad_json", None),
+    ('{"resource": "conversations", ', "bad_json", None),
+    ("[1, 2, 3]", "bad_request", None),
+    ('"just a string"', "bad_request", None),
+    ('{"resource": "conversations", "id": "a1"}', "bad_request", "a1"),
+    ('{"action": "update_agent_status", "id": 7}', "bad_request", 7),
+    ('{"resource": 5, "action": "x", "id": "a2"}', "bad_request", "a2"),
+    ('{"resource": "conversations", "action": "update_agent_status", "id": "a3", "payload": [1]}',
+     "bad_request", "a3"),
+    ('{"resource": "a", "action": "b", "id": {"nested": true}}', "bad_request", None),
+    ('{"resource": "a", "action": "b", "id": "a4", "extra": 1}', "bad_request", "a4"),
+])
+async def test_malformed_envelopes_get_an_error_and_the_connection_stays(admin: Client, frame: str,
+                                                                         code: str, request_id) -> None:
+    reply = await _raw(admin, frame)
+    assert reply["type"] == "error"
+    assert reply["id"] == request_id
+    assert reply["payload"]["code"] == code
+    assert reply["payload"]["message"]
+    await assert_still_usable(admin)
+
+
+async def test_bad_request_details_name_the_fields(admin: Client) -> None:
+    reply = await _raw(admin, '{"action": 3, "id": "x", "payload": "p"}')
+    assert reply["payload"]["details"]["fields"] == {
+        "resource": "required, a non-empty string",
+        "action": "required, a non-empty string",
+        "payload": "must be a JSON object",
+    }
+
+
+async def test_unknown_resource_and_action(admin: Client) -> None:
+    error = await admin.error("nope", "get_all")
+    assert error == {"code": "unknown_action", "message": "no action nope.get_all",
+                     "details": {"resource": "nope", "action": "get_all"}}
+    error = await admin.error("conversations", "delete_everything")
+    assert error["code"] == "unknown_action"
+
+
+async def test_binary_frames_are_parsed_like_text(admin: Client, db) -> None:
+    reply = await _raw(admin, b'{"resource": "x", "action": "y", "id": 1}')
+    assert reply == {"type": "error", "id": 1, "payload": {
+        "code": "unknown_action", "message": "no action x.y", "details": {"resource": "x", "action": "y"}}}
+
+
+async def test_numeric_ids_are_echoed_as_numbers(admin: Client) -> None:
+    request_id = await admin.send("x", "y", request_id=42)
+    reply = await admin.reply_to(42)
+    assert reply["id"] == request_id == 42
+
+
+async def test_oversized_frame_closes_with_1009_and_others_are_unaffected(daemon, admin: Client) -> None:
+    async with open_client(daemon.url) as connection:
+        big = orjson.dumps({"resource": "x", "action": "y", "payload": {"blob": "a" * 70_000}}).decode()
+        await connection.send(big)
+        with pytest.raises(ConnectionClosed) as closed:
+            await connection.recv()
+        assert closed.value.rcvd.code == 1009
+    await assert_still_usable(admin)
+
+
+async def test_many_frames_answered_in_any_order_with_their_ids(admin: Client) -> None:
+    ids = [await admin.send("x", f"a{i}") for i in range(20)]
+    replies = {}
+    for _ in ids:
+        reply = await admin.receive()
+        replies[reply["id"]] = reply
+    assert set(replies) == set(ids)
+    assert {r["payload"]["details"]["action"] for r in replies.values()} == {f"a{i}" for i in range(20)}
