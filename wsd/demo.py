@@ -9,6 +9,7 @@ role may do that (the generator keeps the data consistent itself).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import uuid
@@ -254,7 +255,11 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
                 await connection.execute("SET LOCAL session_replication_role = replica")
         except asyncpg.InsufficientPrivilegeError:
             pass  # a non-superuser loads with triggers and FK checks on: slower, same result
-        for rows in generator.chunks(leads):
+        chunks = generator.chunks(leads)
+        # The next chunk is generated in a thread while PostgreSQL ingests this one.
+        upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
+        while (rows := await upcoming) is not None:
+            upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
             for table, columns in COLUMNS.items():
                 records = getattr(rows, table)
                 if records:
