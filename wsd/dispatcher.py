@@ -22,7 +22,7 @@ import msgspec
 
 from wsd.errors import Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError, Conflict
 
-__all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Paged", "Role", "Payload"]
+__all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "NoPayload", "Paged", "Payload", "Role"]
 
 Role = Literal["viewer", "admin"]
 _ROLE_RANK: dict[str, int] = {"viewer": 0, "admin": 1}
@@ -139,6 +139,10 @@ class Dispatcher:
         except asyncpg.UniqueViolationError as error:
             raise Conflict("a record with the same key already exists",
                            {"constraint": error.constraint_name}) from None
+        except (asyncpg.DataError, asyncpg.CheckViolationError) as error:
+            # Values the payload types let through but PostgreSQL refuses (a NUL in a text).
+            raise InvalidPayload(f"a value was refused by the database: {error.message}",
+                                 {"field": None}) from None
         except _UNAVAILABLE as error:
             raise Unavailable("the database is not reachable, try again",
                               {"reason": type(error).__name__}) from None

@@ -1,0 +1,112 @@
+"""leads: the qualification pipeline, one lead's whole story, and manual step moves.
+
+| action                      | role   | payload                                   |
+|-----------------------------|--------|-------------------------------------------|
+| get_all_leads               | viewer | limit?, cursor?, step?, search?           |
+| get_lead_pipeline           | viewer | —                                         |
+| get_lead_with_complete_data | viewer | lead_id                                   |
+| update_lead_step            | admin  | lead_id, new_step                         |
+| get_conversion_stats        | viewer | —                                         |
+| get_abandoned_leads         | viewer | days?, limit?, cursor?                    |
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+
+from wsd.dispatcher import Action, ActionTable, Context, NoPayload, Paged, Payload
+from wsd.errors import NotFound
+from wsd.pagination import decode_cursor, page_of
+from wsd.steps import LeadStep
+
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+SearchText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class AllLeads(Payload):
+    limit: PageSize = 100
+    cursor: str | None = None
+    step: LeadStep | None = None
+    search: SearchText | None = None
+
+
+class LeadId(Payload):
+    lead_id: uuid.UUID
+
+
+class UpdateLeadStep(Payload):
+    lead_id: uuid.UUID
+    new_step: LeadStep
+
+
+class AbandonedLeads(Payload):
+    days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
+    limit: PageSize = 100
+    cursor: str | None = None
+
+
+async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
+    """Leads newest first with user, bant_data and requirements joined, a page at a time."""
+    after_created_at, after_id = decode_cursor(payload.cursor)
+    rows = [row async for row in ctx.queries.leads.all_leads(
+        ctx.pool, step=payload.step, search=payload.search, after_created_at=after_created_at,
+        after_id=after_id, page_size=payload.limit + 1)]
+    return page_of(rows, payload.limit, key="created_at", document="lead")
+
+
+async def get_lead_pipeline(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
+    """Every step in funnel order, even empty ones, so the board always has 7 columns."""
+    return [dict(row) async for row in ctx.queries.leads.lead_pipeline(ctx.pool)]
+
+
+async def get_lead_with_complete_data(ctx: Context, payload: LeadId) -> dict[str, Any]:
+    lead = await ctx.queries.leads.lead_with_complete_data(ctx.pool, lead_id=payload.lead_id)
+    if lead is None:
+        raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
+    return lead
+
+
+async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, Any]:
+    """A salesperson's move: history row (source `manual`) and step change commit together.
+
+    Moving a lead to the step it is at changes nothing and writes no history.
+    """
+    leads = ctx.queries.leads
+    async with ctx.pool.acquire() as connection, connection.transaction():
+        current = await leads.lock_lead_step(connection, lead_id=payload.lead_id)
+        if current is None:
+            raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
+        if current != payload.new_step:
+            # History first: its trigger raises furthest_step, which must stay >= current_step.
+            await leads.record_step_change(connection, lead_id=payload.lead_id, from_step=current,
+                                           to_step=payload.new_step, source="manual")
+            await leads.move_lead_step(connection, lead_id=payload.lead_id, new_step=payload.new_step)
+            await ctx.queries.changes.notify_change(connection, topic="leads", id=payload.lead_id)
+        return await leads.lead_by_id(connection, lead_id=payload.lead_id)
+
+
+async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
+    """Step-to-step conversion over the furthest step each lead reached."""
+    return [dict(row) async for row in ctx.queries.leads.conversion_stats(ctx.pool)]
+
+
+async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
+    """Unfinished leads with no activity for more than `days` days, oldest first."""
+    after_activity_at, after_id = decode_cursor(payload.cursor)
+    rows = [row async for row in ctx.queries.leads.abandoned_leads(
+        ctx.pool, days=payload.days, after_activity_at=after_activity_at, after_id=after_id,
+        page_size=payload.limit + 1)]
+    return page_of(rows, payload.limit, key="last_activity_at", document="lead")
+
+
+ACTIONS = ActionTable("leads", [
+    Action("get_all_leads", get_all_leads, AllLeads),
+    Action("get_lead_pipeline", get_lead_pipeline),
+    Action("get_lead_with_complete_data", get_lead_with_complete_data, LeadId),
+    Action("update_lead_step", update_lead_step, UpdateLeadStep, role="admin"),
+    Action("get_conversion_stats", get_conversion_stats),
+    Action("get_abandoned_leads", get_abandoned_leads, AbandonedLeads),
+])

@@ -1,0 +1,181 @@
+"""requirements: what a lead wants built — app type, deadline, features and integrations.
+
+| action                     | role   | payload                                                       |
+|----------------------------|--------|---------------------------------------------------------------|
+| get_requirements_by_lead   | viewer | lead_id                                                       |
+| create_requirement_package | admin  | lead_qualification_id, app_type, deadline, features[], integrations[] |
+| update_requirements        | admin  | requirements_id, app_type?, deadline?                         |
+| add_feature                | admin  | requirements_id, name, description                            |
+| add_integration            | admin  | requirements_id, name, description                            |
+| get_popular_features       | viewer | limit?                                                        |
+| get_popular_integrations   | viewer | limit?                                                        |
+
+Features and integrations are the same kind of item in two tables; the handlers below are
+written once and bound to each table's queries by `ITEM_KINDS`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+
+from wsd.dispatcher import Action, ActionTable, Context, Handler, Payload
+from wsd.errors import Conflict, InvalidPayload, NotFound
+
+AppType = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+ItemName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Description = Annotated[str, msgspec.Meta(max_length=2000)]
+
+ITEM_KINDS = ("features", "integrations")
+
+
+def normalized(name: str) -> str:
+    """The same folding as the database's normalized_name(): trimmed, spaces collapsed, lower."""
+    return re.sub(r"\s+", " ", name.strip()).lower()
+
+
+class NewItem(Payload):
+    name: ItemName
+    description: Description = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name.strip()
+        if not self.name:
+            raise ValueError("name must not be blank")
+
+
+class LeadId(Payload):
+    lead_id: uuid.UUID
+
+
+class RequirementPackage(Payload):
+    lead_qualification_id: uuid.UUID
+    app_type: AppType
+    deadline: dt.date | None = None
+    features: list[NewItem] = []
+    integrations: list[NewItem] = []
+
+
+class RequirementsChange(Payload):
+    requirements_id: uuid.UUID
+    app_type: AppType | msgspec.UnsetType = msgspec.UNSET
+    deadline: dt.date | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class AddItem(NewItem, kw_only=True):
+    requirements_id: uuid.UUID
+
+
+class Popular(Payload):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+
+
+def _refuse_duplicates(package: RequirementPackage) -> None:
+    for kind in ITEM_KINDS:
+        seen: dict[str, int] = {}
+        for position, item in enumerate(getattr(package, kind)):
+            key = normalized(item.name)
+            if key in seen:
+                raise Conflict(f"{kind} {seen[key]} and {position} have the same name",
+                               {"field": f"{kind}[{position}].name", "name": item.name})
+            seen[key] = position
+
+
+async def _insert_items(ctx: Context, connection: asyncpg.Connection, kind: str,
+                        requirements_id: uuid.UUID, items: list[NewItem]) -> list[dict[str, Any]]:
+    insert = getattr(ctx.queries.requirements, f"insert_{kind}")
+    return [dict(row) async for row in insert(
+        connection, requirements_id=requirements_id, names=[i.name for i in items],
+        descriptions=[i.description for i in items])]
+
+
+async def get_requirements_by_lead(ctx: Context, payload: LeadId) -> dict[str, Any] | None:
+    """The lead's requirements with features and integrations; null when it has none yet."""
+    row = await ctx.queries.requirements.requirements_by_lead(ctx.pool, lead_id=payload.lead_id)
+    if row is None:
+        raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
+    return row["requirements"]
+
+
+async def create_requirement_package(ctx: Context, payload: RequirementPackage) -> dict[str, Any]:
+    """Requirements, features and integrations in one transaction: all of it or none."""
+    _refuse_duplicates(payload)
+    queries = ctx.queries.requirements
+    async with ctx.pool.acquire() as connection, connection.transaction():
+        try:
+            requirements_id = await queries.insert_requirements(
+                connection, lead_id=payload.lead_qualification_id, app_type=payload.app_type,
+                deadline=payload.deadline)
+        except asyncpg.UniqueViolationError:
+            raise Conflict("this lead already has requirements; use update_requirements",
+                           {"lead_qualification_id": str(payload.lead_qualification_id)}) from None
+        if requirements_id is None:
+            raise NotFound("no such lead", {"lead_qualification_id": str(payload.lead_qualification_id)})
+        for kind in ITEM_KINDS:
+            if getattr(payload, kind):
+                await _insert_items(ctx, connection, kind, requirements_id, getattr(payload, kind))
+        await ctx.queries.changes.notify_change(connection, topic="requirements", id=requirements_id)
+        return await queries.requirements_by_id(connection, requirements_id=requirements_id)
+
+
+async def update_requirements(ctx: Context, payload: RequirementsChange) -> dict[str, Any]:
+    """Changes only the fields given; `deadline: null` clears the deadline."""
+    if payload.app_type is msgspec.UNSET and payload.deadline is msgspec.UNSET:
+        raise InvalidPayload("nothing to change: give app_type or deadline", {"field": None})
+    queries = ctx.queries.requirements
+    async with ctx.pool.acquire() as connection, connection.transaction():
+        lead_id = await queries.update_requirements(
+            connection, requirements_id=payload.requirements_id,
+            app_type=None if payload.app_type is msgspec.UNSET else payload.app_type,
+            set_deadline=payload.deadline is not msgspec.UNSET,
+            deadline=None if payload.deadline is msgspec.UNSET else payload.deadline)
+        if lead_id is None:
+            raise NotFound("no such requirements", {"requirements_id": str(payload.requirements_id)})
+        await ctx.queries.changes.notify_change(connection, topic="requirements",
+                                                id=payload.requirements_id)
+        return await queries.requirements_by_id(connection, requirements_id=payload.requirements_id)
+
+
+def _item_adder(kind: str) -> Handler:
+    async def add_item(ctx: Context, payload: AddItem) -> dict[str, Any]:
+        """Returns the created item {id, name, description}."""
+        async with ctx.pool.acquire() as connection, connection.transaction():
+            try:
+                [created] = await _insert_items(ctx, connection, kind, payload.requirements_id,
+                                                [NewItem(name=payload.name, description=payload.description)])
+            except asyncpg.ForeignKeyViolationError:
+                raise NotFound("no such requirements",
+                               {"requirements_id": str(payload.requirements_id)}) from None
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"these requirements already have {kind[:-1]} {payload.name!r}",
+                               {"field": "name", "name": payload.name}) from None
+            await ctx.queries.changes.notify_change(connection, topic="requirements",
+                                                    id=payload.requirements_id)
+            return created
+    add_item.__name__ = add_item.__qualname__ = f"add_{kind[:-1]}"
+    return add_item
+
+
+def _popularity(kind: str) -> Handler:
+    async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]]:
+        """Top names across all requirements {name, count, share}, most requested first."""
+        query = getattr(ctx.queries.requirements, f"popular_{kind}")
+        return [dict(row) async for row in query(ctx.pool, top=payload.limit)]
+    popular.__name__ = popular.__qualname__ = f"get_popular_{kind}"
+    return popular
+
+
+ACTIONS = ActionTable("requirements", [
+    Action("get_requirements_by_lead", get_requirements_by_lead, LeadId),
+    Action("create_requirement_package", create_requirement_package, RequirementPackage, role="admin"),
+    Action("update_requirements", update_requirements, RequirementsChange, role="admin"),
+    Action("add_feature", _item_adder("features"), AddItem, role="admin"),
+    Action("add_integration", _item_adder("integrations"), AddItem, role="admin"),
+    Action("get_popular_features", _popularity("features"), Popular),
+    Action("get_popular_integrations", _popularity("integrations"), Popular),
+])

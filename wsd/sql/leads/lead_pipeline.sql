@@ -1,0 +1,20 @@
+-- name: lead_pipeline()
+-- Returns the 7 steps in funnel order, each {step, count, leads}: how many leads are at the
+-- step now, and the 20 most recently updated of them as summaries.
+SELECT s.step,
+       (SELECT count(*) FROM lead_qualifications AS c WHERE c.current_step = s.step) AS count,
+       coalesce((
+           SELECT json_agg(json_build_object(
+                      'id', x.id, 'user_id', x.user_id, 'full_name', x.full_name,
+                      'company', x.company, 'email', x.email, 'consent', x.consent,
+                      'created_at', x.created_at, 'updated_at', x.updated_at)
+                  ORDER BY x.updated_at DESC, x.id DESC)
+             FROM (SELECT l.id, l.user_id, u.full_name, u.company, u.email, l.consent,
+                          l.created_at, l.updated_at
+                     FROM lead_qualifications AS l
+                     JOIN users AS u ON u.id = l.user_id
+                    WHERE l.current_step = s.step
+                    ORDER BY l.updated_at DESC, l.id DESC
+                    LIMIT 20) AS x), '[]'::json) AS leads
+  FROM unnest(enum_range(NULL::lead_step)) WITH ORDINALITY AS s(step, position)
+ ORDER BY s.position;

@@ -1,0 +1,32 @@
+-- name: lead_with_complete_data(lead_id)$
+-- Returns one lead's whole document, or NULL for an unknown id: the leads-list fields plus
+-- its conversation {id, agent_enabled, status, message_count, last_message_at}, its
+-- requirements with features and integrations, its meetings by start time, and its step
+-- history in order.
+SELECT lead_document(l, u, b, r)::jsonb || jsonb_build_object(
+           'requirements', CASE WHEN r.id IS NOT NULL THEN requirements_document(r) END,
+           'conversation', (
+               SELECT json_build_object(
+                          'id', c.id, 'agent_enabled', c.agent_enabled, 'status', c.status,
+                          'message_count', (SELECT count(*) FROM messages AS m
+                                             WHERE m.conversation_id = c.id),
+                          'last_message_at', c.last_message_at)
+                 FROM conversations AS c WHERE c.id = l.conversation_id),
+           'meetings', coalesce((
+               SELECT json_agg(json_build_object(
+                          'id', m.id, 'subject', m.subject, 'start_time', m.start_time,
+                          'end_time', m.end_time, 'attendee_email', m.attendee_email,
+                          'status', m.status, 'sync_status', m.sync_status)
+                      ORDER BY m.start_time, m.id)
+                 FROM meetings AS m WHERE m.lead_id = l.id), '[]'::json),
+           'step_history', coalesce((
+               SELECT json_agg(json_build_object(
+                          'from_step', h.from_step, 'to_step', h.to_step, 'source', h.source,
+                          'changed_at', h.changed_at)
+                      ORDER BY h.changed_at, h.id)
+                 FROM lead_step_history AS h WHERE h.lead_id = l.id), '[]'::json))
+  FROM lead_qualifications AS l
+  JOIN users AS u ON u.id = l.user_id
+  LEFT JOIN bant_data AS b ON b.lead_id = l.id
+  LEFT JOIN requirements AS r ON r.lead_id = l.id
+ WHERE l.id = :lead_id;
