@@ -53,6 +53,16 @@ async def test_demo_fills_every_table_consistently(empty_db: asyncpg.Connection)
         SELECT count(*) FROM lead_qualifications l
         WHERE (EXISTS (SELECT 1 FROM bant_data b WHERE b.lead_id = l.id))
            <> (SELECT max(to_step) >= 'bant' FROM lead_step_history h WHERE h.lead_id = l.id)""") == 0
+    # furthest_step and first-entry times agree with the history, as the triggers would keep them.
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM lead_qualifications l
+        WHERE l.furthest_step <> (SELECT max(to_step) FROM lead_step_history h WHERE h.lead_id = l.id)
+           OR l.last_activity_at < l.updated_at""") == 0
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM (SELECT lead_id, to_step, min(changed_at) AS at FROM lead_step_history
+                              GROUP BY 1, 2) h
+        FULL JOIN lead_step_entries e ON e.lead_id = h.lead_id AND e.step = h.to_step
+        WHERE e.entered_at IS DISTINCT FROM h.at""") == 0
     # last_message_at matches the messages, even though triggers were off for the load.
     assert await empty_db.fetchval("""
         SELECT count(*) FROM conversations c
@@ -82,3 +92,32 @@ async def test_same_seed_same_data_and_never_into_a_full_database(empty_db: asyn
     await empty_db.execute("TRUNCATE users CASCADE")
     await demo.seed_demo(empty_db, leads=50, seed=10, anchor=ANCHOR)
     assert await _fingerprint(empty_db) != first
+
+
+async def test_demo_data_answers_every_leads_and_requirements_action(admin, db) -> None:
+    await demo.seed_demo(db, leads=300, seed=5)
+    pipeline = await admin.data("leads", "get_lead_pipeline")
+    assert sum(column["count"] for column in pipeline) == 300
+    first = await admin.request("leads", "get_all_leads")
+    assert len(first["payload"]["data"]) == 100 and first["payload"]["next_cursor"]
+    lead = first["payload"]["data"][0]
+    complete = await admin.data("leads", "get_lead_with_complete_data", {"lead_id": lead["id"]})
+    assert complete["conversation"]["message_count"] >= 2 and complete["step_history"]
+    stats = await admin.data("leads", "get_conversion_stats")
+    assert stats[0]["reached_from"] == 300 and 0 < stats[0]["rate"] < 1
+    assert all(s["median_hours"] is not None and s["median_hours"] > 0 for s in stats)
+    abandoned = await admin.data("leads", "get_abandoned_leads", {"days": 30})
+    assert abandoned and all(a["days_inactive"] >= 30 and a["completed_at"] is None for a in abandoned)
+    moved = await admin.data("leads", "update_lead_step", {"lead_id": lead["id"], "new_step": "meeting"})
+    assert moved["current_step"] == "meeting"
+    with_requirements = await db.fetchval("SELECT lead_id FROM requirements LIMIT 1")
+    requirements = await admin.data("requirements", "get_requirements_by_lead",
+                                    {"lead_id": str(with_requirements)})
+    assert requirements["features"]
+    added = await admin.data("requirements", "add_integration", {
+        "requirements_id": requirements["id"], "name": "Zapier", "description": "Automatizaciones"})
+    assert added["name"] == "Zapier"
+    features = await admin.data("requirements", "get_popular_features")
+    assert len(features) == 10 and features[0]["count"] >= features[-1]["count"] > 0
+    assert 0 < features[0]["share"] <= 1
+    assert await admin.data("requirements", "get_popular_integrations", {"limit": 3})

@@ -78,7 +78,8 @@ class ActionTable:
     actions: list[Action]
 
 
-_FIELD_PATTERNS = (re.compile(r"at `\$\.([^`]+)`"), re.compile(r"field `([^`]+)`"))
+_PATH = re.compile(r"at `\$\.([^`]+)`")
+_FIELD = re.compile(r"field `([^`]+)`")
 
 _UNAVAILABLE = (
     OSError,
@@ -95,8 +96,9 @@ def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Pa
         return msgspec.convert(payload, payload_type)
     except msgspec.ValidationError as error:
         text = str(error)
-        field_name = next((m.group(1) for p in _FIELD_PATTERNS if (m := p.search(text))), None)
-        raise InvalidPayload(text.split(" - at ")[0], {"field": field_name}) from None
+        # "Object missing required field `name` - at `$.features[2]`" → "features[2].name"
+        parts = [m.group(1) for pattern in (_PATH, _FIELD) if (m := pattern.search(text))]
+        raise InvalidPayload(text.split(" - at ")[0], {"field": ".".join(parts) or None}) from None
 
 
 class Dispatcher:
