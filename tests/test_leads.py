@@ -200,6 +200,35 @@ async def test_update_lead_step_moves_and_records_history(admin: Client, pipelin
     assert back["completed_at"] is None and back["current_step"] == "consent"
     assert await db.fetchval("SELECT furthest_step::text FROM lead_qualifications WHERE id = $1",
                              pipeline["A"]) == "completed"
+    await assert_step_counts_match(db)
+
+
+async def assert_step_counts_match(db) -> None:
+    """The trigger-kept lead_step_counts equal a count over the leads themselves."""
+    kept = await db.fetch("SELECT c.step::text, c.current, c.furthest FROM lead_step_counts AS c "
+                          "ORDER BY c.step")
+    counted = await db.fetch("""
+        SELECT s.step::text,
+               (SELECT count(*) FROM lead_qualifications WHERE current_step = s.step) AS current,
+               (SELECT count(*) FROM lead_qualifications WHERE furthest_step = s.step) AS furthest
+          FROM unnest(enum_range(NULL::lead_step)) AS s(step) ORDER BY s.step""")
+    assert [tuple(r) for r in kept] == [tuple(r) for r in counted]
+
+
+async def test_step_counts_follow_concurrent_moves(admin: Client, pipeline, db) -> None:
+    moves = [("A", "meeting"), ("B", "completed"), ("C", "start"), ("D", "bant"), ("E", "consent"),
+             ("F", "completed"), ("A", "consent"), ("D", "start")]
+    # Four moves in flight at once (the test daemon's per-connection bound): they run concurrently.
+    sent = [await admin.send("leads", "update_lead_step", {"lead_id": str(pipeline[k]), "new_step": s})
+            for k, s in moves[:4]]
+    for request_id in sent:
+        assert (await admin.reply_to(request_id))["type"] == "success"
+    for key, step in moves[4:]:
+        await admin.data("leads", "update_lead_step", {"lead_id": str(pipeline[key]), "new_step": step})
+    await assert_step_counts_match(db)
+    pipeline_counts = {c["step"]: c["count"] for c in await admin.data("leads", "get_lead_pipeline")}
+    assert pipeline_counts == {"start": 2, "consent": 2, "personal_data": 0, "bant": 0,
+                               "requirements": 0, "meeting": 0, "completed": 2}
 
 
 async def test_update_lead_step_errors(admin: Client, viewer: Client, pipeline, db) -> None:

@@ -2,24 +2,21 @@
 -- Returns one row per consecutive pair of steps {from_step, to_step, reached_from,
 -- reached_to, rate, median_hours}: how many leads ever reached each step (their furthest
 -- step, so moving a lead back does not shrink the funnel), reached_to / reached_from (0 when
--- nobody reached from_step), and the median hours between first entering the two steps.
-WITH steps AS (
-    SELECT step, position FROM unnest(enum_range(NULL::lead_step)) WITH ORDINALITY AS s(step, position)
-), furthest AS (
-    SELECT furthest_step, count(*) AS leads FROM lead_qualifications GROUP BY furthest_step
-), pairs AS (
-    SELECT a.position, a.step AS from_step, b.step AS to_step,
-           (SELECT coalesce(sum(leads), 0) FROM furthest WHERE furthest_step >= a.step)::bigint AS reached_from,
-           (SELECT coalesce(sum(leads), 0) FROM furthest WHERE furthest_step >= b.step)::bigint AS reached_to
-      FROM steps AS a JOIN steps AS b ON b.position = a.position + 1
+-- nobody reached from_step), and the median hours between first entering the two steps
+-- over the leads that entered both (NULL when none did).
+WITH reached AS (
+    SELECT step, (sum(furthest) OVER (ORDER BY step DESC))::bigint AS leads,
+           lead(step) OVER (ORDER BY step) AS next_step
+      FROM lead_step_counts
 )
-SELECT p.from_step, p.to_step, p.reached_from, p.reached_to,
-       CASE WHEN p.reached_from = 0 THEN 0 ELSE p.reached_to::float8 / p.reached_from END AS rate,
+SELECT f.step AS from_step, t.step AS to_step, f.leads AS reached_from, t.leads AS reached_to,
+       CASE WHEN f.leads = 0 THEN 0 ELSE t.leads::float8 / f.leads END AS rate,
        (SELECT percentile_cont(0.5) WITHIN GROUP (
                    ORDER BY extract(epoch FROM entered.entered_at - left_from.entered_at) / 3600)
           FROM lead_step_entries AS left_from
           JOIN lead_step_entries AS entered
-            ON entered.lead_id = left_from.lead_id AND entered.step = p.to_step
-         WHERE left_from.step = p.from_step) AS median_hours
-  FROM pairs AS p
- ORDER BY p.position;
+            ON entered.lead_id = left_from.lead_id AND entered.step = t.step
+         WHERE left_from.step = f.step) AS median_hours
+  FROM reached AS f
+  JOIN reached AS t ON t.step = f.next_step
+ ORDER BY f.step;

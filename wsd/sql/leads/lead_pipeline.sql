@@ -2,7 +2,7 @@
 -- Returns the 7 steps in funnel order, each {step, count, leads}: how many leads are at the
 -- step now, and the 20 most recently updated of them as summaries.
 SELECT s.step,
-       (SELECT count(*) FROM lead_qualifications AS c WHERE c.current_step = s.step) AS count,
+       (SELECT c.current FROM lead_step_counts AS c WHERE c.step = s.step) AS count,
        coalesce((
            SELECT json_agg(json_build_object(
                       'id', x.id, 'user_id', x.user_id, 'full_name', x.full_name,
