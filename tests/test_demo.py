@@ -76,6 +76,19 @@ async def test_demo_fills_every_table_consistently(empty_db: asyncpg.Connection)
              ORDER BY p.created_at DESC LIMIT 1) p ON p.role = 'user'
         WHERE m.role = 'agent'""")
     assert 2 < median_reply < 30
+    # The stored reply delays and first agent times are what the triggers would have written.
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM (
+            SELECT m.role, m.response_seconds,
+                   lag(m.role) OVER w AS previous_role, m.created_at - lag(m.created_at) OVER w AS gap
+              FROM messages m WINDOW w AS (PARTITION BY conversation_id ORDER BY created_at, id)) x
+        WHERE (role = 'agent' AND previous_role = 'user')
+              IS DISTINCT FROM (response_seconds IS NOT NULL)
+           OR abs(response_seconds - extract(epoch FROM gap)) > 0.001""") == 0
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM conversations c WHERE first_agent_message_at IS DISTINCT FROM
+            (SELECT min(created_at) FROM messages m WHERE m.conversation_id = c.id AND role = 'agent')""") == 0
+    assert await empty_db.fetchval("SELECT n FROM row_counts WHERE table_name = 'users'") == 700
     assert await empty_db.fetchval(
         "SELECT count(DISTINCT name) FROM integrations WHERE name IN ('PayPal', 'Stripe', 'Firebase')") == 3
 

@@ -109,8 +109,8 @@ class _Rows:
 COLUMNS = {
     "users": ("id", "full_name", "email", "phone", "company", "created_at"),
     "conversations": ("id", "user_id", "agent_enabled", "status", "created_at", "updated_at",
-                      "last_message_at"),
-    "messages": ("id", "conversation_id", "role", "content", "created_at"),
+                      "last_message_at", "first_agent_message_at"),
+    "messages": ("id", "conversation_id", "role", "content", "created_at", "response_seconds"),
     "agent_status_changes": ("conversation_id", "enabled", "changed_at"),
     "lead_qualifications": ("id", "user_id", "conversation_id", "current_step", "consent",
                             "created_at", "updated_at", "completed_at", "furthest_step",
@@ -188,29 +188,33 @@ class _Generator:
         """Writes the thread and returns the time of its last message."""
         rng = self.rng
         handed_off = rng.random() < 0.06
-        at = created
-        count = rng.randint(2, 10)
-        for turn in range(count):
-            role = "user" if turn % 2 == 0 else "agent"
-            if role == "agent":
+        at = previous_at = created
+        first_agent_at = None
+        for turn in range(rng.randint(2, 10)):
+            delay = None
+            if turn % 2:
                 # The agent answers in seconds; a log-normal delay has the long tail real ones have.
-                at += dt.timedelta(seconds=rng.lognormvariate(1.8, 0.6))
-                content = AGENT_LINES[min(turn // 2, len(AGENT_LINES) - 1)]
+                delay = rng.lognormvariate(1.8, 0.6)
+                at = min(at + dt.timedelta(seconds=delay), self.anchor)
+                first_agent_at = first_agent_at or at
+                role, content = "agent", AGENT_LINES[min(turn // 2, len(AGENT_LINES) - 1)]
             else:
-                at += dt.timedelta(minutes=rng.expovariate(1 / 30)) if turn else dt.timedelta()
-                content = USER_LINES[min(turn // 2, len(USER_LINES) - 1)]
-            at = min(at, self.anchor)
-            rows.messages.append((self.uuid(), conversation_id, role, content, at))
+                if turn:
+                    at = min(at + dt.timedelta(minutes=rng.expovariate(1 / 30)), self.anchor)
+                role, content = "user", USER_LINES[min(turn // 2, len(USER_LINES) - 1)]
+            rows.messages.append((self.uuid(), conversation_id, role, content, at,
+                                  None if delay is None else (at - previous_at).total_seconds()))
+            previous_at = at
         if handed_off:
             at = min(at + dt.timedelta(minutes=rng.uniform(1, 60)), self.anchor)
             rows.agent_status_changes.append((conversation_id, False, at))
-            rows.messages.append((self.uuid(), conversation_id, "human", rng.choice(HUMAN_LINES), at))
+            rows.messages.append((self.uuid(), conversation_id, "human", rng.choice(HUMAN_LINES), at, None))
         last = max(at, until) if rng.random() < 0.3 else at
         if last > at:
-            rows.messages.append((self.uuid(), conversation_id, "user", USER_LINES[-1], last))
+            rows.messages.append((self.uuid(), conversation_id, "user", USER_LINES[-1], last, None))
         status = "closed" if (self.anchor - last).days > 30 and rng.random() < 0.7 else "open"
         rows.conversations.append((conversation_id, user_id, not handed_off, status, created,
-                                   max(last, created), last))
+                                   max(last, created), last, first_agent_at))
         return last
 
     def requirements(self, lead_id: uuid.UUID, at: dt.datetime, rows: _Rows) -> None:
@@ -273,7 +277,7 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
                 records = getattr(rows, table)
                 if records:
                     await connection.copy_records_to_table(table, records=records, columns=columns)
-        await connection.execute("SELECT recount_lead_steps()")  # its triggers were off
+        await connection.execute("SELECT recount_all()")  # the kept counts' triggers were off
     # VACUUM sets the visibility map, so counts can use index-only scans from the start.
     await connection.execute("VACUUM ANALYZE")
     return leads
