@@ -41,8 +41,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_config(path: Path, dsn: str, port: int, **server: Any) -> Path:
-    """A config file for a test daemon: two tokens, short timeouts, a small frame limit."""
+def write_config(path: Path, dsn: str, port: int, cache_ttl: float = 0.0, timezone: str = "Europe/Madrid",
+                 **server: Any) -> Path:
+    """A config file for a test daemon: two tokens, short timeouts, a small frame limit.
+
+    Caching is off (TTL 0) unless asked for: tests write straight to the database, which
+    a cached answer would not see; the cache has tests of its own.
+    """
     settings = {"max_message_bytes": 65536, "max_inflight_per_connection": 4,
                 "login_timeout_seconds": 1.0, "shutdown_grace_seconds": 5.0, **server}
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}",
@@ -52,7 +57,8 @@ def write_config(path: Path, dsn: str, port: int, **server: Any) -> Path:
               "[auth]", "tokens = [",
               f'  {{ name = "test-admin", role = "admin", sha256 = "{hash_token(ADMIN_TOKEN)}" }},',
               f'  {{ name = "test-viewer", role = "viewer", sha256 = "{hash_token(VIEWER_TOKEN)}" }},',
-              "]", "[log]", 'level = "info"']
+              "]", "[cache]", f"ttl_seconds = {cache_ttl}", "[business]", f'timezone = "{timezone}"',
+              "[log]", 'level = "info"']
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -84,9 +90,9 @@ class Daemon:
         return self.process.wait(timeout=30)
 
 
-def start_daemon(tmp: Path, dsn: str, **server: Any) -> Daemon:
+def start_daemon(tmp: Path, dsn: str, **settings: Any) -> Daemon:
     port = free_port()
-    config_path = write_config(tmp / f"wsd-{port}.toml", dsn, port, **server)
+    config_path = write_config(tmp / f"wsd-{port}.toml", dsn, port, **settings)
     log_path = tmp / f"wsd-{port}.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env = {k: v for k, v in env.items() if not k.startswith("WSD_")}

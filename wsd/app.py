@@ -12,6 +12,7 @@ import structlog
 
 from wsd import demo
 from wsd.auth import hash_token, new_token
+from wsd.cache import SingleFlightCache
 from wsd.config import Config, TokenEntry
 from wsd.database import Database, apply_migrations, load_queries
 from wsd.dispatcher import Dispatcher
@@ -22,8 +23,9 @@ __all__ = ["run_daemon", "ensure_demo_token", "demo_token_path"]
 
 log = structlog.get_logger("wsd")
 
-# Notification channels whose payloads are pushed to clients as events of this topic.
-EVENT_CHANNELS = {"wsd_agent_status": "agent_status"}
+# Notification channels whose payloads are pushed to clients as events of this topic. Each
+# means a write happened (here or in another instance), so cached aggregates are dropped.
+EVENT_CHANNELS = {"wsd_agent_status": "agent_status", "wsd_changes": "changes"}
 
 
 def demo_token_path(config: Config) -> Path:
@@ -50,12 +52,14 @@ def ensure_demo_token(config: Config) -> str | None:
     return token
 
 
-async def _listen_for_events(database: Database, server: WsdServer) -> asyncpg.Connection:
+async def _listen_for_events(database: Database, server: WsdServer,
+                             cache: SingleFlightCache) -> asyncpg.Connection:
     """Relay database notifications (from any wsd instance) to this instance's clients."""
     connection = await database.connect()
     loop = asyncio.get_running_loop()
 
     def relay(_conn: object, _pid: int, channel: str, payload: str) -> None:
+        cache.invalidate()
         loop.create_task(server.broadcast(EVENT_CHANNELS[channel], orjson.loads(payload)))
 
     for channel in EVENT_CHANNELS:
@@ -76,9 +80,10 @@ async def run_daemon(config: Config, with_demo: bool = False) -> None:
             if with_demo:
                 await demo.seed_if_empty(connection, leads=demo.DEFAULT_LEADS, seed=1)
         token = ensure_demo_token(config) if with_demo else None
-        server = WsdServer(config, database.pool, load_queries(), Dispatcher(ALL_TABLES))
+        cache = SingleFlightCache(config.cache.ttl_seconds)
+        server = WsdServer(config, database.pool, load_queries(), Dispatcher(ALL_TABLES, cache))
         await server.start()
-        listener = await _listen_for_events(database, server)
+        listener = await _listen_for_events(database, server, cache)
         url = f"ws://{config.server.host}:{server.port}{config.server.path}"
         log.info("listening", url=url, port=server.port)
         if with_demo:

@@ -5,9 +5,9 @@ checks the caller's role, runs the handler and maps failures to `WsdError`s. It 
 nothing about leads or meetings; handler modules bring their own `ActionTable`.
 
 Example:
-    >>> table = ActionTable("conversations", [Action("update_agent_status", handler,
-    ...                                              UpdateAgentStatus, role="admin")])
-    >>> dispatcher = Dispatcher([table])
+    >>> table = ActionTable("conversations", [
+    ...     write("update_agent_status", update_agent_status, UpdateAgentStatus)])
+    >>> dispatcher = Dispatcher([table], cache=SingleFlightCache(ttl=2.0))
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import Any, Awaitable, Callable, Iterable, Literal
 import asyncpg
 import msgspec
 
-from wsd.errors import Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError, Conflict
+from wsd.cache import SingleFlightCache
+from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError
 
-__all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "NoPayload", "Paged", "Payload", "Role"]
+__all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "NoPayload",
+           "Paged", "Payload", "Role", "read", "write"]
 
 Role = Literal["viewer", "admin"]
 _ROLE_RANK: dict[str, int] = {"viewer": 0, "admin": 1}
@@ -69,6 +71,19 @@ class Action:
     handler: Handler
     payload_type: type[Payload] = NoPayload
     role: Role = "viewer"
+    writes: bool = False   # a successful call invalidates cached answers
+    cached: bool = False   # answers are shared through the dispatcher's cache
+
+
+def read(name: str, handler: Handler, payload_type: type[Payload] = NoPayload, *,
+         cached: bool = False) -> Action:
+    """A read action, open to viewers; `cached` for aggregates many clients poll."""
+    return Action(name, handler, payload_type, role="viewer", cached=cached)
+
+
+def write(name: str, handler: Handler, payload_type: type[Payload]) -> Action:
+    """A write action: admins only, and it invalidates cached answers when it succeeds."""
+    return Action(name, handler, payload_type, role="admin", writes=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +119,8 @@ def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Pa
 class Dispatcher:
     """Looks up and runs actions. One instance serves every connection."""
 
-    def __init__(self, tables: Iterable[ActionTable]) -> None:
+    def __init__(self, tables: Iterable[ActionTable], cache: SingleFlightCache | None = None) -> None:
+        self.cache = cache
         self._actions: dict[tuple[str, str], Action] = {}
         for table in tables:
             for action in table.actions:
@@ -135,7 +151,13 @@ class Dispatcher:
                             {"required_role": action.role, "role": context.caller.role})
         arguments = validate_payload(payload, action.payload_type)
         try:
-            return await action.handler(context, arguments)
+            if action.cached and self.cache is not None:
+                key = (action, msgspec.json.encode(arguments))
+                return await self.cache.get(key, lambda: action.handler(context, arguments))
+            result = await action.handler(context, arguments)
+            if action.writes and self.cache is not None:
+                self.cache.invalidate()
+            return result
         except WsdError:
             raise
         except asyncpg.UniqueViolationError as error:

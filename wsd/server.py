@@ -8,6 +8,7 @@ run concurrently; replies carry the request id, so a slow action never holds up 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -16,14 +17,14 @@ from urllib.parse import urlsplit
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from wsd.auth import TokenBook, bearer_token
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged
-from wsd.errors import (InternalError, RateLimited, Unauthorized, Unavailable, WsdError)
+from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, WsdError
+from wsd.metrics import RequestStats
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
 
@@ -62,10 +63,11 @@ class WsdServer:
         self.pool = pool
         self.queries = queries
         self.dispatcher = dispatcher
-        self.services = services or {}
+        self.services = {"runtime": self.runtime_snapshot, **(services or {})}
         self.tokens = TokenBook(config.auth.tokens)
+        self.request_stats = RequestStats()
         self.sessions: set[Session] = set()
-        self.started_at = time.time()
+        self.started_at = time.monotonic()
         self._handshake_callers: dict[ServerConnection, Caller] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
@@ -217,9 +219,23 @@ class WsdServer:
             reply = error_reply(request.id, InternalError(
                 "internal error; the server log has the details", {"request_id": request.id}))
         await session.send(reply)
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.request_stats.record(duration_ms)
         log.info("request", resource=request.resource, action=request.action,
                  request_id=request.id, caller=session.caller.name, outcome=outcome,
-                 duration_ms=round((time.perf_counter() - started) * 1000, 2))
+                 duration_ms=round(duration_ms, 2))
+
+    def runtime_snapshot(self) -> dict[str, Any]:
+        """This instance's own numbers for the real-time dashboard."""
+        cache = self.dispatcher.cache
+        return {
+            "connections": sum(1 for s in self.sessions if s.caller is not None),
+            **self.request_stats.summary(),
+            "pool": {"size": self.pool.get_size(), "idle": self.pool.get_idle_size(),
+                     "max": self.pool.get_max_size()},
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
+            "cache": dataclasses.asdict(cache.stats) if cache is not None else None,
+        }
 
     async def broadcast(self, topic: str, payload: Any) -> None:
         """Push an event to every authenticated client (the live-update channel)."""

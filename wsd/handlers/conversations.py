@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from wsd.dispatcher import Action, ActionTable, Context, Payload
+from wsd.dispatcher import ActionTable, Context, Payload, write
 from wsd.errors import NotFound
 
 
@@ -24,5 +24,5 @@ async def update_agent_status(ctx: Context, payload: UpdateAgentStatus) -> dict[
 
 
 ACTIONS = ActionTable("conversations", [
-    Action("update_agent_status", update_agent_status, UpdateAgentStatus, role="admin"),
+    write("update_agent_status", update_agent_status, UpdateAgentStatus),
 ])

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from wsd.dispatcher import Action, ActionTable, Context, NoPayload, Paged, Payload
+from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
 from wsd.pagination import decode_cursor, page_of
 from wsd.steps import LeadStep
@@ -103,10 +103,10 @@ async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
 
 
 ACTIONS = ActionTable("leads", [
-    Action("get_all_leads", get_all_leads, AllLeads),
-    Action("get_lead_pipeline", get_lead_pipeline),
-    Action("get_lead_with_complete_data", get_lead_with_complete_data, LeadId),
-    Action("update_lead_step", update_lead_step, UpdateLeadStep, role="admin"),
-    Action("get_conversion_stats", get_conversion_stats),
-    Action("get_abandoned_leads", get_abandoned_leads, AbandonedLeads),
+    read("get_all_leads", get_all_leads, AllLeads),
+    read("get_lead_pipeline", get_lead_pipeline),
+    read("get_lead_with_complete_data", get_lead_with_complete_data, LeadId),
+    write("update_lead_step", update_lead_step, UpdateLeadStep),
+    read("get_conversion_stats", get_conversion_stats, cached=True),
+    read("get_abandoned_leads", get_abandoned_leads, AbandonedLeads),
 ])

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 
-from wsd.dispatcher import Action, ActionTable, Context, Handler, Payload
+from wsd.dispatcher import ActionTable, Context, Handler, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
 
 AppType = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
@@ -171,11 +171,11 @@ def _popularity(kind: str) -> Handler:
 
 
 ACTIONS = ActionTable("requirements", [
-    Action("get_requirements_by_lead", get_requirements_by_lead, LeadId),
-    Action("create_requirement_package", create_requirement_package, RequirementPackage, role="admin"),
-    Action("update_requirements", update_requirements, RequirementsChange, role="admin"),
-    Action("add_feature", _item_adder("features"), AddItem, role="admin"),
-    Action("add_integration", _item_adder("integrations"), AddItem, role="admin"),
-    Action("get_popular_features", _popularity("features"), Popular),
-    Action("get_popular_integrations", _popularity("integrations"), Popular),
+    read("get_requirements_by_lead", get_requirements_by_lead, LeadId),
+    write("create_requirement_package", create_requirement_package, RequirementPackage),
+    write("update_requirements", update_requirements, RequirementsChange),
+    write("add_feature", _item_adder("features"), AddItem),
+    write("add_integration", _item_adder("integrations"), AddItem),
+    read("get_popular_features", _popularity("features"), Popular, cached=True),
+    read("get_popular_integrations", _popularity("integrations"), Popular, cached=True),
 ])

@@ -5,9 +5,8 @@
 -- nobody reached from_step), and the median hours between first entering the two steps
 -- over the leads that entered both (NULL when none did).
 WITH reached AS (
-    SELECT step, (sum(furthest) OVER (ORDER BY step DESC))::bigint AS leads,
-           lead(step) OVER (ORDER BY step) AS next_step
-      FROM lead_step_counts
+    SELECT step, reached AS leads, lead(step) OVER (ORDER BY step) AS next_step
+      FROM lead_step_reach
 )
 SELECT f.step AS from_step, t.step AS to_step, f.leads AS reached_from, t.leads AS reached_to,
        CASE WHEN f.leads = 0 THEN 0 ELSE t.leads::float8 / f.leads END AS rate,

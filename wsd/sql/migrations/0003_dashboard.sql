@@ -83,3 +83,8 @@ CREATE FUNCTION recount_all() RETURNS void LANGUAGE sql AS $$
     SELECT recount_lead_steps();
     UPDATE row_counts SET n = (SELECT count(*) FROM users) WHERE table_name = 'users';
 $$;
+
+-- Per step: leads there now, and leads that ever reached it (furthest step at or past it).
+CREATE VIEW lead_step_reach AS
+SELECT step, current, (sum(furthest) OVER (ORDER BY step DESC))::bigint AS reached
+  FROM lead_step_counts;

@@ -1,0 +1,75 @@
+"""A single-flight TTL cache for aggregate answers.
+
+Many dashboard tabs ask the same question every few seconds: identical concurrent requests
+share one computation, answers live `ttl` seconds, and `invalidate()` (on a write) makes
+the next request compute afresh. A computation that started before an invalidation is
+handed to the requests that were waiting for it but never stored, so a write is visible
+to every request that arrives after it.
+
+Example:
+    >>> cache = SingleFlightCache(ttl=2.0)
+    >>> stats = await cache.get(("dashboard", "get_dashboard_stats"), compute_stats)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Hashable
+
+__all__ = ["SingleFlightCache", "CacheStats"]
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0       # answered from a stored entry
+    joined: int = 0     # waited for a computation another request started
+    computed: int = 0   # ran the computation (one database query each)
+    invalidations: int = 0
+
+
+class SingleFlightCache:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.stats = CacheStats()
+        self._clock = clock
+        self._generation = 0
+        self._entries: dict[Hashable, tuple[float, int, Any]] = {}
+        self._inflight: dict[tuple[Hashable, int], asyncio.Future[Any]] = {}
+
+    def invalidate(self) -> None:
+        """Forget every stored answer; computations already running will not be stored."""
+        self._generation += 1
+        self._entries.clear()
+        self.stats.invalidations += 1
+
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> Any:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock() and entry[1] == self._generation:
+            self.stats.hits += 1
+            return entry[2]
+        generation = self._generation
+        flight = self._inflight.get((key, generation))
+        if flight is not None:
+            self.stats.joined += 1
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._inflight[(key, generation)] = flight
+        self.stats.computed += 1
+        try:
+            value = await compute()
+        except asyncio.CancelledError:
+            flight.cancel()
+            raise
+        except Exception as error:
+            flight.set_exception(error)
+            flight.exception()  # retrieved here so a flight nobody joined logs nothing
+            raise
+        else:
+            flight.set_result(value)
+            if generation == self._generation:
+                self._entries[key] = (self._clock() + self.ttl, generation, value)
+            return value
+        finally:
+            del self._inflight[(key, generation)]

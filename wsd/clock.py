@@ -1,0 +1,41 @@
+"""Business time: "today", "this week" and hour buckets in the configured IANA time zone.
+
+Timestamps are stored in UTC; only this module turns local calendar notions into UTC
+instants, so a daylight-saving change is handled in one place.
+
+Example:
+    >>> start, end = local_day_bounds(dt.date(2026, 3, 29), ZoneInfo("Europe/Madrid"))
+    >>> (end - start).total_seconds() / 3600     # the spring-forward day has 23 hours
+    23.0
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+__all__ = ["utc_now", "local_day_bounds", "local_today", "hour_floor"]
+
+UTC = dt.timezone.utc
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def local_day_bounds(day: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants where local `day` starts and the next local day starts."""
+    start = dt.datetime.combine(day, dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def local_today(zone: ZoneInfo, now: dt.datetime | None = None) -> dt.date:
+    return (now or utc_now()).astimezone(zone).date()
+
+
+def hour_floor(instant: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """The start of the local hour containing `instant`, in UTC (zones with half-hour offsets
+    get buckets on their own half hours)."""
+    local = instant.astimezone(zone)
+    return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
