@@ -295,3 +295,28 @@ async def test_a_new_message_rescues_an_abandoned_lead(admin: Client, pipeline, 
     await factories.message(db, conversation_id, "user", dt.datetime.now(dt.timezone.utc))
     leads = await admin.data("leads", "get_abandoned_leads")
     assert [lead["id"] for lead in leads] == [str(pipeline["A"])]
+
+
+async def test_opposite_moves_in_parallel_never_deadlock(daemon, db) -> None:
+    from tests.conftest import open_client
+
+    now = dt.datetime.now(dt.timezone.utc)
+    leads = [await factories.lead(db, walk(now - DAY, ("consent", 1, "agent"), ("personal_data", 2, "agent"),
+                                           ("bant", 3, "agent")))
+             for _ in range(8)]
+    async with open_client(daemon.url) as first, open_client(daemon.url) as second:
+        clients = [Client(first), Client(second)]
+
+        async def churn(client: Client, offset: int) -> list[str]:
+            outcomes = []
+            for round_ in range(6):
+                sent = [await client.send("leads", "update_lead_step", {
+                            "lead_id": str(lead_id),
+                            "new_step": ("consent", "requirements")[(round_ + i + offset) % 2]})
+                        for i, lead_id in enumerate(leads[offset * 4:offset * 4 + 4])]
+                outcomes += [(await client.reply_to(r))["type"] for r in sent]
+            return outcomes
+
+        results = await asyncio.gather(churn(clients[0], 0), churn(clients[1], 1))
+    assert all(outcome == "success" for outcomes in results for outcome in outcomes)
+    await assert_step_counts_match(db)

@@ -22,8 +22,11 @@ SELECT recount_lead_steps();
 
 CREATE FUNCTION count_lead_steps() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- One statement for all four changes: rows are locked in one order, so two concurrent
-    -- moves in opposite directions cannot deadlock each other.
+    -- One step change can touch the counts twice (furthest, then current), in rows whose
+    -- order differs between transactions: a transaction-wide lock taken first serializes
+    -- count updates so two moves in opposite directions cannot deadlock. Step changes are
+    -- rare next to reads, and the lock is held only until commit.
+    PERFORM pg_advisory_xact_lock(727272);
     UPDATE lead_step_counts AS c
        SET current = c.current + d.current, furthest = c.furthest + d.furthest
       FROM (SELECT step, sum(dc) AS current, sum(df) AS furthest

@@ -1,0 +1,76 @@
+"""`python -m bench`: run the benchmark scenarios and print (and save) the table.
+
+Examples:
+    python -m bench                                   # every scenario at 10k leads
+    python -m bench --scenarios stats,point --clients 100 --seconds 10
+    python -m bench --scenarios cold --cold-sizes 10000,100000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from bench.harness import (SCENARIOS, Data, cold_aggregates, machine, save, throughput_scenarios)
+
+
+def _ratio(result: dict[str, Any]) -> str:
+    floor = result.get("floor_result")
+    if not floor:
+        return ""
+    return f"{result['msgs_per_s'] / floor['msgs_per_s']:.2f}x {result['floor']}"
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"\nmachine: {results['machine']}")
+    rows = results.get("throughput", {})
+    if rows:
+        print(f"\n{'scenario':34} {'msgs/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+              f"{'cpu us/req':>10} {'rss MiB':>8}  floor msgs/s   ratio")
+        for name, r in rows.items():
+            if "connections" in r:
+                print(f"{name:34} {r['connections']} open: {r['kib_per_connection']:.1f} KiB each "
+                      f"(rss {r['rss_before_mib']:.0f} -> {r['rss_after_mib']:.0f} MiB)")
+                continue
+            floor = r.get("floor_result")
+            print(f"{name:34} {r['msgs_per_s']:9.0f} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['p99_ms']:8.2f} "
+                  f"{r['server_cpu_us_per_request']:10.0f} {r['server_rss_mib']:8.0f}  "
+                  f"{floor['msgs_per_s'] if floor else 0:11.0f}   {_ratio(r)}")
+    cold = results.get("cold", {})
+    if cold:
+        print(f"\n{'aggregate, cache off':42} {'leads':>9} {'median ms':>10} {'max ms':>8}")
+        for name, r in cold.items():
+            print(f"{name.split('@')[0]:42} {r['leads']:9} {r['median_ms']:10.1f} {r['max_ms']:8.1f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--leads", type=int, default=10_000, help="data size for throughput scenarios")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--idle-connections", type=int, default=10_000)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS + ("cold",)))
+    parser.add_argument("--cold-sizes", default="10000,100000")
+    parser.add_argument("--cold-repeats", type=int, default=10)
+    args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+    results: dict[str, Any] = {"machine": machine(), "clients": args.clients, "seconds": args.seconds,
+                               "leads": args.leads}
+    throughput = [s for s in scenarios if s in SCENARIOS]
+    if throughput:
+        async with Data(args.leads) as data:
+            results["throughput"] = await throughput_scenarios(
+                data, throughput, args.clients, args.seconds, args.idle_connections)
+    if "cold" in scenarios:
+        results["cold"] = {}
+        for size in (int(n) for n in args.cold_sizes.split(",")):
+            async with Data(size) as data:
+                for name, r in (await cold_aggregates(data, args.cold_repeats)).items():
+                    results["cold"][f"{name}@{size}"] = r
+    print_table(results)
+    print(f"\nsaved {save(results)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,305 @@
+"""Benchmark harness: wsd against its floors, measured in one run on one machine.
+
+Every figure that matters is a ratio to a floor measured in the same run with the same
+client: (a) a bare `websockets` echo server answering a reply of the same size (the
+framework floor), (b) a bare asyncpg loop running the action's own SQL (the database floor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+import orjson
+import psutil
+from websockets.asyncio.client import connect
+
+from wsd.auth import new_token
+from wsd.database import EmbeddedPostgres, create_pool, load_queries
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_VAR = ROOT / "var" / "bench"
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+@dataclass
+class Data:
+    """An embedded PostgreSQL holding `leads` demo leads, kept under var/bench between runs."""
+    leads: int
+    server: EmbeddedPostgres = field(init=False)
+    dsn: str = ""
+
+    async def __aenter__(self) -> "Data":
+        data_dir = BENCH_VAR / f"pg-{self.leads}"
+        config = BENCH_VAR / f"{self.leads}.toml"
+        BENCH_VAR.mkdir(parents=True, exist_ok=True)
+        config.write_text(f'[database]\ndata_dir = "{data_dir}"\n')
+        self.server = EmbeddedPostgres(data_dir)
+        self.dsn = await self.server.start()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_DATABASE_DSN": self.dsn}
+        subprocess.run([sys.executable, "-m", "wsd", "migrate"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        connection = await asyncpg.connect(self.dsn)
+        count = await connection.fetchval("SELECT count(*) FROM lead_qualifications")
+        await connection.close()
+        if count == 0:
+            print(f"seeding {self.leads} demo leads (once; kept in {data_dir})", flush=True)
+            subprocess.run([sys.executable, "-m", "wsd", "seed", "--demo", "--leads", str(self.leads)],
+                           env=env, check=True)
+        elif count != self.leads:
+            raise RuntimeError(f"{data_dir} holds {count} leads, not {self.leads}: delete it")
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        await self.server.stop()
+
+
+@dataclass
+class Daemon:
+    """wsd itself, in its own process, on the benchmark database."""
+    dsn: str
+    cache_ttl: float
+    token: str = ""
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "Daemon":
+        self.token, entry = new_token("bench", "admin")
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_DATABASE_DSN": self.dsn,
+               "WSD_SERVER_PORT": str(self.port), "WSD_CACHE_TTL_SECONDS": str(self.cache_ttl),
+               "WSD_SERVER_MAX_INFLIGHT_PER_CONNECTION": "64", "WSD_LOG_LEVEL": "warning",
+               "WSD_DATABASE_POOL_MAX_SIZE": "10",
+               "WSD_AUTH_TOKENS": f'[{{name = "bench", role = "admin", sha256 = "{entry.sha256}"}}]'}
+        self.process = subprocess.Popen([sys.executable, "-m", "wsd", "serve"], env=env,
+                                        stdout=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(30)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()  # type: ignore[union-attr]
+        return times.user + times.system
+
+    def rss_bytes(self) -> int:
+        return psutil.Process(self.process.pid).memory_info().rss  # type: ignore[union-attr]
+
+
+def run_load(url: str, token: str | None, clients: int, seconds: float, messages: list[dict]) -> dict:
+    """The load generator runs in its own process so it does not share the daemon's CPU time."""
+    done = subprocess.run([sys.executable, "-m", "bench.load", url, token or "", str(clients),
+                           str(seconds), orjson.dumps(messages).decode()],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(done.stdout)
+
+
+async def reply_size(daemon: Daemon, message: dict) -> int:
+    async with connect(daemon.url, additional_headers={"Authorization": f"Bearer {daemon.token}"},
+                       compression=None, max_size=None) as ws:
+        await ws.send(orjson.dumps(message).decode())
+        return len(await ws.recv())
+
+
+def echo_floor(clients: int, seconds: float, size: int) -> dict:
+    port = free_port()
+    echo = subprocess.Popen([sys.executable, "-m", "bench.echo", str(port), str(size)], cwd=ROOT)
+    try:
+        wait_for_port(port, echo)
+        return run_load(f"ws://127.0.0.1:{port}/", None, clients, seconds,
+                        [{"resource": "echo", "action": "echo", "id": 1}])
+    finally:
+        echo.terminate()
+        echo.wait(10)
+
+
+async def database_floor(dsn: str, clients: int, seconds: float,
+                         query: Callable[[asyncpg.Pool], Awaitable[Any]]) -> dict:
+    """The action's SQL in a closed loop from `clients` tasks over a pool of wsd's size."""
+    pool = await create_pool(dsn, 2, 10)
+    latencies: list[float] = []
+    until = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            await query(pool)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    latencies.sort()
+    return {"requests": len(latencies), "msgs_per_s": len(latencies) / elapsed,
+            "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99)]}
+
+
+def envelope(resource: str, action: str, payload: dict | None = None, request_id: int = 1) -> dict:
+    message: dict[str, Any] = {"resource": resource, "action": action, "id": request_id}
+    if payload is not None:
+        message["payload"] = payload
+    return message
+
+
+def measure(daemon: Daemon, clients: int, seconds: float, messages: list[dict]) -> dict:
+    cpu_before = daemon.cpu_seconds()
+    result = run_load(daemon.url, daemon.token, clients, seconds, messages)
+    cpu = daemon.cpu_seconds() - cpu_before
+    result["server_cpu_us_per_request"] = cpu / max(1, result["requests"]) * 1e6
+    result["server_rss_mib"] = daemon.rss_bytes() / 2**20
+    return result
+
+
+async def sample_ids(dsn: str) -> dict[str, Any]:
+    connection = await asyncpg.connect(dsn)
+    leads = [str(r["id"]) for r in await connection.fetch(
+        "SELECT id FROM lead_qualifications ORDER BY created_at DESC LIMIT 200")]
+    await connection.close()
+    return {"leads": leads}
+
+
+SCENARIOS = ("stats", "point", "page", "write", "mix", "idle")
+
+
+async def throughput_scenarios(data: Data, scenarios: list[str], clients: int, seconds: float,
+                               idle_connections: int) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    ids = await sample_ids(data.dsn)
+    queries = load_queries()
+    lead_ids = ids["leads"]
+    with Daemon(data.dsn, cache_ttl=2.0) as daemon:
+        if "stats" in scenarios:
+            message = envelope("dashboard", "get_dashboard_stats")
+            size = await reply_size(daemon, message)
+            results["get_dashboard_stats (cached)"] = {
+                **measure(daemon, clients, seconds, [message]),
+                "floor": "echo", "floor_result": echo_floor(clients, seconds, size)}
+        if "point" in scenarios:
+            messages = [envelope("leads", "get_lead_with_complete_data", {"lead_id": i}) for i in lead_ids]
+            results["get_lead_with_complete_data"] = {
+                **measure(daemon, clients, seconds, messages), "floor": "asyncpg",
+                "floor_result": await database_floor(data.dsn, clients, seconds, _cycle(
+                    lambda pool, i: queries.leads.lead_with_complete_data(pool, lead_id=i), lead_ids))}
+        if "page" in scenarios:
+            results["get_all_leads (first page)"] = {
+                **measure(daemon, clients, seconds, [envelope("leads", "get_all_leads")]),
+                "floor": "asyncpg",
+                "floor_result": await database_floor(data.dsn, clients, seconds, lambda pool: _all(
+                    queries.leads.all_leads(pool, step=None, search=None, after_created_at=None,
+                                            after_id=None, page_size=101)))}
+        if "write" in scenarios:
+            steps = ("consent", "bant")
+            messages = [envelope("leads", "update_lead_step", {"lead_id": i, "new_step": steps[n % 2]})
+                        for n, i in enumerate(lead_ids)]
+            results["update_lead_step (write)"] = {**measure(daemon, clients, seconds, messages)}
+        if "mix" in scenarios:
+            page_load = [envelope("dashboard", a) for a in (
+                "get_dashboard_stats", "get_conversion_funnel", "get_activity_timeline",
+                "get_agent_performance", "get_real_time_metrics")] + [
+                envelope("leads", "get_lead_pipeline"), envelope("leads", "get_all_leads"),
+                envelope("leads", "get_lead_with_complete_data", {"lead_id": lead_ids[0]})]
+            results["dashboard page load (mix)"] = measure(daemon, clients, seconds, page_load)
+        if "idle" in scenarios:
+            results["idle connections"] = await idle_cost(daemon, idle_connections)
+    return results
+
+
+def _cycle(call: Callable[[asyncpg.Pool, Any], Awaitable[Any]], values: list[Any]) -> Callable:
+    counter = iter(range(10**12))
+    return lambda pool: call(pool, values[next(counter) % len(values)])
+
+
+async def _all(rows: Any) -> list:
+    return [row async for row in rows]
+
+
+async def idle_cost(daemon: Daemon, connections: int) -> dict:
+    """RSS the daemon adds per idle authenticated connection, opened from another process."""
+    before = daemon.rss_bytes()
+    holder = subprocess.Popen([sys.executable, "-m", "bench.idle", daemon.url, daemon.token,
+                               str(connections)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert holder.stdout is not None
+    opened = int(holder.stdout.readline())
+    await asyncio.sleep(2)
+    after = daemon.rss_bytes()
+    holder.terminate()
+    holder.wait(30)
+    return {"connections": opened, "rss_before_mib": before / 2**20, "rss_after_mib": after / 2**20,
+            "kib_per_connection": (after - before) / max(1, opened) / 1024}
+
+
+AGGREGATES = [("dashboard", "get_dashboard_stats"), ("dashboard", "get_conversion_funnel"),
+              ("dashboard", "get_activity_timeline"), ("dashboard", "get_agent_performance"),
+              ("leads", "get_conversion_stats"), ("requirements", "get_popular_features")]
+
+
+async def cold_aggregates(data: Data, repeats: int) -> dict[str, dict]:
+    """Each aggregate through the daemon with its cache off: what a cache miss costs."""
+    results: dict[str, dict] = {}
+    with Daemon(data.dsn, cache_ttl=0.0) as daemon:
+        async with connect(daemon.url, additional_headers={"Authorization": f"Bearer {daemon.token}"},
+                           compression=None, max_size=None) as ws:
+            for resource, action in AGGREGATES:
+                timings = []
+                for n in range(repeats + 1):
+                    started = time.perf_counter()
+                    await ws.send(orjson.dumps(envelope(resource, action, request_id=n)).decode())
+                    reply = orjson.loads(await ws.recv())
+                    assert reply["type"] == "success", reply
+                    if n:  # the first run warms PostgreSQL's own buffers
+                        timings.append((time.perf_counter() - started) * 1000)
+                timings.sort()
+                results[f"{resource}.{action}"] = {"leads": data.leads, "median_ms": statistics.median(timings),
+                                                   "max_ms": timings[-1]}
+    return results
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def save(results: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"bench-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(results, indent=2))
+    return path

@@ -1,0 +1,65 @@
+"""The load generator: N concurrent WebSocket clients in a closed loop, run as its own process.
+
+Each client sends one request, waits for its reply, and sends the next, for a fixed time.
+Prints one JSON object: requests, errors, elapsed seconds and latency percentiles (ms).
+
+Usage: python -m bench.load URL TOKEN CLIENTS SECONDS MESSAGES_JSON
+MESSAGES_JSON is a list of request envelopes; each client cycles through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import orjson
+from websockets.asyncio.client import connect
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+async def one_client(url: str, token: str | None, messages: list[dict], until: float,
+                     latencies: list[float], errors: list[int], offset: int) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with connect(url, additional_headers=headers, compression=None, max_size=None) as ws:
+        frames = [orjson.dumps(m).decode() for m in messages]
+        i = offset
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            await ws.send(frames[i % len(frames)])
+            reply = await ws.recv()
+            latencies.append((time.perf_counter() - started) * 1000)
+            if b'"type":"error"' in (reply if isinstance(reply, bytes) else reply.encode()):
+                errors[0] += 1
+            i += 1
+
+
+async def run(url: str, token: str | None, clients: int, seconds: float, messages: list[dict]) -> dict:
+    latencies: list[float] = []
+    errors = [0]
+    started = time.perf_counter()
+    until = started + seconds
+    await asyncio.gather(*(one_client(url, token, messages, until, latencies, errors, n)
+                           for n in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "errors": errors[0], "elapsed": elapsed,
+            "msgs_per_s": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95),
+            "p99_ms": percentile(latencies, 0.99)}
+
+
+def main() -> None:
+    url, token, clients, seconds, messages = sys.argv[1:6]
+    result = asyncio.run(run(url, token or None, int(clients), float(seconds), orjson.loads(messages)))
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
