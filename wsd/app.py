@@ -13,10 +13,12 @@ import structlog
 from wsd import demo
 from wsd.auth import hash_token, new_token
 from wsd.cache import SingleFlightCache
+from wsd.calendar_sync import CalendarSync
 from wsd.config import Config, TokenEntry
 from wsd.database import Database, apply_migrations, load_queries
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
+from wsd.outlook import GraphClient
 from wsd.server import WsdServer
 
 __all__ = ["run_daemon", "ensure_demo_token", "demo_token_path"]
@@ -81,8 +83,13 @@ async def run_daemon(config: Config, with_demo: bool = False) -> None:
                 await demo.seed_if_empty(connection, leads=demo.DEFAULT_LEADS, seed=1)
         token = ensure_demo_token(config) if with_demo else None
         cache = SingleFlightCache(config.cache.ttl_seconds)
-        server = WsdServer(config, database.pool, load_queries(), Dispatcher(ALL_TABLES, cache))
+        queries = load_queries()
+        calendar = (CalendarSync(config, database.pool, queries, GraphClient(config.outlook))
+                    if config.outlook.enabled else None)
+        services = {"calendar": calendar} if calendar is not None else {}
+        server = WsdServer(config, database.pool, queries, Dispatcher(ALL_TABLES, cache), services)
         await server.start()
+        worker = asyncio.create_task(calendar.run_worker()) if calendar is not None else None
         listener = await _listen_for_events(database, server, cache)
         url = f"ws://{config.server.host}:{server.port}{config.server.path}"
         log.info("listening", url=url, port=server.port)
@@ -95,6 +102,10 @@ async def run_daemon(config: Config, with_demo: bool = False) -> None:
         await stop.wait()
         log.info("shutting down")
         await server.shutdown()
+        if worker is not None and calendar is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            await calendar.graph.close()
         await listener.close()
     finally:
         await database.stop()

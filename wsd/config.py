@@ -79,6 +79,11 @@ class OutlookConfig(_Section):
     mailbox: str = ""
     graph_url: str = "https://graph.microsoft.com/v1.0"
     login_url: str = "https://login.microsoftonline.com"
+    timeout_seconds: float = 10.0
+    max_attempts: int = 6
+    retry_seconds: float = 5.0
+    sync_past_days: int = 30
+    sync_future_days: int = 90
 
 
 class CacheConfig(_Section):
@@ -141,6 +146,11 @@ def _check(config: Config) -> None:
     for index, token in enumerate(config.auth.tokens):
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
+    o = config.outlook
+    for key, value in (("outlook.timeout_seconds", o.timeout_seconds), ("outlook.max_attempts", o.max_attempts),
+                       ("outlook.retry_seconds", o.retry_seconds)):
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
     if config.outlook.enabled:
         for key in ("tenant_id", "client_id", "client_secret", "mailbox"):
             if not getattr(config.outlook, key):

@@ -113,13 +113,14 @@ async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
       daemon's own counters over the last 60 seconds (p50/p95 within ±12 %).
     - messages_last_5_minutes, new_leads_last_5_minutes: from the database.
     - pool: {size, idle, max}; uptime_seconds; cache: hits, joined, computed, invalidations.
-    - outlook: the sync state, or null while Outlook is disabled.
+    - outlook: the sync state {last_success_at, last_attempt_at, last_error, window_start,
+      window_end, pending_meetings, failed_meetings}, or null while Outlook is disabled.
     """
     activity = await ctx.queries.dashboard.recent_activity(ctx.pool)
     runtime = ctx.services["runtime"]()
-    outlook = ctx.services.get("outlook")
+    calendar = ctx.services.get("calendar")
     return {**runtime, **dict(activity),
-            "outlook": await outlook.sync_state() if outlook is not None else None}
+            "outlook": await calendar.state() if calendar is not None else None}
 
 
 ACTIONS = ActionTable("dashboard", [

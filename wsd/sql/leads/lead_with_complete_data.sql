@@ -13,11 +13,7 @@ SELECT lead_document(l, u, b, r)::jsonb || jsonb_build_object(
                           'last_message_at', c.last_message_at)
                  FROM conversations AS c WHERE c.id = l.conversation_id),
            'meetings', coalesce((
-               SELECT json_agg(json_build_object(
-                          'id', m.id, 'subject', m.subject, 'start_time', m.start_time,
-                          'end_time', m.end_time, 'attendee_email', m.attendee_email,
-                          'status', m.status, 'sync_status', m.sync_status)
-                      ORDER BY m.start_time, m.id)
+               SELECT json_agg(meeting_document(m) ORDER BY m.start_time, m.id)
                  FROM meetings AS m WHERE m.lead_id = l.id), '[]'::json),
            'step_history', coalesce((
                SELECT json_agg(json_build_object(

@@ -1,0 +1,296 @@
+"""meetings: the sales team's meetings with leads, kept in step with an Outlook calendar.
+
+| action                | role   | payload                                                      |
+|-----------------------|--------|--------------------------------------------------------------|
+| get_all_meetings      | viewer | filter? (today, this_week, by_status), status?, limit?, cursor? |
+| get_calendar_view     | viewer | start_date, end_date                                         |
+| create_meeting        | admin  | user_id, lead_qualification_id, subject, start_time, end_time, attendee_email |
+| update_meeting        | admin  | meeting_id, subject?, start_time?, end_time?                 |
+| cancel_meeting        | admin  | meeting_id                                                   |
+| get_available_slots   | viewer | date, duration                                               |
+| sync_outlook_calendar | admin  | —                                                            |
+
+Writes commit to PostgreSQL first; the Outlook push follows (`wsd.calendar_sync`). With
+Outlook disabled (the default) every action works on the database alone and meetings carry
+`sync_status: "disabled"`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from wsd.calendar_sync import CalendarSync
+from wsd.clock import local_day_bounds, local_today, utc_now
+from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
+from wsd.errors import Conflict, InvalidPayload, NotFound, Unavailable, UpstreamError, WsdError
+from wsd.outlook import GraphError
+from wsd.pagination import decode_cursor, page_of
+from wsd.slots import free_slots
+from wsd.steps import STEPS
+
+Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")]
+MeetingStatus = Literal["scheduled", "cancelled", "completed"]
+SHORTEST, LONGEST = dt.timedelta(minutes=5), dt.timedelta(hours=8)
+# How long a write waits for Outlook before replying `pending` and leaving it to the worker.
+INLINE_PUSH_SECONDS = 5.0
+STEP_RANK = {step: rank for rank, step in enumerate(STEPS)}
+
+
+def _aware(value: dt.datetime | None, field: str) -> None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{field} needs a UTC offset, e.g. 2024-01-15T10:00:00Z")
+
+
+class MeetingsQuery(Payload):
+    filter: Literal["today", "this_week", "by_status"] | None = None
+    status: MeetingStatus | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.filter == "by_status") != (self.status is not None):
+            raise ValueError("status goes with filter by_status, and by_status needs a status")
+
+
+class CalendarRange(Payload):
+    start_date: dt.date
+    end_date: dt.date
+
+    def __post_init__(self) -> None:
+        if self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        if (self.end_date - self.start_date).days >= 366:
+            raise ValueError("at most 366 days at once")
+
+
+class NewMeeting(Payload):
+    user_id: uuid.UUID
+    lead_qualification_id: uuid.UUID
+    subject: Subject
+    start_time: dt.datetime
+    end_time: dt.datetime
+    attendee_email: Email
+
+    def __post_init__(self) -> None:
+        _aware(self.start_time, "start_time")
+        _aware(self.end_time, "end_time")
+
+
+class MeetingChange(Payload):
+    meeting_id: uuid.UUID
+    subject: Subject | msgspec.UnsetType = msgspec.UNSET
+    start_time: dt.datetime | msgspec.UnsetType = msgspec.UNSET
+    end_time: dt.datetime | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        for field in ("start_time", "end_time"):
+            value = getattr(self, field)
+            _aware(None if value is msgspec.UNSET else value, field)
+
+
+class MeetingId(Payload):
+    meeting_id: uuid.UUID
+
+
+class SlotsQuery(Payload):
+    date: dt.date
+    duration: Annotated[int, msgspec.Meta(ge=15, le=480)]
+
+
+def _check_times(start: dt.datetime, end: dt.datetime) -> None:
+    if end <= start:
+        raise InvalidPayload("end_time must be after start_time", {"field": "end_time"})
+    if not SHORTEST <= end - start <= LONGEST:
+        raise InvalidPayload("a meeting lasts between 5 minutes and 8 hours", {"field": "end_time"})
+    if start <= utc_now():
+        raise InvalidPayload("start_time must be in the future", {"field": "start_time"})
+
+
+def _calendar(ctx: Context) -> CalendarSync | None:
+    return ctx.services.get("calendar")
+
+
+def _graph_failure(error: GraphError) -> WsdError:
+    if error.transient:
+        return Unavailable("Outlook is not reachable right now", {"graph_status": error.status})
+    return UpstreamError(f"Outlook refused: {error}", {"graph_code": error.code, "graph_status": error.status})
+
+
+async def _ensure_free(ctx: Context, connection: Any, mailbox: str, start: dt.datetime, end: dt.datetime,
+                       except_id: uuid.UUID | None) -> None:
+    await ctx.queries.meetings.lock_mailbox(connection, mailbox=mailbox)
+    clash = await ctx.queries.meetings.overlapping_meeting(
+        connection, mailbox=mailbox, start_time=start, end_time=end, except_id=except_id)
+    if clash is not None:
+        raise Conflict("another meeting is scheduled at that time",
+                       {"meeting_id": str(clash["id"]), "start_time": clash["start_time"].isoformat(),
+                        "end_time": clash["end_time"].isoformat()})
+
+
+async def _after_commit(ctx: Context, meeting_id: uuid.UUID) -> dict[str, Any]:
+    """Push to Outlook (bounded wait), then answer with the meeting as stored."""
+    calendar = _calendar(ctx)
+    if calendar is not None:
+        status = await calendar.push(meeting_id, budget_seconds=INLINE_PUSH_SECONDS)
+        if status == "pending":
+            calendar.wake()
+    return await ctx.queries.meetings.meeting_by_id(ctx.pool, meeting_id=meeting_id)
+
+
+async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
+    """Meetings ordered by start; `today` and `this_week` (Monday–Sunday) are local dates in
+    business.timezone; `by_status` with `status`. Paginated like leads."""
+    zone = ctx.config.business.zone
+    since = until = None
+    if payload.filter == "today":
+        since, until = local_day_bounds(local_today(zone), zone)
+    elif payload.filter == "this_week":
+        today = local_today(zone)
+        monday = today - dt.timedelta(days=today.weekday())
+        since = local_day_bounds(monday, zone)[0]
+        until = local_day_bounds(monday + dt.timedelta(days=7), zone)[0]
+    after_start, after_id = decode_cursor(payload.cursor)
+    rows = [row async for row in ctx.queries.meetings.list_meetings(
+        ctx.pool, since=since, until=until, status=payload.status, after_start=after_start,
+        after_id=after_id, page_size=payload.limit + 1)]
+    return page_of(rows, payload.limit, key="start_time", document="meeting")
+
+
+async def get_calendar_view(ctx: Context, payload: CalendarRange) -> dict[str, list[dict[str, Any]]]:
+    """Meetings not cancelled, grouped by their local start date; every date of the range
+    (inclusive) is present, empty dates with []."""
+    zone = ctx.config.business.zone
+    since = local_day_bounds(payload.start_date, zone)[0]
+    until = local_day_bounds(payload.end_date, zone)[1]
+    days = (payload.end_date - payload.start_date).days + 1
+    calendar: dict[str, list[dict[str, Any]]] = {
+        (payload.start_date + dt.timedelta(days=n)).isoformat(): [] for n in range(days)}
+    async for row in ctx.queries.meetings.calendar_meetings(ctx.pool, since=since, until=until):
+        calendar[row["start_time"].astimezone(zone).date().isoformat()].append(row["meeting"])
+    return calendar
+
+
+async def create_meeting(ctx: Context, payload: NewMeeting) -> dict[str, Any]:
+    """Books a meeting with a lead; a lead before the `meeting` step moves there (history
+    source `meeting`) in the same transaction. The reply's sync_status says whether Outlook
+    has it yet."""
+    _check_times(payload.start_time, payload.end_time)
+    meetings, leads = ctx.queries.meetings, ctx.queries.leads
+    mailbox = ctx.config.outlook.mailbox
+    syncing = _calendar(ctx) is not None
+    async with ctx.pool.acquire() as connection, connection.transaction():
+        lead = await meetings.lead_of_user(connection, lead_id=payload.lead_qualification_id)
+        if lead is None:
+            raise NotFound("no such lead", {"lead_qualification_id": str(payload.lead_qualification_id)})
+        if lead["user_id"] != payload.user_id:
+            if not await meetings.user_exists(connection, user_id=payload.user_id):
+                raise NotFound("no such user", {"user_id": str(payload.user_id)})
+            raise InvalidPayload("the lead belongs to another user", {"field": "user_id"})
+        await _ensure_free(ctx, connection, mailbox, payload.start_time, payload.end_time, None)
+        meeting_id = await meetings.insert_meeting(
+            connection, lead_id=payload.lead_qualification_id, user_id=payload.user_id,
+            subject=payload.subject, start_time=payload.start_time, end_time=payload.end_time,
+            attendee_email=payload.attendee_email, mailbox=mailbox,
+            sync_status="pending" if syncing else "disabled")
+        if STEP_RANK[lead["current_step"]] < STEP_RANK["meeting"]:
+            await leads.record_step_change(connection, lead_id=payload.lead_qualification_id,
+                                           from_step=lead["current_step"], to_step="meeting", source="meeting")
+            await leads.move_lead_step(connection, lead_id=payload.lead_qualification_id, new_step="meeting")
+        await ctx.queries.changes.notify_change(connection, topic="meetings", id=meeting_id)
+    return await _after_commit(ctx, meeting_id)
+
+
+async def update_meeting(ctx: Context, payload: MeetingChange) -> dict[str, Any]:
+    """Changes subject and/or times with create_meeting's checks; a cancelled meeting cannot
+    be changed (`conflict`)."""
+    changes = {f: getattr(payload, f) for f in ("subject", "start_time", "end_time")
+               if getattr(payload, f) is not msgspec.UNSET}
+    if not changes:
+        raise InvalidPayload("nothing to change: give subject, start_time or end_time", {"field": None})
+    meetings = ctx.queries.meetings
+    async with ctx.pool.acquire() as connection, connection.transaction():
+        current = await meetings.lock_meeting(connection, meeting_id=payload.meeting_id)
+        if current is None:
+            raise NotFound("no such meeting", {"meeting_id": str(payload.meeting_id)})
+        if current["status"] == "cancelled":
+            raise Conflict("the meeting is cancelled", {"meeting_id": str(payload.meeting_id)})
+        if "start_time" in changes or "end_time" in changes:
+            start = changes.get("start_time", current["start_time"])
+            end = changes.get("end_time", current["end_time"])
+            _check_times(start, end)
+            await _ensure_free(ctx, connection, current["mailbox"], start, end, payload.meeting_id)
+        await meetings.change_meeting(connection, meeting_id=payload.meeting_id, status=None,
+                                      push=_calendar(ctx) is not None, subject=changes.get("subject"),
+                                      start_time=changes.get("start_time"), end_time=changes.get("end_time"))
+        await ctx.queries.changes.notify_change(connection, topic="meetings", id=payload.meeting_id)
+    return await _after_commit(ctx, payload.meeting_id)
+
+
+async def cancel_meeting(ctx: Context, payload: MeetingId) -> dict[str, Any]:
+    """Cancels the meeting (and its Outlook event). Cancelling twice is not an error."""
+    meetings = ctx.queries.meetings
+    async with ctx.pool.acquire() as connection, connection.transaction():
+        current = await meetings.lock_meeting(connection, meeting_id=payload.meeting_id)
+        if current is None:
+            raise NotFound("no such meeting", {"meeting_id": str(payload.meeting_id)})
+        if current["status"] == "cancelled":
+            return await meetings.meeting_by_id(connection, meeting_id=payload.meeting_id)
+        await meetings.change_meeting(connection, meeting_id=payload.meeting_id, status="cancelled",
+                                      push=_calendar(ctx) is not None, subject=None, start_time=None,
+                                      end_time=None)
+        await ctx.queries.changes.notify_change(connection, topic="meetings", id=payload.meeting_id)
+    return await _after_commit(ctx, payload.meeting_id)
+
+
+async def get_available_slots(ctx: Context, payload: SlotsQuery) -> dict[str, Any]:
+    """Free slots of `duration` minutes on a local date: every business.slot_minutes within
+    working hours on workdays, min_notice_minutes from now, clear of scheduled meetings, of
+    events made in Outlook, and (Outlook enabled) of getSchedule's busy/tentative/oof blocks.
+    If Graph fails, the answer comes from the database and says so."""
+    business = ctx.config.business
+    zone = business.zone
+    since, until = local_day_bounds(payload.date, zone)
+    busy = [(row["start_time"], row["end_time"]) async for row in ctx.queries.meetings.busy_between(
+        ctx.pool, mailbox=ctx.config.outlook.mailbox, since=since, until=until)]
+    calendar = _calendar(ctx)
+    outlook_checked, warning = None, None
+    if calendar is not None:
+        try:
+            busy += await calendar.busy_times(since, until)
+            outlook_checked = True
+        except GraphError as error:
+            outlook_checked = False
+            warning = f"Outlook was not consulted ({error.status or 'unreachable'}): slots come from wsd's own data"
+    slots = free_slots(payload.date, payload.duration, business, busy, utc_now())
+    return {"date": payload.date, "duration": payload.duration, "timezone": business.timezone,
+            "slots": [{"start": start.astimezone(zone).isoformat(), "end": end.astimezone(zone).isoformat()}
+                      for start, end in slots],
+            "outlook_checked": outlook_checked, "warning": warning}
+
+
+async def sync_outlook_calendar(ctx: Context, _: NoPayload) -> dict[str, Any]:
+    """One delta round over the window plus a push of unsynced meetings:
+    {created, updated, cancelled, pushed, unchanged, full_resync}."""
+    calendar = _calendar(ctx)
+    if calendar is None:
+        raise Unavailable("Outlook sync is disabled: set [outlook] enabled = true and its credentials")
+    try:
+        return await calendar.sync()
+    except GraphError as error:
+        raise _graph_failure(error) from None
+
+
+ACTIONS = ActionTable("meetings", [
+    read("get_all_meetings", get_all_meetings, MeetingsQuery),
+    read("get_calendar_view", get_calendar_view, CalendarRange),
+    write("create_meeting", create_meeting, NewMeeting),
+    write("update_meeting", update_meeting, MeetingChange),
+    write("cancel_meeting", cancel_meeting, MeetingId),
+    read("get_available_slots", get_available_slots, SlotsQuery),
+    write("sync_outlook_calendar", sync_outlook_calendar, NoPayload),
+])
