@@ -30,7 +30,7 @@ from wsd.database import EmbeddedPostgres, apply_migrations
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 VIEWER_TOKEN = "test-viewer-token"
-DATA_TABLES = ("meetings", "integrations", "features", "requirements", "bant_data",
+DATA_TABLES = ("outlook_busy", "outlook_sync_state", "meetings", "integrations", "features", "requirements", "bant_data",
                "lead_step_history", "lead_qualifications", "agent_status_changes", "messages",
                "conversations", "users")
 
@@ -42,6 +42,7 @@ def free_port() -> int:
 
 
 def write_config(path: Path, dsn: str, port: int, cache_ttl: float = 0.0, timezone: str = "Europe/Madrid",
+                 outlook: dict[str, Any] | None = None, business: dict[str, Any] | None = None,
                  **server: Any) -> Path:
     """A config file for a test daemon: two tokens, short timeouts, a small frame limit.
 
@@ -52,15 +53,25 @@ def write_config(path: Path, dsn: str, port: int, cache_ttl: float = 0.0, timezo
                 "login_timeout_seconds": 1.0, "shutdown_grace_seconds": 5.0, **server}
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}",
              'allowed_origins = ["http://dashboard.test"]']
-    lines += [f"{key} = {value!r}" for key, value in settings.items()]
+    lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
     lines += ["[database]", f'dsn = "{dsn}"', "pool_min_size = 1", "pool_max_size = 5",
               "[auth]", "tokens = [",
               f'  {{ name = "test-admin", role = "admin", sha256 = "{hash_token(ADMIN_TOKEN)}" }},',
               f'  {{ name = "test-viewer", role = "viewer", sha256 = "{hash_token(VIEWER_TOKEN)}" }},',
               "]", "[cache]", f"ttl_seconds = {cache_ttl}", "[business]", f'timezone = "{timezone}"',
+              *(f"{key} = {toml_value(value)}" for key, value in (business or {}).items()),
+              "[outlook]", *(f"{key} = {toml_value(value)}" for key, value in (outlook or {}).items()),
               "[log]", 'level = "info"']
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
 
 
 @dataclass

@@ -82,7 +82,7 @@ async def test_a_second_package_is_a_conflict(admin: Client, db) -> None:
 
 @pytest.mark.parametrize("change, code, field", [
     ({"features": [{"name": "Login"}, {"name": "Chat"}, {"name": "x" * 201}]}, "invalid_payload", "features[2].name"),
-    ({"features": [{"name": "Login"}, {"name": "Chat"}, {"name": "   "}]}, "invalid_payload", "features[2]"),
+    ({"features": [{"name": "Login"}, {"name": "Chat"}, {"name": "   "}]}, "invalid_payload", "features[2].name"),
     ({"features": [{"name": "Login"}, {"name": "Chat"}, {"description": "no name"}]}, "invalid_payload", "features[2].name"),
     ({"features": [{"name": "Push  notifications "}, {"name": "push Notifications"}]}, "conflict", "features[1].name"),
     ({"integrations": [{"name": "Stripe", "description": "d" * 2001}]}, "invalid_payload", "integrations[0].description"),

@@ -71,6 +71,9 @@ class CalendarSync:
         deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
         try:
             event = await self._reconcile(dict(meeting), deadline)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.queries.release_claim(self.pool, meeting_id=meeting_id))
+            raise
         except GraphError as error:
             status = await self.queries.push_failed(
                 self.pool, meeting_id=meeting_id, error=f"{error.code or error.status or 'network'}: {error}"[:500],

@@ -111,7 +111,8 @@ def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Pa
         return msgspec.convert(payload, payload_type)
     except msgspec.ValidationError as error:
         text = str(error)
-        # "Object missing required field `name` - at `$.features[2]`" → "features[2].name"
+        # "Object missing required field `name` - at `$.features[2]`" → "features[2].name";
+        # payload types' own checks name their field the same way ("field `end_date` ...").
         parts = [m.group(1) for pattern in (_PATH, _FIELD) if (m := pattern.search(text))]
         raise InvalidPayload(text.split(" - at ")[0], {"field": ".".join(parts) or None}) from None
 

@@ -43,7 +43,7 @@ STEP_RANK = {step: rank for rank, step in enumerate(STEPS)}
 
 def _aware(value: dt.datetime | None, field: str) -> None:
     if value is not None and value.tzinfo is None:
-        raise ValueError(f"{field} needs a UTC offset, e.g. 2024-01-15T10:00:00Z")
+        raise ValueError(f"field `{field}` needs a UTC offset, e.g. 2024-01-15T10:00:00Z")
 
 
 class MeetingsQuery(Payload):
@@ -54,7 +54,7 @@ class MeetingsQuery(Payload):
 
     def __post_init__(self) -> None:
         if (self.filter == "by_status") != (self.status is not None):
-            raise ValueError("status goes with filter by_status, and by_status needs a status")
+            raise ValueError("field `status` goes with filter by_status, and by_status needs a status")
 
 
 class CalendarRange(Payload):
@@ -63,9 +63,9 @@ class CalendarRange(Payload):
 
     def __post_init__(self) -> None:
         if self.end_date < self.start_date:
-            raise ValueError("end_date is before start_date")
+            raise ValueError("field `end_date` is before start_date")
         if (self.end_date - self.start_date).days >= 366:
-            raise ValueError("at most 366 days at once")
+            raise ValueError("field `end_date` is more than 366 days after start_date")
 
 
 class NewMeeting(Payload):

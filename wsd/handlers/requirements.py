@@ -46,7 +46,7 @@ class NewItem(Payload):
     def __post_init__(self) -> None:
         self.name = self.name.strip()
         if not self.name:
-            raise ValueError("name must not be blank")
+            raise ValueError("field `name` must not be blank")
 
 
 class LeadId(Payload):
