@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 UTC = dt.timezone.utc
+REQUEST_JSON = web.RequestKey("json", object)
 MAILBOX = "ventas@empresa.example"
 TENANT = "test-tenant"
 CLIENT_ID = "test-client"
@@ -69,6 +70,7 @@ class FakeGraph:
     def __init__(self, page_size: int = 2, token_lifetime: int = 3600) -> None:
         self.page_size = page_size
         self.token_lifetime = token_lifetime
+        self.tokens: dict[str, float] = {}   # issued tokens outlive reset(), as they would
         self.reset()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -77,7 +79,6 @@ class FakeGraph:
         self.events: dict[str, Event] = {}
         self.requests: list[dict[str, Any]] = []
         self.token_requests: list[dict[str, str]] = []
-        self.tokens: dict[str, float] = {}
         self.faults: list[tuple[str, str | None]] = []
         self.down = False
         self.changes: list[tuple[int, str]] = []         # (version, event id) per mutation
@@ -154,7 +155,7 @@ class FakeGraph:
         if not request.path.startswith("/v1.0/"):
             return await handler(request)
         body = await request.json() if request.can_read_body else None
-        self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
+        self.requests.append({"at": time.monotonic(), "method": request.method, "path": request.path, "query": dict(request.query),
                               "json": body, "headers": dict(request.headers)})
         if self.down:
             return graph_error(503, "ServiceNotAvailable", "The service is unavailable.", {"Retry-After": "0.05"})
@@ -180,7 +181,7 @@ class FakeGraph:
             return graph_error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
         if request.match_info.get("mailbox") != MAILBOX:
             return graph_error(404, "ErrorInvalidUser", "The requested user is invalid.")
-        request["json"] = body
+        request[REQUEST_JSON] = body
         return await handler(request)
 
     async def _token(self, request: web.Request) -> web.Response:
@@ -197,7 +198,7 @@ class FakeGraph:
                                   "ext_expires_in": self.token_lifetime, "access_token": token})
 
     async def _create(self, request: web.Request) -> web.Response:
-        body = request["json"]
+        body = request[REQUEST_JSON]
         for key in ("subject", "start", "end"):
             if key not in body:
                 return graph_error(400, "ErrorInvalidRequest", f"{key} is required")
@@ -216,7 +217,7 @@ class FakeGraph:
         event = self.events.get(request.match_info["id"])
         if event is None:
             return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-        body = request["json"]
+        body = request[REQUEST_JSON]
         event.subject = body.get("subject", event.subject)
         if "start" in body:
             event.start = parse_time(body["start"])
@@ -243,7 +244,7 @@ class FakeGraph:
         return web.Response(status=204)
 
     async def _schedule(self, request: web.Request) -> web.Response:
-        body = request["json"]
+        body = request[REQUEST_JSON]
         start, end = parse_time(body["startTime"]), parse_time(body["endTime"])
         items = [{"isPrivate": False, "status": e.show_as, "subject": e.subject, "location": "",
                   "start": graph_time(e.start), "end": graph_time(e.end)}

@@ -165,7 +165,8 @@ class CalendarSync:
                                                    window_start=None, window_end=None, succeeded=False,
                                                    error=f"{error.code or error.status}: {error}"[:500])
                 raise
-            counts = await self._apply(round_.events, window_start, window_end, full=delta_link is None)
+            counts = await self._apply(round_.events, window_start, window_end,
+                                       full=delta_link is None or full_resync)
             await self.queries.save_sync_state(self.pool, mailbox=self.mailbox, delta_link=round_.delta_link,
                                                window_start=window_start, window_end=window_end,
                                                succeeded=True, error=None)
