@@ -38,7 +38,7 @@ async def explain_all(database: Database) -> int:
         "leads.abandoned_leads": ("leads", "abandoned_leads", dict(days=7, after_activity_at=None, after_id=None, page_size=101)),
         "requirements.requirements_by_lead": ("requirements", "requirements_by_lead", dict(lead_id=lead_id)),
         "requirements.requirements_by_id": ("requirements", "requirements_by_id", dict(requirements_id=requirements_id)),
-        "requirements.popular_features": ("requirements", "popular_features", dict(top=10)),
+        "requirements.popular_items": ("requirements", "popular_items", dict(kind="features", top=10)),
     }
     full_scans = 0
     for title, (resource, name, params) in cases.items():

@@ -132,6 +132,23 @@ async def _ensure_free(ctx: Context, connection: Any, mailbox: str, start: dt.da
                         "end_time": clash["end_time"].isoformat()})
 
 
+async def _locked_meeting(ctx: Context, connection: Any, meeting_id: uuid.UUID) -> Any:
+    current = await ctx.queries.meetings.lock_meeting(connection, meeting_id=meeting_id)
+    if current is None:
+        raise NotFound("no such meeting", {"meeting_id": str(meeting_id)})
+    return current
+
+
+async def _change(ctx: Context, connection: Any, meeting_id: uuid.UUID, subject: str | None = None,
+                  start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
+                  status: str | None = None) -> None:
+    """Stores the change (queued for Outlook when it is on) and announces it."""
+    await ctx.queries.meetings.change_meeting(
+        connection, meeting_id=meeting_id, subject=subject, start_time=start_time, end_time=end_time,
+        status=status, push=_calendar(ctx) is not None)
+    await ctx.queries.changes.notify_change(connection, topic="meetings", id=meeting_id)
+
+
 async def _after_commit(ctx: Context, meeting_id: uuid.UUID) -> dict[str, Any]:
     """Push to Outlook (bounded wait), then answer with the meeting as stored."""
     calendar = _calendar(ctx)
@@ -212,11 +229,8 @@ async def update_meeting(ctx: Context, payload: MeetingChange) -> dict[str, Any]
                if getattr(payload, f) is not msgspec.UNSET}
     if not changes:
         raise InvalidPayload("nothing to change: give subject, start_time or end_time", {"field": None})
-    meetings = ctx.queries.meetings
     async with ctx.pool.acquire() as connection, connection.transaction():
-        current = await meetings.lock_meeting(connection, meeting_id=payload.meeting_id)
-        if current is None:
-            raise NotFound("no such meeting", {"meeting_id": str(payload.meeting_id)})
+        current = await _locked_meeting(ctx, connection, payload.meeting_id)
         if current["status"] == "cancelled":
             raise Conflict("the meeting is cancelled", {"meeting_id": str(payload.meeting_id)})
         if "start_time" in changes or "end_time" in changes:
@@ -224,26 +238,17 @@ async def update_meeting(ctx: Context, payload: MeetingChange) -> dict[str, Any]
             end = changes.get("end_time", current["end_time"])
             _check_times(start, end)
             await _ensure_free(ctx, connection, current["mailbox"], start, end, payload.meeting_id)
-        await meetings.change_meeting(connection, meeting_id=payload.meeting_id, status=None,
-                                      push=_calendar(ctx) is not None, subject=changes.get("subject"),
-                                      start_time=changes.get("start_time"), end_time=changes.get("end_time"))
-        await ctx.queries.changes.notify_change(connection, topic="meetings", id=payload.meeting_id)
+        await _change(ctx, connection, payload.meeting_id, **changes)
     return await _after_commit(ctx, payload.meeting_id)
 
 
 async def cancel_meeting(ctx: Context, payload: MeetingId) -> dict[str, Any]:
     """Cancels the meeting (and its Outlook event). Cancelling twice is not an error."""
-    meetings = ctx.queries.meetings
     async with ctx.pool.acquire() as connection, connection.transaction():
-        current = await meetings.lock_meeting(connection, meeting_id=payload.meeting_id)
-        if current is None:
-            raise NotFound("no such meeting", {"meeting_id": str(payload.meeting_id)})
+        current = await _locked_meeting(ctx, connection, payload.meeting_id)
         if current["status"] == "cancelled":
-            return await meetings.meeting_by_id(connection, meeting_id=payload.meeting_id)
-        await meetings.change_meeting(connection, meeting_id=payload.meeting_id, status="cancelled",
-                                      push=_calendar(ctx) is not None, subject=None, start_time=None,
-                                      end_time=None)
-        await ctx.queries.changes.notify_change(connection, topic="meetings", id=payload.meeting_id)
+            return await ctx.queries.meetings.meeting_by_id(connection, meeting_id=payload.meeting_id)
+        await _change(ctx, connection, payload.meeting_id, status="cancelled")
     return await _after_commit(ctx, payload.meeting_id)
 
 

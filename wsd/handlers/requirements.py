@@ -164,8 +164,8 @@ def _item_adder(kind: str) -> Handler:
 def _popularity(kind: str) -> Handler:
     async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]]:
         """Top names across all requirements {name, count, share}, most requested first."""
-        query = getattr(ctx.queries.requirements, f"popular_{kind}")
-        return [dict(row) async for row in query(ctx.pool, top=payload.limit)]
+        return [dict(row) async for row in ctx.queries.requirements.popular_items(
+            ctx.pool, kind=kind, top=payload.limit)]
     popular.__name__ = popular.__qualname__ = f"get_popular_{kind}"
     return popular
 

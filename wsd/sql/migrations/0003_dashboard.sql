@@ -39,19 +39,15 @@ END $$;
 CREATE TRIGGER messages_answer_delay BEFORE INSERT ON messages
     FOR EACH ROW EXECUTE FUNCTION answer_delay();
 
-CREATE OR REPLACE FUNCTION touch_conversation_last_message() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION note_first_agent_message() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE conversations
-       SET last_message_at = greatest(coalesce(last_message_at, NEW.created_at), NEW.created_at),
-           first_agent_message_at = CASE WHEN NEW.role = 'agent'
-               THEN least(coalesce(first_agent_message_at, NEW.created_at), NEW.created_at)
-               ELSE first_agent_message_at END
-     WHERE id = NEW.conversation_id;
-    UPDATE lead_qualifications
-       SET last_activity_at = greatest(last_activity_at, NEW.created_at)
-     WHERE conversation_id = NEW.conversation_id AND last_activity_at < NEW.created_at;
+    UPDATE conversations SET first_agent_message_at = NEW.created_at
+     WHERE id = NEW.conversation_id
+       AND (first_agent_message_at IS NULL OR first_agent_message_at > NEW.created_at);
     RETURN NEW;
 END $$;
+CREATE TRIGGER messages_first_agent_message AFTER INSERT ON messages
+    FOR EACH ROW WHEN (NEW.role = 'agent') EXECUTE FUNCTION note_first_agent_message();
 
 -- Row counts of tables too big to count on every dashboard refresh.
 CREATE TABLE row_counts (
