@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 from pathlib import Path
 
@@ -69,8 +70,16 @@ async def _listen_for_events(database: Database, server: WsdServer,
     return connection
 
 
+def _raise_open_file_limit() -> None:
+    """Every client is a socket: take the hard limit so thousands of dashboards can connect."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def run_daemon(config: Config, with_demo: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then drain and stop everything this process started."""
+    _raise_open_file_limit()
     database = Database(config)
     await database.start()
     try:
