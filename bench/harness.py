@@ -123,10 +123,11 @@ class Daemon:
         return psutil.Process(self.process.pid).memory_info().rss  # type: ignore[union-attr]
 
 
-def run_load(url: str, token: str | None, clients: int, seconds: float, messages: list[dict]) -> dict:
+def run_load(url: str, token: str | None, clients: int, seconds: float, messages: list[dict],
+             rate: float = 0.0) -> dict:
     """The load generator runs in its own process so it does not share the daemon's CPU time."""
     done = subprocess.run([sys.executable, "-m", "bench.load", url, token or "", str(clients),
-                           str(seconds), orjson.dumps(messages).decode()],
+                           str(seconds), orjson.dumps(messages).decode(), str(rate)],
                           capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(done.stdout)
 
@@ -179,9 +180,9 @@ def envelope(resource: str, action: str, payload: dict | None = None, request_id
     return message
 
 
-def measure(daemon: Daemon, clients: int, seconds: float, messages: list[dict]) -> dict:
+def measure(daemon: Daemon, clients: int, seconds: float, messages: list[dict], rate: float = 0.0) -> dict:
     cpu_before = daemon.cpu_seconds()
-    result = run_load(daemon.url, daemon.token, clients, seconds, messages)
+    result = run_load(daemon.url, daemon.token, clients, seconds, messages, rate)
     cpu = daemon.cpu_seconds() - cpu_before
     result["server_cpu_us_per_request"] = cpu / max(1, result["requests"]) * 1e6
     result["server_rss_mib"] = daemon.rss_bytes() / 2**20
@@ -196,7 +197,7 @@ async def sample_ids(dsn: str) -> dict[str, Any]:
     return {"leads": leads}
 
 
-SCENARIOS = ("stats", "point", "page", "write", "mix", "idle")
+SCENARIOS = ("stats", "point", "page", "write", "paced", "mix", "idle")
 
 
 async def throughput_scenarios(data: Data, scenarios: list[str], clients: int, seconds: float,
@@ -230,6 +231,13 @@ async def throughput_scenarios(data: Data, scenarios: list[str], clients: int, s
             messages = [envelope("leads", "update_lead_step", {"lead_id": i, "new_step": steps[n % 2]})
                         for n, i in enumerate(lead_ids)]
             results["update_lead_step (write)"] = {**measure(daemon, clients, seconds, messages)}
+        if "paced" in scenarios:
+            # Latency at a dashboard's pace: every client 10 requests a second.
+            results["get_dashboard_stats (cached), 10/s per client"] = measure(
+                daemon, clients, seconds, [envelope("dashboard", "get_dashboard_stats")], rate=10)
+            results["get_lead_with_complete_data, 10/s per client"] = measure(
+                daemon, clients, seconds,
+                [envelope("leads", "get_lead_with_complete_data", {"lead_id": i}) for i in lead_ids], rate=10)
         if "mix" in scenarios:
             page_load = [envelope("dashboard", a) for a in (
                 "get_dashboard_stats", "get_conversion_funnel", "get_activity_timeline",
@@ -268,7 +276,8 @@ async def idle_cost(daemon: Daemon, connections: int) -> dict:
 
 AGGREGATES = [("dashboard", "get_dashboard_stats"), ("dashboard", "get_conversion_funnel"),
               ("dashboard", "get_activity_timeline"), ("dashboard", "get_agent_performance"),
-              ("leads", "get_conversion_stats"), ("requirements", "get_popular_features")]
+              ("leads", "get_conversion_stats"), ("requirements", "get_popular_features"),
+              ("leads", "get_lead_pipeline")]
 
 
 async def cold_aggregates(data: Data, repeats: int) -> dict[str, dict]:

@@ -1,9 +1,11 @@
 """The load generator: N concurrent WebSocket clients in a closed loop, run as its own process.
 
-Each client sends one request, waits for its reply, and sends the next, for a fixed time.
+Each client sends one request, waits for its reply, and sends the next, for a fixed time;
+with RATE, each client sends at most RATE requests a second (a dashboard tab's pace) so
+latency is measured under a load the server can carry rather than at saturation.
 Prints one JSON object: requests, errors, elapsed seconds and latency percentiles (ms).
 
-Usage: python -m bench.load URL TOKEN CLIENTS SECONDS MESSAGES_JSON
+Usage: python -m bench.load URL TOKEN CLIENTS SECONDS MESSAGES_JSON [RATE]
 MESSAGES_JSON is a list of request envelopes; each client cycles through it.
 """
 
@@ -25,12 +27,18 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
 
 
 async def one_client(url: str, token: str | None, messages: list[dict], until: float,
-                     latencies: list[float], errors: list[int], offset: int) -> None:
+                     latencies: list[float], errors: list[int], offset: int, rate: float) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with connect(url, additional_headers=headers, compression=None, max_size=None) as ws:
         frames = [orjson.dumps(m).decode() for m in messages]
         i = offset
+        interval = 1 / rate if rate > 0 else 0.0
+        # Paced clients start spread over one interval, as independent browser tabs would.
+        next_send = time.perf_counter() + interval * (offset % 100) / 100
         while time.perf_counter() < until:
+            if interval:
+                await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
+                next_send += interval
             started = time.perf_counter()
             await ws.send(frames[i % len(frames)])
             reply = await ws.recv()
@@ -40,12 +48,13 @@ async def one_client(url: str, token: str | None, messages: list[dict], until: f
             i += 1
 
 
-async def run(url: str, token: str | None, clients: int, seconds: float, messages: list[dict]) -> dict:
+async def run(url: str, token: str | None, clients: int, seconds: float, messages: list[dict],
+              rate: float = 0.0) -> dict:
     latencies: list[float] = []
     errors = [0]
     started = time.perf_counter()
     until = started + seconds
-    await asyncio.gather(*(one_client(url, token, messages, until, latencies, errors, n)
+    await asyncio.gather(*(one_client(url, token, messages, until, latencies, errors, n, rate)
                            for n in range(clients)))
     elapsed = time.perf_counter() - started
     latencies.sort()
@@ -57,7 +66,8 @@ async def run(url: str, token: str | None, clients: int, seconds: float, message
 
 def main() -> None:
     url, token, clients, seconds, messages = sys.argv[1:6]
-    result = asyncio.run(run(url, token or None, int(clients), float(seconds), orjson.loads(messages)))
+    rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    result = asyncio.run(run(url, token or None, int(clients), float(seconds), orjson.loads(messages), rate))
     print(orjson.dumps(result).decode())
 
 
