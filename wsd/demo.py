@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import asyncpg
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 
 from wsd import steps as lead_steps
 
@@ -137,8 +138,10 @@ class _Generator:
         self.rng = random.Random(seed)
         self.anchor = anchor
 
-    def uuid(self) -> uuid.UUID:
-        return uuid.UUID(bytes=self.rng.randbytes(16), version=4)
+    def uuid(self) -> PgUUID:
+        # asyncpg's own UUID type: built from 16 random bytes in C, five times faster than
+        # uuid.UUID, and COPY sends it without conversion.
+        return PgUUID(self.rng.randbytes(16))
 
     def lead(self, index: int, rows: _Rows) -> None:
         rng, anchor = self.rng, self.anchor
@@ -268,6 +271,15 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
                 await connection.execute("SET LOCAL session_replication_role = replica")
         except asyncpg.InsufficientPrivilegeError:
             pass  # a non-superuser loads with triggers and FK checks on: slower, same result
+        await connection.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        # Secondary indexes are built once after the load: far cheaper than row by row.
+        rebuild = await connection.fetch(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes AS i "
+            "WHERE i.schemaname = current_schema() AND i.tablename = ANY($1::text[]) "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conname = i.indexname)",
+            list(COLUMNS))
+        for index in rebuild:
+            await connection.execute(f'DROP INDEX "{index["indexname"]}"')
         chunks = generator.chunks(leads)
         # The next chunk is generated in a thread while PostgreSQL ingests this one.
         upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
@@ -277,6 +289,8 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
                 records = getattr(rows, table)
                 if records:
                     await connection.copy_records_to_table(table, records=records, columns=columns)
+        for index in rebuild:
+            await connection.execute(index["indexdef"])
         await connection.execute("SELECT recount_all()")  # the kept counts' triggers were off
     # VACUUM sets the visibility map, so counts can use index-only scans from the start.
     await connection.execute("VACUUM ANALYZE")
