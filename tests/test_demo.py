@@ -89,6 +89,9 @@ async def test_demo_fills_every_table_consistently(empty_db: asyncpg.Connection)
         SELECT count(*) FROM conversations c WHERE first_agent_message_at IS DISTINCT FROM
             (SELECT min(created_at) FROM messages m WHERE m.conversation_id = c.id AND role = 'agent')""") == 0
     assert await empty_db.fetchval("SELECT n FROM row_counts WHERE table_name = 'users'") == 700
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM lead_qualifications l JOIN conversations c ON c.id = l.conversation_id
+        WHERE l.agent_handled <> (c.first_agent_message_at IS NOT NULL)""") == 0
     assert await empty_db.fetchval(
         "SELECT count(DISTINCT name) FROM integrations WHERE name IN ('PayPal', 'Stripe', 'Firebase')") == 3
 

@@ -115,7 +115,7 @@ COLUMNS = {
     "agent_status_changes": ("conversation_id", "enabled", "changed_at"),
     "lead_qualifications": ("id", "user_id", "conversation_id", "current_step", "consent",
                             "created_at", "updated_at", "completed_at", "furthest_step",
-                            "last_activity_at"),
+                            "last_activity_at", "agent_handled"),
     "lead_step_entries": ("lead_id", "step", "entered_at"),
     "lead_step_history": ("lead_id", "from_step", "to_step", "source", "changed_at"),
     "bant_data": ("id", "lead_id", "budget", "authority", "need", "timeline", "created_at",
@@ -171,10 +171,10 @@ class _Generator:
             rows.lead_step_history.append((lead_id, STEPS[reached], STEPS[final], "manual", at))
         updated = at
         completed_at = at if STEPS[final] == "completed" else None
-        last_message = self.conversation(conversation_id, user_id, created, updated, rows)
+        last_message, agent_handled = self.conversation(conversation_id, user_id, created, updated, rows)
         rows.lead_qualifications.append((lead_id, user_id, conversation_id, STEPS[final],
                                          reached >= 1, created, updated, completed_at,
-                                         STEPS[reached], max(updated, last_message)))
+                                         STEPS[reached], max(updated, last_message), agent_handled))
         rows.lead_step_entries.extend(
             (lead_id, STEPS[step], entered) for step, entered in enumerate(step_times))
         if reached >= 3:
@@ -187,8 +187,8 @@ class _Generator:
             self.meeting(lead_id, user_id, email, first, company, step_times[5], final, rows)
 
     def conversation(self, conversation_id: uuid.UUID, user_id: uuid.UUID, created: dt.datetime,
-                     until: dt.datetime, rows: _Rows) -> dt.datetime:
-        """Writes the thread and returns the time of its last message."""
+                     until: dt.datetime, rows: _Rows) -> tuple[dt.datetime, bool]:
+        """Writes the thread; returns the time of its last message and whether the agent wrote."""
         rng = self.rng
         handed_off = rng.random() < 0.06
         at = previous_at = created
@@ -218,7 +218,7 @@ class _Generator:
         status = "closed" if (self.anchor - last).days > 30 and rng.random() < 0.7 else "open"
         rows.conversations.append((conversation_id, user_id, not handed_off, status, created,
                                    max(last, created), last, first_agent_at))
-        return last
+        return last, first_agent_at is not None
 
     def requirements(self, lead_id: uuid.UUID, at: dt.datetime, rows: _Rows) -> None:
         rng = self.rng

@@ -100,10 +100,11 @@ async def get_agent_performance(ctx: Context, payload: AgentPerformance) -> dict
 
 async def _agent_numbers(ctx: Context, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
     row = dict(await ctx.queries.dashboard.agent_performance(ctx.pool, since=since, until=until))
-    handled = row.pop("handled_leads")
-    row["completion_rate"] = handled["completed"] / handled["leads"] if handled["leads"] else 0
-    row["handled_leads"] = handled["leads"]
-    return {"since": since, "until": until, **row}
+    handled, replies = row.pop("handled_leads"), row.pop("replies")
+    return {"since": since, "until": until, **row,
+            "agent_messages": replies.pop("agent_messages"), "first_response_seconds": replies,
+            "handled_leads": handled["leads"],
+            "completion_rate": handled["completed"] / handled["leads"] if handled["leads"] else 0}
 
 
 async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
