@@ -153,7 +153,8 @@ def echo_floor(clients: int, seconds: float, size: int) -> dict:
 
 async def database_floor(dsn: str, clients: int, seconds: float,
                          query: Callable[[asyncpg.Pool], Awaitable[Any]]) -> dict:
-    """The action's SQL in a closed loop from `clients` tasks over a pool of wsd's size."""
+    """The action's SQL, straight through asyncpg, in a closed loop from `clients` tasks over
+    a pool of wsd's size and with its connection set-up (the same JSON codecs)."""
     pool = await create_pool(dsn, 2, 10)
     latencies: list[float] = []
     until = time.perf_counter() + seconds
@@ -218,14 +219,13 @@ async def throughput_scenarios(data: Data, scenarios: list[str], clients: int, s
             results["get_lead_with_complete_data"] = {
                 **measure(daemon, clients, seconds, messages), "floor": "asyncpg",
                 "floor_result": await database_floor(data.dsn, clients, seconds, _cycle(
-                    lambda pool, i: queries.leads.lead_with_complete_data(pool, lead_id=i), lead_ids))}
+                    lambda pool, i: pool.fetchval(queries.leads.lead_with_complete_data.sql, i), lead_ids))}
         if "page" in scenarios:
             results["get_all_leads (first page)"] = {
                 **measure(daemon, clients, seconds, [envelope("leads", "get_all_leads")]),
                 "floor": "asyncpg",
-                "floor_result": await database_floor(data.dsn, clients, seconds, lambda pool: _all(
-                    queries.leads.all_leads(pool, step=None, search=None, after_created_at=None,
-                                            after_id=None, page_size=101)))}
+                "floor_result": await database_floor(data.dsn, clients, seconds, lambda pool: pool.fetch(
+                    queries.leads.all_leads.sql, None, None, None, None, 101))}
         if "write" in scenarios:
             steps = ("consent", "bant")
             messages = [envelope("leads", "update_lead_step", {"lead_id": i, "new_step": steps[n % 2]})
@@ -253,10 +253,6 @@ async def throughput_scenarios(data: Data, scenarios: list[str], clients: int, s
 def _cycle(call: Callable[[asyncpg.Pool, Any], Awaitable[Any]], values: list[Any]) -> Callable:
     counter = iter(range(10**12))
     return lambda pool: call(pool, values[next(counter) % len(values)])
-
-
-async def _all(rows: Any) -> list:
-    return [row async for row in rows]
 
 
 async def idle_cost(daemon: Daemon, connections: int) -> dict:

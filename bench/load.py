@@ -42,8 +42,10 @@ async def one_client(url: str, token: str | None, messages: list[dict], until: f
             started = time.perf_counter()
             await ws.send(frames[i % len(frames)])
             reply = await ws.recv()
+            while reply.startswith('{"type":"event"'):   # pushed events are not replies
+                reply = await ws.recv()
             latencies.append((time.perf_counter() - started) * 1000)
-            if b'"type":"error"' in (reply if isinstance(reply, bytes) else reply.encode()):
+            if reply.startswith('{"type":"error"'):
                 errors[0] += 1
             i += 1
 

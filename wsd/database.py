@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosql
 import asyncpg
+from aiosql.adapters.asyncpg import AsyncPGAdapter
 import orjson
 
 from wsd.config import Config
@@ -55,13 +56,36 @@ class EmbeddedPostgres:
             self._server = None
 
 
+class DirectAsyncPGAdapter(AsyncPGAdapter):
+    """aiosql's asyncpg adapter without its per-call `dir()` probe for a pool.
+
+    An asyncpg Pool and a Connection both have fetch/fetchrow/fetchval/execute, so a query
+    runs on whichever it is given; the pool acquires and releases around one statement.
+    """
+
+    async def select(self, conn: Any, query_name: str, sql: str, parameters: Any,
+                     record_class: Any = None) -> Any:
+        for row in await conn.fetch(sql, *self.maybe_order_params(query_name, parameters)):
+            yield row
+
+    async def select_one(self, conn: Any, query_name: str, sql: str, parameters: Any,
+                         record_class: Any = None) -> Any:
+        return await conn.fetchrow(sql, *self.maybe_order_params(query_name, parameters))
+
+    async def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
+        return await conn.fetchval(sql, *self.maybe_order_params(query_name, parameters))
+
+    async def insert_update_delete(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
+        return await conn.execute(sql, *self.maybe_order_params(query_name, parameters))
+
+
 def load_queries() -> SimpleNamespace:
-    """Every named query, as `queries.<resource>.<name>(conn, **params)`.
+    """Every named query, as `queries.<resource>.<name>(conn_or_pool, **params)`.
 
     Each resource is a folder of one-statement `.sql` files; migrations are not queries.
     """
     return SimpleNamespace(**{
-        folder.name: aiosql.from_path(folder, "asyncpg")
+        folder.name: aiosql.from_path(folder, DirectAsyncPGAdapter)
         for folder in sorted(SQL_DIR.iterdir())
         if folder.is_dir() and folder.name != "migrations"
     })

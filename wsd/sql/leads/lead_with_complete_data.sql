@@ -1,9 +1,9 @@
 -- name: lead_with_complete_data(lead_id)$
--- Returns one lead's whole document, or NULL for an unknown id: the leads-list fields plus
+-- Returns one lead's whole document as JSON text (sent as it is), or NULL for an unknown id: the leads-list fields plus
 -- its conversation {id, agent_enabled, status, message_count, last_message_at}, its
 -- requirements with features and integrations, its meetings by start time, and its step
 -- history in order.
-SELECT lead_document(l, u, b, r)::jsonb || jsonb_build_object(
+SELECT (lead_document(l, u, b, r)::jsonb || jsonb_build_object(
            'requirements', CASE WHEN r.id IS NOT NULL THEN requirements_document(r) END,
            'conversation', (
                SELECT json_build_object(
@@ -20,7 +20,7 @@ SELECT lead_document(l, u, b, r)::jsonb || jsonb_build_object(
                           'from_step', h.from_step, 'to_step', h.to_step, 'source', h.source,
                           'changed_at', h.changed_at)
                       ORDER BY h.changed_at, h.id)
-                 FROM lead_step_history AS h WHERE h.lead_id = l.id), '[]'::json))
+                 FROM lead_step_history AS h WHERE h.lead_id = l.id), '[]'::json)))::text
   FROM lead_qualifications AS l
   JOIN users AS u ON u.id = l.user_id
   LEFT JOIN bant_data AS b ON b.lead_id = l.id
