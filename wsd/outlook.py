@@ -145,9 +145,11 @@ class GraphClient:
 
     # -- token -------------------------------------------------------------------------------
 
-    async def _access_token(self, renew: bool = False) -> str:
+    async def _access_token(self, refused: str | None = None) -> str:
+        """The cached token, or a new one when it expires soon or Graph refused `refused`
+        (unless another call already replaced that one)."""
         async with self._token_lock:
-            if not renew and self._token and time.monotonic() < self._token_expires:
+            if self._token and self._token != refused and time.monotonic() < self._token_expires:
                 return self._token
             url = f"{self.settings.login_url.rstrip('/')}/{quote(self.settings.tenant_id)}/oauth2/v2.0/token"
             form = {"client_id": self.settings.client_id, "client_secret": self.settings.client_secret,
@@ -204,7 +206,7 @@ class GraphClient:
                     code, message = error.get("code"), error.get("message", f"HTTP {response.status}")
                     if response.status == 401 and code == "InvalidAuthenticationToken" and not renewed:
                         renewed = True
-                        await self._access_token(renew=True)
+                        await self._access_token(refused=token)
                         continue
                     failure = GraphError(message, response.status, code,
                                          transient=response.status in TRANSIENT_STATUSES)
