@@ -49,7 +49,9 @@ class Session:
     async def send(self, message: bytes) -> None:
         """Send one encoded message; a client that went away is not an error."""
         try:
-            await self.connection.send(message.decode("utf-8"))
+            # orjson's UTF-8 bytes go out as a Text frame (browsers parse text, not Blobs)
+            # without a decode here and an encode in websockets.
+            await self.connection.send(message, text=True)
         except ConnectionClosed:
             pass
 
