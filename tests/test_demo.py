@@ -92,6 +92,9 @@ async def test_demo_fills_every_table_consistently(empty_db: asyncpg.Connection)
     assert await empty_db.fetchval("""
         SELECT count(*) FROM lead_qualifications l JOIN conversations c ON c.id = l.conversation_id
         WHERE l.agent_handled <> (c.first_agent_message_at IS NOT NULL)""") == 0
+    assert await empty_db.fetchval("""
+        SELECT count(*) FROM meetings m JOIN lead_qualifications l ON l.id = m.lead_id
+        WHERE m.lead_agent_handled <> l.agent_handled""") == 0
     assert await empty_db.fetchval(
         "SELECT count(DISTINCT name) FROM integrations WHERE name IN ('PayPal', 'Stripe', 'Firebase')") == 3
 

@@ -124,7 +124,8 @@ COLUMNS = {
     "features": ("id", "requirements_id", "name", "description", "created_at"),
     "integrations": ("id", "requirements_id", "name", "description", "created_at"),
     "meetings": ("id", "lead_id", "user_id", "subject", "start_time", "end_time",
-                 "attendee_email", "status", "sync_status", "created_at", "updated_at"),
+                 "attendee_email", "status", "sync_status", "created_at", "updated_at",
+                 "lead_agent_handled"),
 }
 
 
@@ -184,7 +185,7 @@ class _Generator:
         if reached >= 4:
             self.requirements(lead_id, step_times[4], rows)
         if reached >= 5:
-            self.meeting(lead_id, user_id, email, first, company, step_times[5], final, rows)
+            self.meeting(lead_id, user_id, email, first, company, step_times[5], final, agent_handled, rows)
 
     def conversation(self, conversation_id: uuid.UUID, user_id: uuid.UUID, created: dt.datetime,
                      until: dt.datetime, rows: _Rows) -> tuple[dt.datetime, bool]:
@@ -230,8 +231,8 @@ class _Generator:
         for name, description in rng.sample(INTEGRATIONS, rng.randint(0, 3)):
             rows.integrations.append((self.uuid(), requirements_id, name, description, at))
 
-    def meeting(self, lead_id: uuid.UUID, user_id: uuid.UUID, email: str, first: str,
-                company: str, booked_at: dt.datetime, final: int, rows: _Rows) -> None:
+    def meeting(self, lead_id: uuid.UUID, user_id: uuid.UUID, email: str, first: str, company: str,
+                booked_at: dt.datetime, final: int, agent_handled: bool, rows: _Rows) -> None:
         rng = self.rng
         # Completed leads met in the past; leads at `meeting` mostly meet in the coming days.
         if STEPS[final] == "completed" or rng.random() < 0.3:
@@ -244,7 +245,7 @@ class _Generator:
         status = "cancelled" if rng.random() < 0.08 else (
             "completed" if end < self.anchor else "scheduled")
         rows.meetings.append((self.uuid(), lead_id, user_id, f"Reunión con {first} ({company})",
-                              start, end, email, status, "disabled", booked_at, booked_at))
+                              start, end, email, status, "disabled", booked_at, booked_at, agent_handled))
 
     def chunks(self, leads: int) -> Iterator[_Rows]:
         for start in range(0, leads, CHUNK_LEADS):
