@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import uuid
 
 from wsd.config import load_config
 from wsd.database import Database, load_queries

@@ -6,7 +6,6 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-import pytest
 
 from tests import factories
 from tests.conftest import Client

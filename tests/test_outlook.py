@@ -6,12 +6,10 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
 
-from tests import factories
 from tests.conftest import Client, open_client, start_daemon
 from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT, FakeGraph
 from tests.test_meetings import at, booking, lead_at, next_weekday

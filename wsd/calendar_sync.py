@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from wsd.clock import local_day_bounds, local_today, utc_now
+from wsd.clock import local_day_bounds, local_today
 from wsd.config import Config
 from wsd.outlook import GraphClient, GraphError, GraphEvent, ResyncRequired
 

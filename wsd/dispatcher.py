@@ -130,10 +130,6 @@ class Dispatcher:
                     raise ValueError(f"action registered twice: {key}")
                 self._actions[key] = action
 
-    @property
-    def actions(self) -> dict[tuple[str, str], Action]:
-        return dict(self._actions)
-
     def lookup(self, resource: str, action_name: str) -> Action:
         action = self._actions.get((resource, action_name))
         if action is None:

@@ -10,8 +10,9 @@ Creates always carry `transactionId` (the meeting's id), so a create retried aft
 reply never makes a second event.
 
 Example:
-    >>> async with GraphClient(config.outlook) as graph:
-    ...     event = await graph.create_event(meeting)
+    >>> graph = GraphClient(config.outlook)
+    >>> event = await graph.create_event(meeting)    # a GraphEvent with Graph's id
+    >>> await graph.close()
 """
 
 from __future__ import annotations
@@ -98,7 +99,6 @@ class GraphEvent:
 class DeltaRound:
     events: list[GraphEvent] = field(default_factory=list)
     delta_link: str = ""
-    pages: int = 0
 
 
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
@@ -120,12 +120,6 @@ class GraphClient:
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_PER_MAILBOX)
-
-    async def __aenter__(self) -> "GraphClient":
-        return self
-
-    async def __aexit__(self, *_: Any) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -296,7 +290,6 @@ class GraphClient:
                                                          "SyncStateNotFound"):
                     raise ResyncRequired(str(error)) from None
                 raise
-            result.pages += 1
             result.events += [GraphEvent.from_graph(item) for item in page.get("value", [])]
             if "@odata.nextLink" in page:
                 url = page["@odata.nextLink"]
