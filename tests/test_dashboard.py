@@ -44,7 +44,7 @@ async def test_everything_is_zero_on_an_empty_database(admin: Client, db) -> Non
         assert (numbers["conversations_handled"], numbers["handoffs"], numbers["agent_messages"],
                 numbers["meetings_booked"], numbers["completion_rate"], numbers["handled_leads"]) == (0, 0, 0, 0, 0, 0)
         assert numbers["first_response_seconds"] == {"count": 0, "average": None, "median": None, "p90": None}
-        assert numbers["advanced"] == {"leads": 0, "moves": 0}
+        assert numbers["leads_advanced"] == 0
 
 
 async def test_dashboard_stats_counts_by_definition(admin: Client, db) -> None:
@@ -198,7 +198,7 @@ async def test_agent_performance_on_known_reply_delays(admin: Client, db) -> Non
     assert replies["average"] == pytest.approx(5.5)
     assert replies["median"] == pytest.approx(5.5)
     assert replies["p90"] == pytest.approx(9.1)          # continuous: 9 + 0.1 × (10 − 9)
-    assert current["advanced"] == {"leads": 1, "moves": 2}
+    assert current["leads_advanced"] == 2            # consent, personal_data; not the manual move
     assert (current["meetings_booked"], current["handled_leads"], current["completion_rate"]) == (1, 1, 0)
     assert (previous["conversations_handled"], previous["agent_messages"]) == (1, 1)
     assert previous["first_response_seconds"]["median"] == pytest.approx(4)
@@ -261,3 +261,14 @@ async def test_cache_single_flight_ttl_and_invalidation(postgres, db, tmp_path: 
                 await asyncio.sleep(0.05)
     finally:
         daemon.stop()
+
+
+async def test_a_conversation_counts_as_handled_in_the_period_the_agent_took_it_on(admin: Client, db) -> None:
+    conversation_id = await factories.conversation(db)
+    for days_ago in (10, 1):                 # taken on in the previous week, still going this week
+        asked = now() - days_ago * DAY
+        await factories.message(db, conversation_id, "user", asked)
+        await factories.message(db, conversation_id, "agent", asked + dt.timedelta(seconds=2))
+    performance = await admin.data("dashboard", "get_agent_performance")
+    assert (performance["current"]["conversations_handled"], performance["current"]["agent_messages"]) == (0, 1)
+    assert (performance["previous"]["conversations_handled"], performance["previous"]["agent_messages"]) == (1, 1)

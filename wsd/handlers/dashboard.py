@@ -79,13 +79,14 @@ async def get_activity_timeline(ctx: Context, _: NoPayload) -> dict[str, Any]:
 async def get_agent_performance(ctx: Context, payload: AgentPerformance) -> dict[str, Any]:
     """The AI agent over the last `days` days (default 7) and the `days` before, for a trend.
 
-    - conversations_handled: conversations in which the agent wrote in the period.
+    - conversations_handled: conversations the agent took on in the period (its first
+      message in them falls in it).
     - handoffs: times the agent was switched off in a conversation.
     - agent_messages: messages the agent wrote.
     - first_response_seconds: for each agent message that directly follows a user message,
       the seconds between the two; count, average, median and p90 (continuous percentiles).
-    - advanced: leads the agent moved forward (history rows with source `agent` going to a
-      later step), as distinct leads and as moves.
+    - leads_advanced: step history rows with source `agent` that move a lead to a later
+      step.
     - meetings_booked: meetings created for leads whose conversation the agent handled.
     - completion_rate: of the leads created in the period whose conversation the agent
       handled, the share now completed (0 when there are none).
