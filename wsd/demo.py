@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import asyncpg
 from asyncpg.pgproto.pgproto import UUID as PgUUID
@@ -135,7 +137,7 @@ def _ascii(text: str) -> str:
 
 
 class _Generator:
-    def __init__(self, seed: int, anchor: dt.datetime) -> None:
+    def __init__(self, seed: int | str, anchor: dt.datetime) -> None:
         self.rng = random.Random(seed)
         self.anchor = anchor
 
@@ -247,12 +249,16 @@ class _Generator:
         rows.meetings.append((self.uuid(), lead_id, user_id, f"Reunión con {first} ({company})",
                               start, end, email, status, "disabled", booked_at, booked_at, agent_handled))
 
-    def chunks(self, leads: int) -> Iterator[_Rows]:
-        for start in range(0, leads, CHUNK_LEADS):
-            rows = _Rows()
-            for index in range(start, min(start + CHUNK_LEADS, leads)):
-                self.lead(index, rows)
-            yield rows
+
+
+def _generate_chunk(seed: int, anchor: dt.datetime, start: int, stop: int) -> _Rows:
+    """Leads start..stop-1. Each chunk has its own random stream (from the seed and its
+    start), so chunks can be made in parallel and the data set stays the same."""
+    generator = _Generator(f"{seed}:{start}", anchor)
+    rows = _Rows()
+    for index in range(start, stop):
+        generator.lead(index, rows)
+    return rows
 
 
 async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, seed: int = 1,
@@ -265,7 +271,6 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
     if await connection.fetchval("SELECT EXISTS (SELECT 1 FROM lead_qualifications)"):
         raise DatabaseNotEmpty("the database already has leads; demo data goes only into an empty one")
     anchor = anchor or dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
-    generator = _Generator(seed, anchor)
     async with connection.transaction():
         try:
             async with connection.transaction():  # a savepoint: a refusal must not abort the load
@@ -281,15 +286,21 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
             list(COLUMNS))
         for index in rebuild:
             await connection.execute(f'DROP INDEX "{index["indexname"]}"')
-        chunks = generator.chunks(leads)
-        # The next chunk is generated in a thread while PostgreSQL ingests this one.
-        upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
-        while (rows := await upcoming) is not None:
-            upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
-            for table, columns in COLUMNS.items():
-                records = getattr(rows, table)
-                if records:
-                    await connection.copy_records_to_table(table, records=records, columns=columns)
+        # Chunks are generated in a worker process (a thread would share the GIL with the
+        # COPY encoding), two ahead, while PostgreSQL ingests the current one.
+        loop = asyncio.get_running_loop()
+        bounds = [(start, min(start + CHUNK_LEADS, leads)) for start in range(0, leads, CHUNK_LEADS)]
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as workers:
+            pending = [loop.run_in_executor(workers, _generate_chunk, seed, anchor, *b) for b in bounds[:2]]
+            for position in range(len(bounds)):
+                rows = await pending[position]
+                if position + 2 < len(bounds):
+                    pending.append(loop.run_in_executor(workers, _generate_chunk, seed, anchor,
+                                                        *bounds[position + 2]))
+                for table, columns in COLUMNS.items():
+                    records = getattr(rows, table)
+                    if records:
+                        await connection.copy_records_to_table(table, records=records, columns=columns)
         for index in rebuild:
             await connection.execute(index["indexdef"])
         await connection.execute("SELECT recount_all()")  # the kept counts' triggers were off
