@@ -59,11 +59,10 @@ async def _listen_for_events(database: Database, server: WsdServer,
                              cache: SingleFlightCache) -> asyncpg.Connection:
     """Relay database notifications (from any wsd instance) to this instance's clients."""
     connection = await database.connect()
-    loop = asyncio.get_running_loop()
 
     def relay(_conn: object, _pid: int, channel: str, payload: str) -> None:
         cache.invalidate()
-        loop.create_task(server.broadcast(EVENT_CHANNELS[channel], orjson.loads(payload)))
+        server.publish(EVENT_CHANNELS[channel], orjson.loads(payload))
 
     for channel in EVENT_CHANNELS:
         await connection.add_listener(channel, relay)

@@ -72,6 +72,7 @@ class WsdServer:
         self.started_at = time.monotonic()
         self._handshake_callers: dict[ServerConnection, Caller] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._publishing: set[asyncio.Task[Any]] = set()
         self._draining = False
         self._server: Server | None = None
 
@@ -239,7 +240,11 @@ class WsdServer:
             "cache": dataclasses.asdict(cache.stats) if cache is not None else None,
         }
 
-    async def broadcast(self, topic: str, payload: Any) -> None:
-        """Push an event to every authenticated client (the live-update channel)."""
+    def publish(self, topic: str, payload: Any) -> None:
+        """Push an event to every authenticated client (the live-update channel), without
+        waiting: the sending task is kept until it is done so it cannot be collected early."""
         message = event_message(topic, payload)
-        await asyncio.gather(*(s.send(message) for s in self.sessions if s.caller is not None))
+        task = asyncio.create_task(asyncio.gather(
+            *(s.send(message) for s in self.sessions if s.caller is not None)))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
