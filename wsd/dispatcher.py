@@ -13,18 +13,22 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Literal
+from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal
 
 import asyncpg
 import msgspec
 
 from wsd.cache import SingleFlightCache
+from wsd.protocol import encode
 from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError
 
-__all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "NoPayload",
-           "Paged", "Payload", "Role", "read", "write"]
+__all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "IdempotencyKey",
+           "NoPayload", "Paged", "Payload", "Role", "read", "write"]
 
 Role = Literal["viewer", "admin"]
 _ROLE_RANK: dict[str, int] = {"viewer": 0, "admin": 1}
@@ -38,6 +42,13 @@ class NoPayload(Payload):
     """For actions that take no parameters."""
 
 
+# The optional field of creating actions' payloads. A client that lost a reply (a dropped
+# connection, `unavailable` with outcome unknown) sends the same request again with the same
+# key and gets the first result back instead of a twin or a `conflict`. Keys are per token
+# and action, and kept a day.
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who sent a request: the token's name (for logs) and its role (for permissions)."""
@@ -47,12 +58,24 @@ class Caller:
 
 @dataclass(slots=True)
 class Context:
-    """What a handler may use. Built per request by the server; handlers never see sockets."""
+    """What a handler may use. Built per request by the server; handlers never see sockets.
+
+    A write handler runs inside the transaction the dispatcher opened for it, on
+    `connection`; read handlers use the pool.
+    """
     pool: asyncpg.Pool
     queries: Any
     config: Any
     caller: Caller
     services: dict[str, Any] = field(default_factory=dict)
+    transaction_connection: asyncpg.Connection | None = None
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The write's connection, inside its transaction."""
+        if self.transaction_connection is None:
+            raise RuntimeError("only write actions run in a transaction")
+        return self.transaction_connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +86,7 @@ class Paged:
 
 
 Handler = Callable[[Context, Any], Awaitable[Any]]
+AfterCommit = Callable[[Context, Any], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,8 @@ class Action:
     role: Role = "viewer"
     writes: bool = False   # a successful call invalidates cached answers
     cached: bool = False   # answers are shared through the dispatcher's cache
+    transactional: bool = False   # the dispatcher runs the handler in a transaction
+    then: AfterCommit | None = None   # turns the committed result into the reply
 
 
 def read(name: str, handler: Handler, payload_type: type[Payload] = NoPayload, *,
@@ -81,9 +107,19 @@ def read(name: str, handler: Handler, payload_type: type[Payload] = NoPayload, *
     return Action(name, handler, payload_type, role="viewer", cached=cached)
 
 
-def write(name: str, handler: Handler, payload_type: type[Payload]) -> Action:
-    """A write action: admins only, and it invalidates cached answers when it succeeds."""
-    return Action(name, handler, payload_type, role="admin", writes=True)
+def write(name: str, handler: Handler, payload_type: type[Payload], *,
+          then: AfterCommit | None = None, transactional: bool = True) -> Action:
+    """A write action: admins only, run in one transaction, and it invalidates cached
+    answers when it succeeds.
+
+    Args:
+        then: work after the commit (an Outlook push) that turns what the handler returned
+            into the reply; it also runs when an idempotent retry replays a stored result.
+        transactional: False for an action that changes nothing in PostgreSQL itself
+            (it would hold a pooled connection idle while it talks to Outlook).
+    """
+    return Action(name, handler, payload_type, role="admin", writes=True,
+                  transactional=transactional, then=then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +139,10 @@ _UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
 )
+
+
+class CommitOutcomeUnknown(Exception):
+    """The connection failed while COMMIT was on its way: the write may or may not be stored."""
 
 
 def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Payload:
@@ -151,12 +191,23 @@ class Dispatcher:
             if action.cached and self.cache is not None:
                 key = (action, msgspec.json.encode(arguments))
                 return await self.cache.get(key, lambda: action.handler(context, arguments))
-            result = await action.handler(context, arguments)
-            if action.writes and self.cache is not None:
+            if not action.writes:
+                return await action.handler(context, arguments)
+            if action.transactional:
+                result = await self._in_transaction(action, context, arguments)
+            else:
+                result = await action.handler(context, arguments)
+            if self.cache is not None:
                 self.cache.invalidate()
-            return result
+            return await action.then(context, result) if action.then is not None else result
         except WsdError:
             raise
+        except CommitOutcomeUnknown as error:
+            cause = error.__cause__
+            raise Unavailable("the database connection failed while the write was committing: "
+                              "it may or may not be stored; read it back, or retry with the same "
+                              "idempotency_key", {"reason": type(cause).__name__,
+                                                  "outcome": "unknown"}) from None
         except asyncpg.UniqueViolationError as error:
             raise Conflict("a record with the same key already exists",
                            {"constraint": error.constraint_name}) from None
@@ -165,5 +216,58 @@ class Dispatcher:
             raise InvalidPayload(f"a value was refused by the database: {error.message}",
                                  {"field": None}) from None
         except _UNAVAILABLE as error:
-            raise Unavailable("the database is not reachable, try again",
-                              {"reason": type(error).__name__}) from None
+            details = {"reason": type(error).__name__}
+            if action.writes and action.transactional:
+                details["outcome"] = "not_applied"  # it failed before COMMIT was sent
+            raise Unavailable("the database is not reachable, try again", details) from None
+
+    async def _in_transaction(self, action: Action, context: Context, arguments: Payload) -> Any:
+        """Run a write handler in one transaction, with its idempotency key's claim and result.
+
+        Raises:
+            CommitOutcomeUnknown: the connection failed during COMMIT.
+        """
+        key = getattr(arguments, "idempotency_key", None)
+        async with context.pool.acquire() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                if key is not None:
+                    replay = await self._claim_key(context, connection, action, arguments, key)
+                    if replay is not None:
+                        await transaction.rollback()
+                        return replay["result"]
+                result = await action.handler(
+                    dataclasses.replace(context, transaction_connection=connection), arguments)
+                if key is not None:
+                    await context.queries.idempotency.store_result(
+                        connection, caller=context.caller.name, action=action.name, key=key,
+                        result=msgspec.json.decode(encode(result)))
+            except BaseException:
+                with contextlib.suppress(*_UNAVAILABLE):
+                    await transaction.rollback()
+                raise
+            try:
+                await transaction.commit()
+            except _UNAVAILABLE as error:
+                raise CommitOutcomeUnknown() from error
+        return result
+
+    @staticmethod
+    async def _claim_key(context: Context, connection: asyncpg.Connection, action: Action,
+                         arguments: Payload, key: str) -> Any:
+        """Claim `key` for this request, or return the stored row of the request that did.
+
+        The claim is a row inserted in the write's own transaction: a concurrent retry waits
+        on it and then finds the stored result; a rolled-back first try frees the key.
+        """
+        digest = hashlib.sha256(msgspec.json.encode(
+            msgspec.structs.replace(arguments, idempotency_key=None))).hexdigest()
+        identity = {"caller": context.caller.name, "action": action.name, "key": key}
+        if await context.queries.idempotency.claim_key(connection, payload_sha256=digest, **identity):
+            return None
+        stored = await context.queries.idempotency.stored_result(connection, **identity)
+        if stored["payload_sha256"] != digest:
+            raise Conflict("this idempotency_key was used with a different payload",
+                           {"field": "idempotency_key"})
+        return stored

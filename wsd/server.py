@@ -1,8 +1,14 @@
-"""The WebSocket server: handshake checks, the per-connection read loop, and shutdown.
+"""The WebSocket server: handshake checks, the per-connection read loop, bounded sending, shutdown.
 
 A request flows: frame → `parse_request` → auth/limits → `Dispatcher.lookup` → a task per
-request running `Dispatcher.dispatch` → one encoder → the socket. Requests on one connection
-run concurrently; replies carry the request id, so a slow action never holds up a fast one.
+request running `Dispatcher.dispatch` → one encoder → `Session.push` → the socket. Requests
+on one connection run concurrently; replies carry the request id, so a slow action never
+holds up a fast one.
+
+Nothing here awaits a client's socket: every message is written without waiting
+(`Session.push`), events are dropped for a client whose unread bytes exceed
+`server.max_send_buffer_bytes`, its next request is not read until it catches up, and a
+sweep disconnects a client that stays past the limit for `server.send_timeout_seconds`.
 """
 
 from __future__ import annotations
@@ -10,20 +16,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from wsd.auth import TokenBook, bearer_token
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, WsdError
+from wsd.guards import FailureThrottle, QuietLog
 from wsd.metrics import RequestStats
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
@@ -35,44 +44,75 @@ log = structlog.get_logger("wsd.server")
 LOGIN = ("auth", "login")
 MAX_FAILED_LOGINS = 5
 POLICY_VIOLATION = 1008
+# After the grace, clients get this long for the closing handshake before their sockets are
+# aborted; with PostgreSQL's stop this keeps the exit within grace + 2 s.
+CLOSE_SECONDS = 1.0
+SWEEP_SECONDS = 0.5
 
 
 @dataclass(eq=False)
 class Session:
-    """One client connection: who it is and what it has in flight."""
+    """One client connection: who it is, what it has in flight, how far behind it reads."""
 
     connection: ServerConnection
+    address: str
     caller: Caller | None = None
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
     failed_logins: int = 0
+    messages_before_login: int = 0
+    behind_since: float | None = None   # when its unread bytes first passed the limit
+    events_dropped: int = 0
 
-    async def send(self, message: bytes) -> None:
-        """Send one encoded message; a client that went away is not an error."""
+    def unread_bytes(self) -> int:
+        """Bytes written for this client that its socket has not taken yet."""
+        transport = self.connection.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def push(self, message: bytes) -> None:
+        """Write one encoded message without waiting (a Text frame: browsers parse text).
+
+        A closed or closing connection takes nothing, which is not an error.
+        """
+        connection = self.connection
+        if connection.protocol.state is not State.OPEN:
+            return
         try:
-            # orjson's UTF-8 bytes go out as a Text frame (browsers parse text, not Blobs)
-            # without a decode here and an encode in websockets.
-            await self.connection.send(message, text=True)
-        except ConnectionClosed:
+            connection.protocol.send_text(message)
+            connection.send_data()
+        except Exception:  # the socket failed under us: the read loop sees it and cleans up
             pass
+
+    def push_event(self, message: bytes, limit: int) -> bool:
+        """Push an event unless the client is too far behind; False when it was dropped."""
+        if self.unread_bytes() + len(message) > limit:
+            self.events_dropped += 1
+            return False
+        self.push(message)
+        return True
 
 
 class WsdServer:
     """Serves the dispatcher's actions over WebSocket, plus /healthz and /readyz."""
 
     def __init__(self, config: Config, pool: Any, queries: Any, dispatcher: Dispatcher,
-                 services: dict[str, Any] | None = None) -> None:
+                 services: dict[str, Any] | None = None,
+                 readiness: Callable[[], tuple[bool, str]] | None = None) -> None:
         self.config = config
         self.pool = pool
         self.queries = queries
         self.dispatcher = dispatcher
         self.services = {"runtime": self.runtime_snapshot, **(services or {})}
+        self.readiness = readiness or (lambda: (True, "ready"))
         self.tokens = TokenBook(config.auth.tokens)
         self.request_stats = RequestStats()
         self.sessions: set[Session] = set()
         self.started_at = time.monotonic()
-        self._handshake_callers: dict[ServerConnection, Caller] = {}
+        self.slow_clients_dropped = 0
+        self._per_token: Counter[str] = Counter()
+        self._unauthenticated = 0
+        self._failures = FailureThrottle(config.auth.max_failures_per_minute)
+        self._refusals = QuietLog(log)
         self._inflight: set[asyncio.Task[None]] = set()
-        self._publishing: set[asyncio.Task[Any]] = set()
         self._draining = False
         self._server: Server | None = None
 
@@ -88,16 +128,19 @@ class WsdServer:
             max_size=settings.max_message_bytes,
             compression=None,  # small JSON frames: deflate costs ~64 KiB per connection
             ping_interval=20, ping_timeout=20,
+            close_timeout=CLOSE_SECONDS,
+            backlog=settings.listen_backlog,
             server_header="wsd",
         )
 
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def shutdown(self) -> None:
-        """Stop accepting, let in-flight requests finish (bounded), then close with 1001."""
+        """Stop accepting; give in-flight requests the grace (then answer them `unavailable`);
+        close clients with 1001 and abort the sockets of those that do not close in time."""
         assert self._server is not None
         self._draining = True
         self._server.server.close()
@@ -106,8 +149,37 @@ class WsdServer:
                                          timeout=self.config.server.shutdown_grace_seconds)
             for task in late:
                 task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=CLOSE_SECONDS / 2)
         self._server.close()  # closes open connections with 1001 (going away)
-        await self._server.wait_closed()
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), CLOSE_SECONDS)
+        except asyncio.TimeoutError:
+            stuck = [s for s in self.sessions if s.connection.transport is not None]
+            log.warning("clients did not close in time; aborting their sockets", count=len(stuck))
+            for session in stuck:
+                session.connection.transport.abort()
+
+    async def sweep_slow_clients(self) -> None:
+        """Disconnect clients that stay past the send buffer limit for the send timeout."""
+        limit = self.config.server.max_send_buffer_bytes
+        timeout = self.config.server.send_timeout_seconds
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = time.monotonic()
+            for session in list(self.sessions):
+                if session.unread_bytes() <= limit:
+                    session.behind_since = None
+                elif session.behind_since is None:
+                    session.behind_since = now
+                elif now - session.behind_since >= timeout and session.connection.transport:
+                    self.slow_clients_dropped += 1
+                    log.warning("slow client dropped", address=session.address,
+                                caller=session.caller.name if session.caller else None,
+                                unread_bytes=session.unread_bytes(),
+                                events_dropped=session.events_dropped,
+                                behind_seconds=round(now - session.behind_since, 1))
+                    session.connection.transport.abort()
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -116,34 +188,59 @@ class WsdServer:
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/readyz":
-            return await self._readiness(connection)
+            ready, reason = self.readiness()
+            return connection.respond(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
+                                      reason + "\n")
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        settings = self.config.server
+        address = _address_of(connection)
+        if self._failures.blocked(address):
+            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins",
+                                address, "auth_throttled")
+        if len(self.sessions) >= settings.max_connections:
+            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "too many connections",
+                                address, "max_connections")
         authorization = request.headers.get("Authorization")
-        if authorization is not None:
-            token = bearer_token(authorization)
-            caller = self.tokens.authenticate(token) if token else None
-            if caller is None:
-                response = connection.respond(HTTPStatus.UNAUTHORIZED, "invalid token\n")
-                response.headers["WWW-Authenticate"] = 'Bearer realm="wsd"'
-                return response
-            self._handshake_callers[connection] = caller
+        if authorization is None:
+            if self._unauthenticated >= settings.max_unauthenticated:
+                return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE,
+                                    "too many connections waiting to log in", address,
+                                    "max_unauthenticated")
+            return None
+        caller = self._caller_of(request)
+        if caller is None:
+            self._failures.failed(address)
+            response = self._refuse(connection, HTTPStatus.UNAUTHORIZED, "invalid token", address,
+                                    "invalid_token")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="wsd"'
+            return response
+        if self._per_token[caller.name] >= settings.max_connections_per_token:
+            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS,
+                                "too many connections for this token", address,
+                                "max_connections_per_token")
         return None
 
-    async def _readiness(self, connection: ServerConnection) -> Response:
-        try:
-            async with asyncio.timeout(2):
-                await self.pool.fetchval("SELECT 1")
-        except Exception as error:  # any failure means not ready; say which
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
-                                      f"database unavailable: {type(error).__name__}\n")
-        return connection.respond(HTTPStatus.OK, "ready\n")
+    def _caller_of(self, request: Request | None) -> Caller | None:
+        """The caller a handshake's Bearer header names. Read again from the request kept on
+        the connection, so nothing outlives a handshake that does not complete."""
+        token = bearer_token(request.headers.get("Authorization")) if request is not None else None
+        return self.tokens.authenticate(token) if token else None
+
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str, address: str,
+                reason: str) -> Response:
+        self._refusals.warning("handshake refused", reason=reason, address=address)
+        return connection.respond(status, text + "\n")
 
     # -- connection --------------------------------------------------------------------------
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
-        session = Session(connection, caller=self._handshake_callers.pop(connection, None))
+        session = Session(connection, _address_of(connection), caller=self._caller_of(connection.request))
         self.sessions.add(session)
+        if session.caller is not None:
+            self._per_token[session.caller.name] += 1
+        else:
+            self._unauthenticated += 1
         deadline = asyncio.get_running_loop().time() + self.config.server.login_timeout_seconds
         try:
             while True:
@@ -155,50 +252,98 @@ class WsdServer:
                         await connection.close(POLICY_VIOLATION, "authentication timeout")
                         return
                 else:
+                    await self._wait_until_caught_up(session)
                     frame = await connection.recv()
-                await self._on_frame(session, frame)
-                if session.failed_logins >= MAX_FAILED_LOGINS:
-                    await connection.close(POLICY_VIOLATION, "too many failed logins")
+                if reason := self._on_frame(session, frame):
+                    await connection.close(POLICY_VIOLATION, reason)
                     return
         except ConnectionClosed:
             pass
         finally:
             self.sessions.discard(session)
+            if session.caller is not None:
+                self._per_token[session.caller.name] -= 1
+                if not self._per_token[session.caller.name]:
+                    del self._per_token[session.caller.name]
+            else:
+                self._unauthenticated -= 1
 
-    async def _on_frame(self, session: Session, frame: str | bytes) -> None:
-        """Answer envelope, auth and limit errors inline; run real actions as tasks."""
+    async def _wait_until_caught_up(self, session: Session) -> None:
+        """Read nothing more from a client that is not reading its replies (TCP pushes back
+        on it); the sweep disconnects it if this lasts past the send timeout."""
+        limit = self.config.server.max_send_buffer_bytes
+        while session.unread_bytes() > limit and session.connection.protocol.state is State.OPEN:
+            await asyncio.sleep(0.05)
+
+    def _on_frame(self, session: Session, frame: str | bytes) -> str | None:
+        """Answer envelope, auth and limit errors inline; run real actions as tasks.
+
+        Returns a reason when the connection must be closed with 1008.
+        """
         try:
             request = parse_request(frame)
         except WsdError as error:
-            await session.send(error_reply(getattr(error, "request_id", None), error))
-            return
+            session.push(error_reply(getattr(error, "request_id", None), error))
+            return self._count_before_login(session)
         try:
             if (request.resource, request.action) == LOGIN:
-                await session.send(success_reply(request.id, self._login(session, request)))
-                return
+                session.push(success_reply(request.id, self._login(session, request)))
+                return None
             if session.caller is None:
                 raise Unauthorized("log in first: auth.login with a token, or a Bearer header")
             if self._draining:
-                raise Unavailable("the server is shutting down")
+                raise Unavailable("the server is shutting down", {"reason": "shutting_down"})
             action = self.dispatcher.lookup(request.resource, request.action)
             if len(session.inflight) >= self.config.server.max_inflight_per_connection:
                 raise RateLimited("too many requests in flight on this connection",
                                   {"limit": self.config.server.max_inflight_per_connection})
         except WsdError as error:
-            await session.send(error_reply(request.id, error))
-            return
+            session.push(error_reply(request.id, error))
+            if session.failed_logins >= MAX_FAILED_LOGINS:
+                return "too many failed logins"
+            if self._failures.blocked(session.address) and session.caller is None:
+                return "too many failed logins from this address"
+            return self._count_before_login(session)
         task = asyncio.create_task(self._run(session, request, action))
         for group in (session.inflight, self._inflight):
             group.add(task)
             task.add_done_callback(group.discard)
+        return None
+
+    def _count_before_login(self, session: Session) -> str | None:
+        if session.caller is not None:
+            return None
+        session.messages_before_login += 1
+        if session.messages_before_login >= self.config.server.max_messages_before_login:
+            self._refusals.warning("connection closed before login", reason="messages_before_login",
+                                   address=session.address)
+            return "too many messages before login"
+        return None
 
     def _login(self, session: Session, request: WsdRequest) -> dict[str, str]:
+        if self._failures.blocked(session.address):
+            self._refusals.warning("login refused", reason="auth_throttled", address=session.address)
+            raise RateLimited("too many failed logins from this address; try again in a minute",
+                              {"retry_after_seconds": 60})
         token = request.payload.get("token")
         caller = self.tokens.authenticate(token) if isinstance(token, str) else None
         if caller is None:
             session.failed_logins += 1
+            self._failures.failed(session.address)
+            self._refusals.warning("login failed", address=session.address)
             raise Unauthorized("invalid token")
+        if session.caller is None and \
+                self._per_token[caller.name] >= self.config.server.max_connections_per_token:
+            self._refusals.warning("login refused", reason="max_connections_per_token",
+                                   address=session.address)
+            raise RateLimited("too many connections for this token",
+                              {"limit": self.config.server.max_connections_per_token})
+        if session.caller is None:
+            self._unauthenticated -= 1
+        else:
+            self._per_token[session.caller.name] -= 1
         session.caller = caller
+        self._per_token[caller.name] += 1
         return {"name": caller.name, "role": caller.role}
 
     async def _run(self, session: Session, request: WsdRequest, action: Action) -> None:
@@ -215,13 +360,21 @@ class WsdServer:
         except WsdError as error:
             outcome = str(error.code)
             reply = error_reply(request.id, error)
+        except asyncio.CancelledError:
+            log.warning("request cut off at shutdown", resource=request.resource,
+                        action=request.action, request_id=request.id, caller=session.caller.name,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 2))
+            details = {"reason": "shutting_down", **({"outcome": "unknown"} if action.writes else {})}
+            session.push(error_reply(request.id, Unavailable(
+                "the server shut down before this request finished", details)))
+            raise
         except Exception:
             outcome = "internal"
             log.exception("request failed", resource=request.resource, action=request.action,
                           request_id=request.id)
             reply = error_reply(request.id, InternalError(
                 "internal error; the server log has the details", {"request_id": request.id}))
-        await session.send(reply)
+        session.push(reply)
         duration_ms = (time.perf_counter() - started) * 1000
         self.request_stats.record(duration_ms)
         log.info("request", resource=request.resource, action=request.action,
@@ -238,13 +391,20 @@ class WsdServer:
                      "max": self.pool.get_max_size()},
             "uptime_seconds": round(time.monotonic() - self.started_at, 1),
             "cache": dataclasses.asdict(cache.stats) if cache is not None else None,
+            "slow_clients_dropped": self.slow_clients_dropped,
         }
 
     def publish(self, topic: str, payload: Any) -> None:
-        """Push an event to every authenticated client (the live-update channel), without
-        waiting: the sending task is kept until it is done so it cannot be collected early."""
+        """Push an event to every authenticated client: encoded once, written without
+        waiting, dropped for a client that is too far behind (it learns nothing it would not
+        get by asking again)."""
         message = event_message(topic, payload)
-        task = asyncio.create_task(asyncio.gather(
-            *(s.send(message) for s in self.sessions if s.caller is not None)))
-        self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
+        limit = self.config.server.max_send_buffer_bytes
+        for session in self.sessions:
+            if session.caller is not None:
+                session.push_event(message, limit)
+
+
+def _address_of(connection: ServerConnection) -> str:
+    peer = connection.remote_address
+    return str(peer[0]) if peer else "unknown"

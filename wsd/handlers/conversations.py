@@ -17,7 +17,7 @@ class UpdateAgentStatus(Payload):
 async def update_agent_status(ctx: Context, payload: UpdateAgentStatus) -> dict[str, Any]:
     """Returns `{id, agent_enabled, updated_at}`; the agent worker hears it on NOTIFY at once."""
     row = await ctx.queries.conversations.update_agent_status(
-        ctx.pool, conversation_id=payload.conversation_id, enabled=payload.enabled)
+        ctx.connection, conversation_id=payload.conversation_id, enabled=payload.enabled)
     if row is None:
         raise NotFound("no such conversation", {"conversation_id": str(payload.conversation_id)})
     return dict(row)

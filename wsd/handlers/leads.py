@@ -77,18 +77,17 @@ async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, A
 
     Moving a lead to the step it is at changes nothing and writes no history.
     """
-    leads = ctx.queries.leads
-    async with ctx.pool.acquire() as connection, connection.transaction():
-        current = await leads.lock_lead_step(connection, lead_id=payload.lead_id)
-        if current is None:
-            raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
-        if current != payload.new_step:
-            # History first: its trigger raises furthest_step, which must stay >= current_step.
-            await leads.record_step_change(connection, lead_id=payload.lead_id, from_step=current,
-                                           to_step=payload.new_step, source="manual")
-            await leads.move_lead_step(connection, lead_id=payload.lead_id, new_step=payload.new_step)
-            await ctx.queries.changes.notify_change(connection, topic="leads", id=payload.lead_id)
-        return await leads.lead_by_id(connection, lead_id=payload.lead_id)
+    leads, connection = ctx.queries.leads, ctx.connection
+    current = await leads.lock_lead_step(connection, lead_id=payload.lead_id)
+    if current is None:
+        raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
+    if current != payload.new_step:
+        # History first: its trigger raises furthest_step, which must stay >= current_step.
+        await leads.record_step_change(connection, lead_id=payload.lead_id, from_step=current,
+                                       to_step=payload.new_step, source="manual")
+        await leads.move_lead_step(connection, lead_id=payload.lead_id, new_step=payload.new_step)
+        await ctx.queries.changes.notify_change(connection, topic="leads", id=payload.lead_id)
+    return await leads.lead_by_id(connection, lead_id=payload.lead_id)
 
 
 async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import msgspec
 
 from wsd.calendar_sync import CalendarSync
 from wsd.clock import local_day_bounds, local_today, utc_now
-from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
+from wsd.dispatcher import ActionTable, Context, IdempotencyKey, NoPayload, Paged, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound, Unavailable, UpstreamError, WsdError
 from wsd.outlook import GraphError
 from wsd.pagination import decode_cursor, page_of
@@ -75,6 +75,7 @@ class NewMeeting(Payload):
     start_time: dt.datetime
     end_time: dt.datetime
     attendee_email: Email
+    idempotency_key: IdempotencyKey = None
 
     def __post_init__(self) -> None:
         _aware(self.start_time, "start_time")
@@ -149,8 +150,12 @@ async def _change(ctx: Context, connection: Any, meeting_id: uuid.UUID, subject:
     await ctx.queries.changes.notify_change(connection, topic="meetings", id=meeting_id)
 
 
-async def _after_commit(ctx: Context, meeting_id: uuid.UUID) -> dict[str, Any]:
-    """Push to Outlook (bounded wait), then answer with the meeting as stored."""
+async def _after_commit(ctx: Context, committed_id: uuid.UUID | str) -> dict[str, Any]:
+    """Push to Outlook (bounded wait), then answer with the meeting as stored.
+
+    `committed_id` is what the write returned, or its stored copy (text) when an idempotent
+    retry replays it."""
+    meeting_id = uuid.UUID(str(committed_id))
     calendar = _calendar(ctx)
     if calendar is not None:
         status = await calendar.push(meeting_id, budget_seconds=INLINE_PUSH_SECONDS)
@@ -192,7 +197,7 @@ async def get_calendar_view(ctx: Context, payload: CalendarRange) -> dict[str, l
     return calendar
 
 
-async def create_meeting(ctx: Context, payload: NewMeeting) -> dict[str, Any]:
+async def create_meeting(ctx: Context, payload: NewMeeting) -> uuid.UUID:
     """Books a meeting with a lead; a lead before the `meeting` step moves there (history
     source `meeting`) in the same transaction. The reply's sync_status says whether Outlook
     has it yet."""
@@ -200,56 +205,54 @@ async def create_meeting(ctx: Context, payload: NewMeeting) -> dict[str, Any]:
     meetings, leads = ctx.queries.meetings, ctx.queries.leads
     mailbox = ctx.config.outlook.mailbox
     syncing = _calendar(ctx) is not None
-    async with ctx.pool.acquire() as connection, connection.transaction():
-        lead = await meetings.lead_of_user(connection, lead_id=payload.lead_qualification_id)
-        if lead is None:
-            raise NotFound("no such lead", {"lead_qualification_id": str(payload.lead_qualification_id)})
-        if lead["user_id"] != payload.user_id:
-            if not await meetings.user_exists(connection, user_id=payload.user_id):
-                raise NotFound("no such user", {"user_id": str(payload.user_id)})
-            raise InvalidPayload("the lead belongs to another user", {"field": "user_id"})
-        await _ensure_free(ctx, connection, mailbox, payload.start_time, payload.end_time, None)
-        meeting_id = await meetings.insert_meeting(
-            connection, lead_id=payload.lead_qualification_id, user_id=payload.user_id,
-            subject=payload.subject, start_time=payload.start_time, end_time=payload.end_time,
-            attendee_email=payload.attendee_email, mailbox=mailbox,
-            sync_status="pending" if syncing else "disabled")
-        if STEP_RANK[lead["current_step"]] < STEP_RANK["meeting"]:
-            await leads.record_step_change(connection, lead_id=payload.lead_qualification_id,
-                                           from_step=lead["current_step"], to_step="meeting", source="meeting")
-            await leads.move_lead_step(connection, lead_id=payload.lead_qualification_id, new_step="meeting")
-        await ctx.queries.changes.notify_change(connection, topic="meetings", id=meeting_id)
-    return await _after_commit(ctx, meeting_id)
+    connection = ctx.connection
+    lead = await meetings.lead_of_user(connection, lead_id=payload.lead_qualification_id)
+    if lead is None:
+        raise NotFound("no such lead", {"lead_qualification_id": str(payload.lead_qualification_id)})
+    if lead["user_id"] != payload.user_id:
+        if not await meetings.user_exists(connection, user_id=payload.user_id):
+            raise NotFound("no such user", {"user_id": str(payload.user_id)})
+        raise InvalidPayload("the lead belongs to another user", {"field": "user_id"})
+    await _ensure_free(ctx, connection, mailbox, payload.start_time, payload.end_time, None)
+    meeting_id = await meetings.insert_meeting(
+        connection, lead_id=payload.lead_qualification_id, user_id=payload.user_id,
+        subject=payload.subject, start_time=payload.start_time, end_time=payload.end_time,
+        attendee_email=payload.attendee_email, mailbox=mailbox,
+        sync_status="pending" if syncing else "disabled")
+    if STEP_RANK[lead["current_step"]] < STEP_RANK["meeting"]:
+        await leads.record_step_change(connection, lead_id=payload.lead_qualification_id,
+                                       from_step=lead["current_step"], to_step="meeting", source="meeting")
+        await leads.move_lead_step(connection, lead_id=payload.lead_qualification_id, new_step="meeting")
+    await ctx.queries.changes.notify_change(connection, topic="meetings", id=meeting_id)
+    return meeting_id
 
 
-async def update_meeting(ctx: Context, payload: MeetingChange) -> dict[str, Any]:
+async def update_meeting(ctx: Context, payload: MeetingChange) -> uuid.UUID:
     """Changes subject and/or times with create_meeting's checks; a cancelled meeting cannot
     be changed (`conflict`)."""
     changes = {f: getattr(payload, f) for f in ("subject", "start_time", "end_time")
                if getattr(payload, f) is not msgspec.UNSET}
     if not changes:
         raise InvalidPayload("nothing to change: give subject, start_time or end_time", {"field": None})
-    async with ctx.pool.acquire() as connection, connection.transaction():
-        current = await _locked_meeting(ctx, connection, payload.meeting_id)
-        if current["status"] == "cancelled":
-            raise Conflict("the meeting is cancelled", {"meeting_id": str(payload.meeting_id)})
-        if "start_time" in changes or "end_time" in changes:
-            start = changes.get("start_time", current["start_time"])
-            end = changes.get("end_time", current["end_time"])
-            _check_times(start, end)
-            await _ensure_free(ctx, connection, current["mailbox"], start, end, payload.meeting_id)
-        await _change(ctx, connection, payload.meeting_id, **changes)
-    return await _after_commit(ctx, payload.meeting_id)
+    connection = ctx.connection
+    current = await _locked_meeting(ctx, connection, payload.meeting_id)
+    if current["status"] == "cancelled":
+        raise Conflict("the meeting is cancelled", {"meeting_id": str(payload.meeting_id)})
+    if "start_time" in changes or "end_time" in changes:
+        start = changes.get("start_time", current["start_time"])
+        end = changes.get("end_time", current["end_time"])
+        _check_times(start, end)
+        await _ensure_free(ctx, connection, current["mailbox"], start, end, payload.meeting_id)
+    await _change(ctx, connection, payload.meeting_id, **changes)
+    return payload.meeting_id
 
 
-async def cancel_meeting(ctx: Context, payload: MeetingId) -> dict[str, Any]:
+async def cancel_meeting(ctx: Context, payload: MeetingId) -> uuid.UUID:
     """Cancels the meeting (and its Outlook event). Cancelling twice is not an error."""
-    async with ctx.pool.acquire() as connection, connection.transaction():
-        current = await _locked_meeting(ctx, connection, payload.meeting_id)
-        if current["status"] == "cancelled":
-            return await ctx.queries.meetings.meeting_by_id(connection, meeting_id=payload.meeting_id)
-        await _change(ctx, connection, payload.meeting_id, status="cancelled")
-    return await _after_commit(ctx, payload.meeting_id)
+    current = await _locked_meeting(ctx, ctx.connection, payload.meeting_id)
+    if current["status"] != "cancelled":
+        await _change(ctx, ctx.connection, payload.meeting_id, status="cancelled")
+    return payload.meeting_id
 
 
 async def get_available_slots(ctx: Context, payload: SlotsQuery) -> dict[str, Any]:
@@ -293,9 +296,9 @@ async def sync_outlook_calendar(ctx: Context, _: NoPayload) -> dict[str, Any]:
 ACTIONS = ActionTable("meetings", [
     read("get_all_meetings", get_all_meetings, MeetingsQuery),
     read("get_calendar_view", get_calendar_view, CalendarRange),
-    write("create_meeting", create_meeting, NewMeeting),
-    write("update_meeting", update_meeting, MeetingChange),
-    write("cancel_meeting", cancel_meeting, MeetingId),
+    write("create_meeting", create_meeting, NewMeeting, then=_after_commit),
+    write("update_meeting", update_meeting, MeetingChange, then=_after_commit),
+    write("cancel_meeting", cancel_meeting, MeetingId, then=_after_commit),
     read("get_available_slots", get_available_slots, SlotsQuery),
-    write("sync_outlook_calendar", sync_outlook_calendar, NoPayload),
+    write("sync_outlook_calendar", sync_outlook_calendar, NoPayload, transactional=False),
 ])

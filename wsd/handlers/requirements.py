@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 
-from wsd.dispatcher import ActionTable, Context, Handler, Payload, read, write
+from wsd.dispatcher import ActionTable, Context, Handler, IdempotencyKey, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
 
 AppType = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
@@ -59,6 +59,7 @@ class RequirementPackage(Payload):
     deadline: dt.date | None = None
     features: list[NewItem] = []
     integrations: list[NewItem] = []
+    idempotency_key: IdempotencyKey = None
 
 
 class RequirementsChange(Payload):
@@ -69,10 +70,17 @@ class RequirementsChange(Payload):
 
 class AddItem(NewItem, kw_only=True):
     requirements_id: uuid.UUID
+    idempotency_key: IdempotencyKey = None
 
 
 class Popular(Payload):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+
+
+def _refuse_oversized(package: RequirementPackage, limit: int) -> None:
+    if len(package.features) + len(package.integrations) > limit:
+        raise InvalidPayload(f"a package carries at most {limit} features and integrations together",
+                             {"field": "features", "limit": limit})
 
 
 def _refuse_duplicates(package: RequirementPackage) -> None:
@@ -104,59 +112,58 @@ async def get_requirements_by_lead(ctx: Context, payload: LeadId) -> dict[str, A
 
 async def create_requirement_package(ctx: Context, payload: RequirementPackage) -> dict[str, Any]:
     """Requirements, features and integrations in one transaction: all of it or none."""
+    _refuse_oversized(payload, ctx.config.limits.max_package_items)
     _refuse_duplicates(payload)
-    queries = ctx.queries.requirements
-    async with ctx.pool.acquire() as connection, connection.transaction():
-        try:
-            requirements_id = await queries.insert_requirements(
-                connection, lead_id=payload.lead_qualification_id, app_type=payload.app_type,
-                deadline=payload.deadline)
-        except asyncpg.UniqueViolationError:
-            raise Conflict("this lead already has requirements; use update_requirements",
-                           {"lead_qualification_id": str(payload.lead_qualification_id)}) from None
-        if requirements_id is None:
-            raise NotFound("no such lead", {"lead_qualification_id": str(payload.lead_qualification_id)})
-        for kind in ITEM_KINDS:
-            if getattr(payload, kind):
-                await _insert_items(ctx, connection, kind, requirements_id, getattr(payload, kind))
-        await ctx.queries.changes.notify_change(connection, topic="requirements", id=requirements_id)
-        return await queries.requirements_by_id(connection, requirements_id=requirements_id)
+    queries, connection = ctx.queries.requirements, ctx.connection
+    try:
+        requirements_id = await queries.insert_requirements(
+            connection, lead_id=payload.lead_qualification_id, app_type=payload.app_type,
+            deadline=payload.deadline)
+    except asyncpg.UniqueViolationError:
+        raise Conflict("this lead already has requirements; use update_requirements",
+                       {"lead_qualification_id": str(payload.lead_qualification_id)}) from None
+    if requirements_id is None:
+        raise NotFound("no such lead", {"lead_qualification_id": str(payload.lead_qualification_id)})
+    for kind in ITEM_KINDS:
+        if getattr(payload, kind):
+            await _insert_items(ctx, connection, kind, requirements_id, getattr(payload, kind))
+    await ctx.queries.changes.notify_change(connection, topic="requirements", id=requirements_id)
+    return await queries.requirements_by_id(connection, requirements_id=requirements_id)
 
 
 async def update_requirements(ctx: Context, payload: RequirementsChange) -> dict[str, Any]:
     """Changes only the fields given; `deadline: null` clears the deadline."""
     if payload.app_type is msgspec.UNSET and payload.deadline is msgspec.UNSET:
         raise InvalidPayload("nothing to change: give app_type or deadline", {"field": None})
-    queries = ctx.queries.requirements
-    async with ctx.pool.acquire() as connection, connection.transaction():
-        lead_id = await queries.update_requirements(
-            connection, requirements_id=payload.requirements_id,
-            app_type=None if payload.app_type is msgspec.UNSET else payload.app_type,
-            set_deadline=payload.deadline is not msgspec.UNSET,
-            deadline=None if payload.deadline is msgspec.UNSET else payload.deadline)
-        if lead_id is None:
-            raise NotFound("no such requirements", {"requirements_id": str(payload.requirements_id)})
-        await ctx.queries.changes.notify_change(connection, topic="requirements",
-                                                id=payload.requirements_id)
-        return await queries.requirements_by_id(connection, requirements_id=payload.requirements_id)
+    queries, connection = ctx.queries.requirements, ctx.connection
+    lead_id = await queries.update_requirements(
+        connection, requirements_id=payload.requirements_id,
+        app_type=None if payload.app_type is msgspec.UNSET else payload.app_type,
+        set_deadline=payload.deadline is not msgspec.UNSET,
+        deadline=None if payload.deadline is msgspec.UNSET else payload.deadline)
+    if lead_id is None:
+        raise NotFound("no such requirements", {"requirements_id": str(payload.requirements_id)})
+    await ctx.queries.changes.notify_change(connection, topic="requirements",
+                                            id=payload.requirements_id)
+    return await queries.requirements_by_id(connection, requirements_id=payload.requirements_id)
 
 
 def _item_adder(kind: str) -> Handler:
     async def add_item(ctx: Context, payload: AddItem) -> dict[str, Any]:
         """Returns the created item {id, name, description}."""
-        async with ctx.pool.acquire() as connection, connection.transaction():
-            try:
-                [created] = await _insert_items(ctx, connection, kind, payload.requirements_id,
-                                                [NewItem(name=payload.name, description=payload.description)])
-            except asyncpg.ForeignKeyViolationError:
-                raise NotFound("no such requirements",
-                               {"requirements_id": str(payload.requirements_id)}) from None
-            except asyncpg.UniqueViolationError:
-                raise Conflict(f"these requirements already have {kind[:-1]} {payload.name!r}",
-                               {"field": "name", "name": payload.name}) from None
-            await ctx.queries.changes.notify_change(connection, topic="requirements",
-                                                    id=payload.requirements_id)
-            return created
+        connection = ctx.connection
+        try:
+            [created] = await _insert_items(ctx, connection, kind, payload.requirements_id,
+                                            [NewItem(name=payload.name, description=payload.description)])
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFound("no such requirements",
+                           {"requirements_id": str(payload.requirements_id)}) from None
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"these requirements already have {kind[:-1]} {payload.name!r}",
+                           {"field": "name", "name": payload.name}) from None
+        await ctx.queries.changes.notify_change(connection, topic="requirements",
+                                                id=payload.requirements_id)
+        return created
     add_item.__name__ = add_item.__qualname__ = f"add_{kind[:-1]}"
     return add_item
 

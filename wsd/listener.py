@@ -1,0 +1,97 @@
+"""The change listener: one dedicated connection LISTENing on wsd's notification channels.
+
+Writes through any wsd instance, and the AI agent's writes straight into PostgreSQL, are
+announced with NOTIFY; this connection hears them. PostgreSQL does not queue notifications
+for a connection that is gone, so after any reconnection the listener tells its consumers
+that notifications may have been missed (`on_resync`), and they drop or re-run everything
+once. A connection that silently stops answering is found by a periodic probe.
+
+Example:
+    >>> listener = ChangeListener(database.connect, ["wsd_changes"], relay, resync)
+    >>> tasks.create_task(supervise("change listener", listener.run))
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Iterable
+
+import asyncpg
+import structlog
+
+__all__ = ["ChangeListener"]
+
+log = structlog.get_logger("wsd.listener")
+
+_CONNECTION_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class ChangeListener:
+    """Keeps a LISTEN connection open, reconnecting with backoff; `connected` says if it is."""
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], channels: Iterable[str],
+                 on_notify: Callable[[str, str], None], on_resync: Callable[[], None], *,
+                 probe_seconds: float = 5.0, max_backoff: float = 5.0) -> None:
+        self._connect = connect
+        self._channels = list(channels)
+        self._on_notify = on_notify
+        self._on_resync = on_resync
+        self._probe_seconds = probe_seconds
+        self._max_backoff = max_backoff
+        self.connected = False
+        self.reconnects = 0
+        self.up = asyncio.Event()   # set once the first LISTEN is in place
+
+    async def run(self) -> None:
+        """Listen until cancelled; every connection after the first triggers `on_resync`."""
+        backoff = 0.1
+        while True:
+            try:
+                connection = await asyncio.wait_for(self._connect(), 10)
+            except _CONNECTION_FAILURES as error:
+                log.warning("change listener cannot connect", error=type(error).__name__,
+                            retry_in_seconds=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            backoff = 0.1
+            try:
+                await self._listen(connection)
+            finally:
+                self.connected = False
+                connection.terminate()
+
+    async def _listen(self, connection: asyncpg.Connection) -> None:
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: lost.set())
+        try:
+            for channel in self._channels:
+                await connection.add_listener(channel, self._relay)
+        except _CONNECTION_FAILURES as error:
+            log.warning("change listener could not LISTEN", error=type(error).__name__)
+            return
+        self.connected = True
+        if self.up.is_set():
+            self.reconnects += 1
+            log.info("change listener reconnected; consumers resynchronise",
+                     reconnects=self.reconnects)
+            self._on_resync()
+        self.up.set()
+        while not await self._lost_within(lost, self._probe_seconds):
+            try:
+                await asyncio.wait_for(connection.fetchval("SELECT 1"), self._probe_seconds)
+            except _CONNECTION_FAILURES as error:
+                log.warning("change listener probe failed", error=type(error).__name__)
+                return
+        log.warning("change listener lost its connection")
+
+    @staticmethod
+    async def _lost_within(lost: asyncio.Event, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(lost.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _relay(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
+        self._on_notify(channel, payload)
