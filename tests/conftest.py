@@ -43,7 +43,8 @@ def free_port() -> int:
 
 def write_config(path: Path, dsn: str, port: int, cache_ttl: float = 0.0, timezone: str = "Europe/Madrid",
                  outlook: dict[str, Any] | None = None, business: dict[str, Any] | None = None,
-                 **server: Any) -> Path:
+                 database: dict[str, Any] | None = None, auth: dict[str, Any] | None = None,
+                 sections: dict[str, dict[str, Any]] | None = None, **server: Any) -> Path:
     """A config file for a test daemon: two tokens, short timeouts, a small frame limit.
 
     Caching is off (TTL 0) unless asked for: tests write straight to the database, which
@@ -54,14 +55,18 @@ def write_config(path: Path, dsn: str, port: int, cache_ttl: float = 0.0, timezo
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}",
              'allowed_origins = ["http://dashboard.test"]']
     lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
-    lines += ["[database]", f'dsn = "{dsn}"', "pool_min_size = 1", "pool_max_size = 5",
+    database_settings = {"dsn": dsn, "pool_min_size": 1, "pool_max_size": 5, **(database or {})}
+    lines += ["[database]", *(f"{key} = {toml_value(value)}" for key, value in database_settings.items()),
               "[auth]", "tokens = [",
               f'  {{ name = "test-admin", role = "admin", sha256 = "{hash_token(ADMIN_TOKEN)}" }},',
               f'  {{ name = "test-viewer", role = "viewer", sha256 = "{hash_token(VIEWER_TOKEN)}" }},',
-              "]", "[cache]", f"ttl_seconds = {cache_ttl}", "[business]", f'timezone = "{timezone}"',
+              "]", *(f"{key} = {toml_value(value)}" for key, value in (auth or {}).items()),
+              "[cache]", f"ttl_seconds = {cache_ttl}", "[business]", f'timezone = "{timezone}"',
               *(f"{key} = {toml_value(value)}" for key, value in (business or {}).items()),
               "[outlook]", *(f"{key} = {toml_value(value)}" for key, value in (outlook or {}).items()),
               "[log]", 'level = "info"']
+    for section, values in (sections or {}).items():
+        lines += [f"[{section}]", *(f"{key} = {toml_value(value)}" for key, value in values.items())]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -99,6 +104,13 @@ class Daemon:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=30)
+
+    def rss_kib(self) -> int:
+        """The daemon's resident memory now, from /proc."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS line")
 
 
 def start_daemon(tmp: Path, dsn: str, **settings: Any) -> Daemon:

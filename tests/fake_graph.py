@@ -172,6 +172,8 @@ class FakeGraph:
                                    {"Retry-After": retry_after} if retry_after else None)
             if kind == "timeout":
                 await asyncio.sleep(30)
+            if kind == "malformed":  # a 2xx body missing what Graph documents (no "id")
+                return web.json_response({"@odata.context": "unexpected"}, status=201)
             if kind == "drop":
                 assert request.transport is not None
                 request.transport.close()

@@ -140,7 +140,8 @@ async def lifespan(config: Config, with_demo: bool = False) -> AsyncIterator[Wsd
             cache.invalidate()
             server.publish("changes", {"topic": "*", "id": None})
 
-        listener = ChangeListener(database.connect, EVENT_CHANNELS, relay, resync)
+        listener = ChangeListener(lambda: database.connect("wsd-listener"), EVENT_CHANNELS,
+                                  relay, resync)
         readiness = Readiness(pool, listener)
         server.readiness = readiness
 

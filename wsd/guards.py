@@ -43,7 +43,8 @@ class FailureThrottle:
 
 
 class QuietLog:
-    """Logs an event at most once per `every` seconds per event name, with how many occurred."""
+    """Logs an event at most once per `every` seconds per event and reason, with how many
+    occurred since the last line."""
 
     def __init__(self, logger: Any, every: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -55,7 +56,8 @@ class QuietLog:
 
     def warning(self, event: str, **fields: Any) -> None:
         now = self._clock()
-        self._pending[event] = self._pending.get(event, 0) + 1
-        if now - self._last.get(event, -self._every) >= self._every:
-            self._log.warning(event, count=self._pending.pop(event), **fields)
-            self._last[event] = now
+        key = f"{event}/{fields.get('reason')}"
+        self._pending[key] = self._pending.get(key, 0) + 1
+        if now - self._last.get(key, -self._every) >= self._every:
+            self._log.warning(event, count=self._pending.pop(key), **fields)
+            self._last[key] = now

@@ -86,6 +86,8 @@ class Session:
         """Push an event unless the client is too far behind; False when it was dropped."""
         if self.unread_bytes() + len(message) > limit:
             self.events_dropped += 1
+            if self.behind_since is None:
+                self.behind_since = time.monotonic()
             return False
         self.push(message)
         return True
@@ -168,8 +170,9 @@ class WsdServer:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
             for session in list(self.sessions):
-                if session.unread_bytes() <= limit:
-                    session.behind_since = None
+                unread = session.unread_bytes()
+                if unread <= limit // 2:
+                    session.behind_since = None  # caught up (or never behind)
                 elif session.behind_since is None:
                     session.behind_since = now
                 elif now - session.behind_since >= timeout and session.connection.transport:
