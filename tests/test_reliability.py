@@ -122,7 +122,8 @@ async def test_postgres_killed_and_restarted_under_load(tmp_path: Path) -> None:
 
         async def watch_readiness() -> None:
             while not stop.is_set():
-                readiness.append((time.monotonic(), (await asyncio.to_thread(daemon.http, "/readyz"))[0]))
+                asked_at = time.monotonic()
+                readiness.append((asked_at, (await asyncio.to_thread(daemon.http, "/readyz"))[0]))
                 await asyncio.sleep(0.1)
 
         async with open_client(daemon.url) as events_connection:
@@ -135,6 +136,7 @@ async def test_postgres_killed_and_restarted_under_load(tmp_path: Path) -> None:
             killed_at = time.monotonic()
             await eventually(lambda: any(t > killed_at and s == 503 for t, s in readiness), 5)
             await asyncio.sleep(1.0)
+            restarting_at = time.monotonic()
             await eventually(lambda: asyncio.to_thread(_try_restart, server), 20, every=0.5)
             restarted_at = time.monotonic()
             await eventually(lambda: readiness and readiness[-1][0] > restarted_at and readiness[-1][1] == 200, 15)
@@ -152,7 +154,7 @@ async def test_postgres_killed_and_restarted_under_load(tmp_path: Path) -> None:
         assert outcomes.get("unavailable", 0) > 0 and set(outcomes) <= {"ok", "unavailable"}, outcomes
         # /readyz told the truth: never ready while PostgreSQL was down (after the listener and
         # the probe had a moment to notice), ready again after it came back.
-        down = [s for t, s in readiness if killed_at + 1.5 < t < restarted_at]
+        down = [s for t, s in readiness if killed_at + 1.5 < t < restarting_at]
         assert down and set(down) == {503}, down
         db = await asyncpg.connect(dsn)
         stored_names = {(r["requirements_id"], r["name"]) for r in await db.fetch(
