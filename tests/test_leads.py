@@ -185,7 +185,7 @@ async def test_update_lead_step_moves_and_records_history(admin: Client, pipelin
     await db.add_listener("wsd_changes", lambda *args: heard.put_nowait(args[3]))
     lead = await admin.data("leads", "update_lead_step", {"lead_id": lead_id, "new_step": "bant"})
     assert lead["id"] == lead_id and lead["current_step"] == "bant" and lead["user"]["company"] == "Acme Corp"
-    assert orjson.loads(await asyncio.wait_for(heard.get(), 5)) == {"topic": "leads", "id": lead_id}
+    assert orjson.loads(await asyncio.wait_for(heard.get(), 5)) == {"topic": "leads"}
     history = await db.fetch("SELECT from_step::text, to_step::text, source FROM lead_step_history "
                              "WHERE lead_id = $1 ORDER BY id", pipeline["A"])
     assert [tuple(h) for h in history][-1] == ("personal_data", "bant", "manual")

@@ -135,7 +135,7 @@ async def test_postgres_killed_and_restarted_under_load(tmp_path: Path) -> None:
             os.kill(postmaster_pid(tmp_path / "pg"), signal.SIGKILL)
             killed_at = time.monotonic()
             await eventually(lambda: any(t > killed_at and s == 503 for t, s in readiness), 5)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(killed_at + 3.0 - time.monotonic())  # down for 3 s
             restarting_at = time.monotonic()
             await eventually(lambda: asyncio.to_thread(_try_restart, server), 20, every=0.5)
             restarted_at = time.monotonic()
@@ -203,10 +203,9 @@ async def test_listener_connection_terminated_is_reopened(daemon: Daemon, admin:
     await eventually(lambda: daemon.http("/readyz")[0] == 200, 5)
     admin.events.clear()
     conversation_id = await factories.conversation(db)
-    await db.execute("SELECT pg_notify('wsd_changes', json_build_object('topic', 'leads', 'id', $1::uuid)::text)",
-                     conversation_id)
+    await db.execute("UPDATE conversations SET status = 'closed' WHERE id = $1", conversation_id)
     await eventually(lambda: _drain_events(admin), 5)
-    assert any(e["payload"].get("id") == str(conversation_id) for e in admin.events), admin.events
+    assert {"type": "event", "topic": "changes", "payload": {"topic": "conversations"}} in admin.events
 
 
 async def test_embedded_postgres_killed_is_restarted(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ async def test_create_requirement_package(admin: Client, db) -> None:
         ("Chat en vivo", "Sistema de chat en tiempo real")]
     assert [i["name"] for i in data["integrations"]] == ["Firebase"]
     assert await row_counts(db) == (1, 2, 1)
-    assert orjson.loads(await asyncio.wait_for(heard.get(), 5)) == {"topic": "requirements", "id": data["id"]}
+    assert orjson.loads(await asyncio.wait_for(heard.get(), 5)) == {"topic": "requirements"}
     assert await admin.data("requirements", "get_requirements_by_lead", {"lead_id": str(lead_id)}) == data
 
 

@@ -26,14 +26,15 @@ from wsd.listener import ChangeListener
 from wsd.outlook import GraphClient
 from wsd.server import WsdServer
 from wsd.supervisor import Fatal, supervise
+from wsd.topics import CHANGES_CHANNEL
 
 __all__ = ["run_daemon", "lifespan", "ensure_demo_token", "demo_token_path"]
 
 log = structlog.get_logger("wsd")
 
-# Notification channels whose payloads are pushed to clients as events of this topic. Each
-# means a write happened (here or in another instance), so cached aggregates are dropped.
-EVENT_CHANNELS = {"wsd_agent_status": "agent_status", "wsd_changes": "changes"}
+# Notification channels whose payloads are pushed to clients as events of this topic.
+# `changes` ({"topic": ...}) also drops cached answers and re-runs live queries of the topic.
+EVENT_CHANNELS = {"wsd_agent_status": "agent_status", CHANGES_CHANNEL: "changes"}
 # /readyz is at most this old; the probe gives the database this long to answer.
 PROBE_SECONDS = 1.0
 IDEMPOTENCY_KEYS_KEPT = dt.timedelta(days=1)
@@ -133,12 +134,17 @@ async def lifespan(config: Config, with_demo: bool = False) -> AsyncIterator[Wsd
                            {"calendar": calendar} if calendar is not None else {})
 
         def relay(channel: str, payload: str) -> None:
-            cache.invalidate()
-            server.publish(EVENT_CHANNELS[channel], orjson.loads(payload))
+            message = orjson.loads(payload)
+            if channel == CHANGES_CHANNEL:
+                topics = {message["topic"]}
+                cache.invalidate(topics)
+                server.live.changed(topics)
+            server.publish(EVENT_CHANNELS[channel], message)
 
         def resync() -> None:
             cache.invalidate()
-            server.publish("changes", {"topic": "*", "id": None})
+            server.live.rerun_all()
+            server.publish("changes", {"topic": "*"})
 
         listener = ChangeListener(lambda: database.connect("wsd-listener"), EVENT_CHANNELS,
                                   relay, resync)
@@ -146,8 +152,10 @@ async def lifespan(config: Config, with_demo: bool = False) -> AsyncIterator[Wsd
         server.readiness = readiness
 
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.push_async_callback(server.live.close)
         supervised = {"change listener": listener.run, "readiness probe": readiness.probe,
                       "slow client sweep": server.sweep_slow_clients,
+                      "live periodic re-run": server.live.rerun_periodically,
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
         if calendar is not None:
             supervised["outlook worker"] = calendar.run_worker

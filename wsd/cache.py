@@ -1,14 +1,15 @@
 """A single-flight TTL cache for aggregate answers.
 
 Many dashboard tabs ask the same question every few seconds: identical concurrent requests
-share one computation, answers live `ttl` seconds, and `invalidate()` (on a write) makes
-the next request compute afresh. A computation that started before an invalidation is
-handed to the requests that were waiting for it but never stored, so a write is visible
-to every request that arrives after it.
+share one computation, answers live `ttl` seconds, and `invalidate(topics)` (on a write)
+makes the next request for an answer that depends on those topics compute afresh. A
+computation that started before an invalidation of its topics is handed to the requests
+that were waiting for it but never stored, so a write is visible to every request that
+arrives after it.
 
 Example:
     >>> cache = SingleFlightCache(ttl=2.0)
-    >>> stats = await cache.get(("dashboard", "get_dashboard_stats"), compute_stats)
+    >>> stats = await cache.get(("dashboard", "get_dashboard_stats"), {"leads"}, compute_stats)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Hashable
+from typing import Any, Awaitable, Callable, Collection, Hashable, Iterable
 
 __all__ = ["SingleFlightCache", "CacheStats"]
 
@@ -34,22 +35,33 @@ class SingleFlightCache:
         self.ttl = ttl
         self.stats = CacheStats()
         self._clock = clock
-        self._generation = 0
-        self._entries: dict[Hashable, tuple[float, int, Any]] = {}
-        self._inflight: dict[tuple[Hashable, int], asyncio.Future[Any]] = {}
+        self._generation = 0                      # bumped by a whole-cache invalidation
+        self._topic_generations: dict[str, int] = {}
+        self._entries: dict[Hashable, tuple[float, Hashable, Any]] = {}
+        self._inflight: dict[tuple[Hashable, Hashable], asyncio.Future[Any]] = {}
 
-    def invalidate(self) -> None:
-        """Forget every stored answer; computations already running will not be stored."""
-        self._generation += 1
-        self._entries.clear()
+    def invalidate(self, topics: Iterable[str] | None = None) -> None:
+        """Forget stored answers that depend on `topics` (every answer when None, as after a
+        listener reconnection); such computations already running will not be stored."""
         self.stats.invalidations += 1
+        if topics is None:
+            self._generation += 1
+            self._entries.clear()
+            return
+        for topic in topics:
+            self._topic_generations[topic] = self._topic_generations.get(topic, 0) + 1
 
-    async def get(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> Any:
+    def _stamp(self, topics: Collection[str]) -> Hashable:
+        """What must be unchanged for an answer depending on `topics` to stay good."""
+        return self._generation, tuple(self._topic_generations.get(t, 0) for t in sorted(topics))
+
+    async def get(self, key: Hashable, topics: Collection[str], compute: Callable[[], Awaitable[Any]]) -> Any:
+        stamp = self._stamp(topics)
         entry = self._entries.get(key)
-        if entry is not None and entry[0] > self._clock() and entry[1] == self._generation:
+        if entry is not None and entry[0] > self._clock() and entry[1] == stamp:
             self.stats.hits += 1
             return entry[2]
-        generation = self._generation
+        generation = stamp
         flight = self._inflight.get((key, generation))
         if flight is not None:
             self.stats.joined += 1
@@ -68,7 +80,7 @@ class SingleFlightCache:
             raise
         else:
             flight.set_result(value)
-            if generation == self._generation:
+            if self._stamp(topics) == generation:
                 self._entries[key] = (self._clock() + self.ttl, generation, value)
             return value
         finally:

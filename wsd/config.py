@@ -100,6 +100,13 @@ class LimitsConfig(_Section):
     max_package_items: int = 200
 
 
+class LiveConfig(_Section):
+    min_interval_ms: int = 200
+    safety_rerun_seconds: float = 60.0
+    max_subscriptions_per_connection: int = 100
+    max_concurrent_reruns: int = 4
+
+
 class CacheConfig(_Section):
     ttl_seconds: float = 2.0
 
@@ -116,6 +123,7 @@ class Config(_Section):
     outlook: OutlookConfig = msgspec.field(default_factory=OutlookConfig)
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    live: LiveConfig = msgspec.field(default_factory=LiveConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     # Directory that relative paths (database.data_dir) are resolved against.
     base_dir: str = "."
@@ -148,10 +156,15 @@ def _check(config: Config) -> None:
                        ("server.max_messages_before_login", s.max_messages_before_login),
                        ("server.listen_backlog", s.listen_backlog),
                        ("auth.max_failures_per_minute", config.auth.max_failures_per_minute),
-                       ("limits.max_package_items", config.limits.max_package_items)):
+                       ("limits.max_package_items", config.limits.max_package_items),
+                       ("live.max_subscriptions_per_connection", config.live.max_subscriptions_per_connection),
+                       ("live.max_concurrent_reruns", config.live.max_concurrent_reruns)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if config.live.min_interval_ms < 0:
+        raise ConfigError("live.min_interval_ms: must not be negative")
     for key, seconds in (("server.send_timeout_seconds", s.send_timeout_seconds),
+                         ("live.safety_rerun_seconds", config.live.safety_rerun_seconds),
                          ("database.acquire_timeout_seconds", d.acquire_timeout_seconds)):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be positive, got {seconds}")

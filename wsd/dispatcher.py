@@ -25,6 +25,7 @@ import msgspec
 
 from wsd.cache import SingleFlightCache
 from wsd.protocol import encode
+from wsd.topics import Topic
 from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError
 
 __all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "IdempotencyKey",
@@ -99,27 +100,36 @@ class Action:
     cached: bool = False   # answers are shared through the dispatcher's cache
     transactional: bool = False   # the dispatcher runs the handler in a transaction
     then: AfterCommit | None = None   # turns the committed result into the reply
+    topics: frozenset[Topic] = frozenset()   # a read: what its answer depends on
+    changes: frozenset[Topic] = frozenset()  # a write: what it changes
 
 
 def read(name: str, handler: Handler, payload_type: type[Payload] = NoPayload, *,
-         cached: bool = False) -> Action:
-    """A read action, open to viewers; `cached` for aggregates many clients poll."""
-    return Action(name, handler, payload_type, role="viewer", cached=cached)
-
-
-def write(name: str, handler: Handler, payload_type: type[Payload], *,
-          then: AfterCommit | None = None, transactional: bool = True) -> Action:
-    """A write action: admins only, run in one transaction, and it invalidates cached
-    answers when it succeeds.
+         topics: Iterable[Topic], cached: bool = False) -> Action:
+    """A read action, open to viewers.
 
     Args:
+        topics: the topics its answer depends on: a change to any of them drops its cached
+            answers and re-runs its live subscriptions. Empty: only the periodic re-run.
+        cached: for aggregates many clients poll.
+    """
+    return Action(name, handler, payload_type, role="viewer", cached=cached, topics=frozenset(topics))
+
+
+def write(name: str, handler: Handler, payload_type: type[Payload], *, changes: Iterable[Topic],
+          then: AfterCommit | None = None, transactional: bool = True) -> Action:
+    """A write action: admins only, run in one transaction that also announces the topics it
+    changes; cached answers of those topics are dropped when it succeeds.
+
+    Args:
+        changes: the topics whose answers it changes (the tables' triggers raise them too).
         then: work after the commit (an Outlook push) that turns what the handler returned
             into the reply; it also runs when an idempotent retry replays a stored result.
         transactional: False for an action that changes nothing in PostgreSQL itself
             (it would hold a pooled connection idle while it talks to Outlook).
     """
     return Action(name, handler, payload_type, role="admin", writes=True,
-                  transactional=transactional, then=then)
+                  transactional=transactional, then=then, changes=frozenset(changes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +202,7 @@ class Dispatcher:
         try:
             if action.cached and self.cache is not None:
                 key = (action, msgspec.json.encode(arguments))
-                return await self.cache.get(key, lambda: action.handler(context, arguments))
+                return await self.cache.get(key, action.topics, lambda: action.handler(context, arguments))
             if not action.writes:
                 return await action.handler(context, arguments)
             if action.transactional:
@@ -200,7 +210,7 @@ class Dispatcher:
             else:
                 result = await action.handler(context, arguments)
             if self.cache is not None:
-                self.cache.invalidate()
+                self.cache.invalidate(action.changes)
             return await action.then(context, result) if action.then is not None else result
         except WsdError:
             raise
@@ -245,6 +255,7 @@ class Dispatcher:
                     await context.queries.idempotency.store_result(
                         connection, caller=context.caller.name, action=action.name, key=key,
                         result=msgspec.json.decode(encode(result)))
+                await context.queries.changes.notify_topics(connection, topics=sorted(action.changes))
             except BaseException:
                 with contextlib.suppress(*_UNAVAILABLE):
                     await transaction.rollback()

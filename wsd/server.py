@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import structlog
@@ -31,8 +31,9 @@ from websockets.protocol import State
 from wsd.auth import TokenBook, bearer_token
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged
-from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, WsdError
+from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
 from wsd.guards import FailureThrottle, QuietLog
+from wsd.live import LIVE_RESOURCE, LiveQueries, LiveQuery
 from wsd.metrics import RequestStats
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
@@ -56,12 +57,16 @@ class Session:
 
     connection: ServerConnection
     address: str
+    send_limit: int
     caller: Caller | None = None
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
     failed_logins: int = 0
     messages_before_login: int = 0
-    behind_since: float | None = None   # when its unread bytes first passed the limit
+    behind_since: float | None = None   # when it first fell behind the send limit
     events_dropped: int = 0
+    subscriptions: dict[str, LiveQuery] = field(default_factory=dict)
+    # Live updates held back while the client is behind: the newest per subscription only.
+    held_updates: dict[str, bytes] = field(default_factory=dict)
 
     def unread_bytes(self) -> int:
         """Bytes written for this client that its socket has not taken yet."""
@@ -82,15 +87,36 @@ class Session:
         except Exception:  # the socket failed under us: the read loop sees it and cleans up
             pass
 
-    def push_event(self, message: bytes, limit: int) -> bool:
+    def push_event(self, message: bytes) -> bool:
         """Push an event unless the client is too far behind; False when it was dropped."""
-        if self.unread_bytes() + len(message) > limit:
+        if self.unread_bytes() + len(message) > self.send_limit:
             self.events_dropped += 1
-            if self.behind_since is None:
-                self.behind_since = time.monotonic()
+            self._fell_behind()
             return False
         self.push(message)
         return True
+
+    def push_update(self, subscription: str, frame: bytes) -> None:
+        """Push a live update; a client that is behind keeps only the newest per subscription,
+        sent when it catches up (`release_held_updates`)."""
+        if self.held_updates or self.unread_bytes() + len(frame) > self.send_limit:
+            self.held_updates.pop(subscription, None)
+            self.held_updates[subscription] = frame
+            self._fell_behind()
+            return
+        self.push(frame)
+
+    def release_held_updates(self) -> None:
+        while self.held_updates:
+            subscription, frame = next(iter(self.held_updates.items()))
+            if self.unread_bytes() + len(frame) > self.send_limit:
+                return
+            del self.held_updates[subscription]
+            self.push(frame)
+
+    def _fell_behind(self) -> None:
+        if self.behind_since is None:
+            self.behind_since = time.monotonic()
 
 
 class WsdServer:
@@ -105,6 +131,7 @@ class WsdServer:
         self.dispatcher = dispatcher
         self.services = {"runtime": self.runtime_snapshot, **(services or {})}
         self.readiness = readiness or (lambda: (True, "ready"))
+        self.live = LiveQueries(dispatcher, self._execute, config.live)
         self.tokens = TokenBook(config.auth.tokens)
         self.request_stats = RequestStats()
         self.sessions: set[Session] = set()
@@ -170,8 +197,9 @@ class WsdServer:
             await asyncio.sleep(SWEEP_SECONDS)
             now = time.monotonic()
             for session in list(self.sessions):
+                session.release_held_updates()
                 unread = session.unread_bytes()
-                if unread <= limit // 2:
+                if unread <= limit // 2 and not session.held_updates:
                     session.behind_since = None  # caught up (or never behind)
                 elif session.behind_since is None:
                     session.behind_since = now
@@ -238,7 +266,8 @@ class WsdServer:
     # -- connection --------------------------------------------------------------------------
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
-        session = Session(connection, _address_of(connection), caller=self._caller_of(connection.request))
+        session = Session(connection, _address_of(connection), self.config.server.max_send_buffer_bytes,
+                          caller=self._caller_of(connection.request))
         self.sessions.add(session)
         if session.caller is not None:
             self._per_token[session.caller.name] += 1
@@ -264,6 +293,7 @@ class WsdServer:
             pass
         finally:
             self.sessions.discard(session)
+            self.live.drop(session)
             if session.caller is not None:
                 self._per_token[session.caller.name] -= 1
                 if not self._per_token[session.caller.name]:
@@ -296,10 +326,10 @@ class WsdServer:
                 raise Unauthorized("log in first: auth.login with a token, or a Bearer header")
             if self._draining:
                 raise Unavailable("the server is shutting down", {"reason": "shutting_down"})
-            action = self.dispatcher.lookup(request.resource, request.action)
             if len(session.inflight) >= self.config.server.max_inflight_per_connection:
                 raise RateLimited("too many requests in flight on this connection",
                                   {"limit": self.config.server.max_inflight_per_connection})
+            call, writes = self._call_for(session, request)
         except WsdError as error:
             session.push(error_reply(request.id, error))
             if session.failed_logins >= MAX_FAILED_LOGINS:
@@ -307,11 +337,34 @@ class WsdServer:
             if self._failures.blocked(session.address) and session.caller is None:
                 return "too many failed logins from this address"
             return self._count_before_login(session)
-        task = asyncio.create_task(self._run(session, request, action))
+        task = asyncio.create_task(self._run(session, request, call, writes))
         for group in (session.inflight, self._inflight):
             group.add(task)
             task.add_done_callback(group.discard)
         return None
+
+    def _call_for(self, session: Session, request: WsdRequest) -> tuple[Callable[[], Awaitable[Any]], bool]:
+        """What a request runs (an action, or a live subscription's first answer), and whether
+        it writes. Raises UnknownAction before anything runs."""
+        if request.resource == LIVE_RESOURCE:
+            if request.action == "subscribe":
+                return (lambda: self.live.subscribe(session, request.payload)), False
+            if request.action == "unsubscribe":
+                async def unsubscribe() -> dict[str, Any]:
+                    self.live.unsubscribe(session, request.payload)
+                    return {"subscription": request.payload.get("subscription")}
+                return unsubscribe, False
+            raise UnknownAction(f"no action live.{request.action}",
+                                {"resource": LIVE_RESOURCE, "action": request.action})
+        action = self.dispatcher.lookup(request.resource, request.action)
+        assert session.caller is not None
+        context = Context(self.pool, self.queries, self.config, session.caller, self.services)
+        return (lambda: self.dispatcher.dispatch(action, context, request.payload)), action.writes
+
+    async def _execute(self, action: Action, payload: dict[str, Any], caller: Caller) -> Any:
+        """Run a read action for a live query, exactly as a direct call runs it."""
+        context = Context(self.pool, self.queries, self.config, caller, self.services)
+        return await self.dispatcher.dispatch(action, context, payload)
 
     def _count_before_login(self, session: Session) -> str | None:
         if session.caller is not None:
@@ -349,13 +402,13 @@ class WsdServer:
         self._per_token[caller.name] += 1
         return {"name": caller.name, "role": caller.role}
 
-    async def _run(self, session: Session, request: WsdRequest, action: Action) -> None:
+    async def _run(self, session: Session, request: WsdRequest, call: Callable[[], Awaitable[Any]],
+                   writes: bool) -> None:
         started = time.perf_counter()
         assert session.caller is not None
-        context = Context(self.pool, self.queries, self.config, session.caller, self.services)
         outcome = "ok"
         try:
-            result = await self.dispatcher.dispatch(action, context, request.payload)
+            result = await call()
             if isinstance(result, Paged):
                 reply = success_reply(request.id, result.data, next_cursor=result.next_cursor)
             else:
@@ -367,7 +420,7 @@ class WsdServer:
             log.warning("request cut off at shutdown", resource=request.resource,
                         action=request.action, request_id=request.id, caller=session.caller.name,
                         duration_ms=round((time.perf_counter() - started) * 1000, 2))
-            details = {"reason": "shutting_down", **({"outcome": "unknown"} if action.writes else {})}
+            details = {"reason": "shutting_down", **({"outcome": "unknown"} if writes else {})}
             session.push(error_reply(request.id, Unavailable(
                 "the server shut down before this request finished", details)))
             raise
@@ -395,6 +448,7 @@ class WsdServer:
             "uptime_seconds": round(time.monotonic() - self.started_at, 1),
             "cache": dataclasses.asdict(cache.stats) if cache is not None else None,
             "slow_clients_dropped": self.slow_clients_dropped,
+            "live": self.live.stats(),
         }
 
     def publish(self, topic: str, payload: Any) -> None:
@@ -402,10 +456,9 @@ class WsdServer:
         waiting, dropped for a client that is too far behind (it learns nothing it would not
         get by asking again)."""
         message = event_message(topic, payload)
-        limit = self.config.server.max_send_buffer_bytes
         for session in self.sessions:
             if session.caller is not None:
-                session.push_event(message, limit)
+                session.push_event(message)
 
 
 def _address_of(connection: ServerConnection) -> str:

@@ -24,5 +24,5 @@ async def update_agent_status(ctx: Context, payload: UpdateAgentStatus) -> dict[
 
 
 ACTIONS = ActionTable("conversations", [
-    write("update_agent_status", update_agent_status, UpdateAgentStatus),
+    write("update_agent_status", update_agent_status, UpdateAgentStatus, changes={"conversations"}),
 ])

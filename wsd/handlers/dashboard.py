@@ -26,6 +26,8 @@ from wsd.dispatcher import ActionTable, Context, NoPayload, Payload, read
 from wsd.steps import STEPS
 
 HOUR = dt.timedelta(hours=1)
+# What the agent and the sales team do all day: every front-page figure moves with it.
+ACTIVITY = frozenset({"users", "conversations", "messages", "leads", "meetings"})
 
 
 class AgentPerformance(Payload):
@@ -126,9 +128,10 @@ async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
 
 
 ACTIONS = ActionTable("dashboard", [
-    read("get_dashboard_stats", get_dashboard_stats, cached=True),
-    read("get_conversion_funnel", get_conversion_funnel, cached=True),
-    read("get_activity_timeline", get_activity_timeline, cached=True),
-    read("get_agent_performance", get_agent_performance, AgentPerformance, cached=True),
-    read("get_real_time_metrics", get_real_time_metrics),
+    read("get_dashboard_stats", get_dashboard_stats, cached=True, topics=ACTIVITY),
+    read("get_conversion_funnel", get_conversion_funnel, cached=True, topics={"leads"}),
+    read("get_activity_timeline", get_activity_timeline, cached=True, topics=ACTIVITY),
+    read("get_agent_performance", get_agent_performance, AgentPerformance, cached=True,
+         topics=ACTIVITY),
+    read("get_real_time_metrics", get_real_time_metrics, topics=()),  # this process: re-run on a timer,
 ])

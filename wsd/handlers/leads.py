@@ -23,6 +23,9 @@ from wsd.errors import NotFound
 from wsd.pagination import decode_cursor, page_of
 from wsd.steps import LeadStep
 
+# A lead document: the lead with its user, BANT and requirements; messages move its activity.
+LEAD_DOCUMENT = frozenset({"leads", "users", "requirements", "messages"})
+
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 SearchText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -86,7 +89,6 @@ async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, A
         await leads.record_step_change(connection, lead_id=payload.lead_id, from_step=current,
                                        to_step=payload.new_step, source="manual")
         await leads.move_lead_step(connection, lead_id=payload.lead_id, new_step=payload.new_step)
-        await ctx.queries.changes.notify_change(connection, topic="leads", id=payload.lead_id)
     return await leads.lead_by_id(connection, lead_id=payload.lead_id)
 
 
@@ -105,10 +107,11 @@ async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
 
 
 ACTIONS = ActionTable("leads", [
-    read("get_all_leads", get_all_leads, AllLeads),
-    read("get_lead_pipeline", get_lead_pipeline),
-    read("get_lead_with_complete_data", get_lead_with_complete_data, LeadId),
-    write("update_lead_step", update_lead_step, UpdateLeadStep),
-    read("get_conversion_stats", get_conversion_stats, cached=True),
-    read("get_abandoned_leads", get_abandoned_leads, AbandonedLeads),
+    read("get_all_leads", get_all_leads, AllLeads, topics=LEAD_DOCUMENT),
+    read("get_lead_pipeline", get_lead_pipeline, topics={"leads", "users"}),
+    read("get_lead_with_complete_data", get_lead_with_complete_data, LeadId,
+         topics={*LEAD_DOCUMENT, "conversations", "meetings"}),
+    write("update_lead_step", update_lead_step, UpdateLeadStep, changes={"leads"}),
+    read("get_conversion_stats", get_conversion_stats, cached=True, topics={"leads"}),
+    read("get_abandoned_leads", get_abandoned_leads, AbandonedLeads, topics=LEAD_DOCUMENT),
 ])

@@ -143,11 +143,10 @@ async def _locked_meeting(ctx: Context, connection: Any, meeting_id: uuid.UUID) 
 async def _change(ctx: Context, connection: Any, meeting_id: uuid.UUID, subject: str | None = None,
                   start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
                   status: str | None = None) -> None:
-    """Stores the change (queued for Outlook when it is on) and announces it."""
+    """Stores the change (queued for Outlook when it is on)."""
     await ctx.queries.meetings.change_meeting(
         connection, meeting_id=meeting_id, subject=subject, start_time=start_time, end_time=end_time,
         status=status, push=_calendar(ctx) is not None)
-    await ctx.queries.changes.notify_change(connection, topic="meetings", id=meeting_id)
 
 
 async def _after_commit(ctx: Context, committed_id: uuid.UUID | str) -> dict[str, Any]:
@@ -223,7 +222,6 @@ async def create_meeting(ctx: Context, payload: NewMeeting) -> uuid.UUID:
         await leads.record_step_change(connection, lead_id=payload.lead_qualification_id,
                                        from_step=lead["current_step"], to_step="meeting", source="meeting")
         await leads.move_lead_step(connection, lead_id=payload.lead_qualification_id, new_step="meeting")
-    await ctx.queries.changes.notify_change(connection, topic="meetings", id=meeting_id)
     return meeting_id
 
 
@@ -294,11 +292,12 @@ async def sync_outlook_calendar(ctx: Context, _: NoPayload) -> dict[str, Any]:
 
 
 ACTIONS = ActionTable("meetings", [
-    read("get_all_meetings", get_all_meetings, MeetingsQuery),
-    read("get_calendar_view", get_calendar_view, CalendarRange),
-    write("create_meeting", create_meeting, NewMeeting, then=_after_commit),
-    write("update_meeting", update_meeting, MeetingChange, then=_after_commit),
-    write("cancel_meeting", cancel_meeting, MeetingId, then=_after_commit),
-    read("get_available_slots", get_available_slots, SlotsQuery),
-    write("sync_outlook_calendar", sync_outlook_calendar, NoPayload, transactional=False),
+    read("get_all_meetings", get_all_meetings, MeetingsQuery, topics={"meetings"}),
+    read("get_calendar_view", get_calendar_view, CalendarRange, topics={"meetings"}),
+    write("create_meeting", create_meeting, NewMeeting, changes={"meetings", "leads"}, then=_after_commit),
+    write("update_meeting", update_meeting, MeetingChange, changes={"meetings"}, then=_after_commit),
+    write("cancel_meeting", cancel_meeting, MeetingId, changes={"meetings"}, then=_after_commit),
+    read("get_available_slots", get_available_slots, SlotsQuery, topics={"meetings"}),
+    write("sync_outlook_calendar", sync_outlook_calendar, NoPayload, changes={"meetings"},
+          transactional=False),
 ])

@@ -127,7 +127,6 @@ async def create_requirement_package(ctx: Context, payload: RequirementPackage) 
     for kind in ITEM_KINDS:
         if getattr(payload, kind):
             await _insert_items(ctx, connection, kind, requirements_id, getattr(payload, kind))
-    await ctx.queries.changes.notify_change(connection, topic="requirements", id=requirements_id)
     return await queries.requirements_by_id(connection, requirements_id=requirements_id)
 
 
@@ -143,8 +142,6 @@ async def update_requirements(ctx: Context, payload: RequirementsChange) -> dict
         deadline=None if payload.deadline is msgspec.UNSET else payload.deadline)
     if lead_id is None:
         raise NotFound("no such requirements", {"requirements_id": str(payload.requirements_id)})
-    await ctx.queries.changes.notify_change(connection, topic="requirements",
-                                            id=payload.requirements_id)
     return await queries.requirements_by_id(connection, requirements_id=payload.requirements_id)
 
 
@@ -161,8 +158,6 @@ def _item_adder(kind: str) -> Handler:
         except asyncpg.UniqueViolationError:
             raise Conflict(f"these requirements already have {kind[:-1]} {payload.name!r}",
                            {"field": "name", "name": payload.name}) from None
-        await ctx.queries.changes.notify_change(connection, topic="requirements",
-                                                id=payload.requirements_id)
         return created
     add_item.__name__ = add_item.__qualname__ = f"add_{kind[:-1]}"
     return add_item
@@ -178,11 +173,13 @@ def _popularity(kind: str) -> Handler:
 
 
 ACTIONS = ActionTable("requirements", [
-    read("get_requirements_by_lead", get_requirements_by_lead, LeadId),
-    write("create_requirement_package", create_requirement_package, RequirementPackage),
-    write("update_requirements", update_requirements, RequirementsChange),
-    write("add_feature", _item_adder("features"), AddItem),
-    write("add_integration", _item_adder("integrations"), AddItem),
-    read("get_popular_features", _popularity("features"), Popular, cached=True),
-    read("get_popular_integrations", _popularity("integrations"), Popular, cached=True),
+    read("get_requirements_by_lead", get_requirements_by_lead, LeadId, topics={"requirements"}),
+    write("create_requirement_package", create_requirement_package, RequirementPackage,
+          changes={"requirements"}),
+    write("update_requirements", update_requirements, RequirementsChange, changes={"requirements"}),
+    write("add_feature", _item_adder("features"), AddItem, changes={"requirements"}),
+    write("add_integration", _item_adder("integrations"), AddItem, changes={"requirements"}),
+    read("get_popular_features", _popularity("features"), Popular, cached=True, topics={"requirements"}),
+    read("get_popular_integrations", _popularity("integrations"), Popular, cached=True,
+         topics={"requirements"}),
 ])

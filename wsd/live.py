@@ -1,0 +1,244 @@
+"""Live queries: subscribe to any read action, get its new answer pushed when it changes.
+
+Identical subscriptions (same action, same payload) on every connection share one
+`LiveQuery`: one re-run and one encoded answer, from which each subscriber's update frame
+is cut. A topic change marks the queries that depend on it; each re-runs at most once per
+`live.min_interval_ms` (a burst of writes is a handful of re-runs, and the last one always
+runs after the last write), and a subscriber is sent the answer only when it differs from
+the last one it was sent. A periodic re-run and a full re-run after the change listener
+reconnects cover anything a notification missed.
+
+Example exchange:
+    → {"resource": "live", "action": "subscribe", "id": 1,
+       "payload": {"resource": "dashboard", "action": "get_dashboard_stats"}}
+    ← {"type": "success", "id": 1, "payload": {"data": {"subscription": "s1", "data": {...}}}}
+    ← {"type": "update", "subscription": "s1", "payload": {"data": {...}}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Protocol
+
+import orjson
+import structlog
+
+from wsd.config import LiveConfig
+from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, validate_payload
+from wsd.errors import InvalidPayload, NotFound, RateLimited, WsdError
+from wsd.protocol import encode
+
+__all__ = ["LiveQueries", "LiveQuery", "Subscriber", "LIVE_RESOURCE"]
+
+log = structlog.get_logger("wsd.live")
+
+LIVE_RESOURCE = "live"
+
+
+class Subscriber(Protocol):
+    """What a live query needs of a connection (the server's Session)."""
+
+    caller: Caller | None
+    subscriptions: dict[str, "LiveQuery"]
+
+    def push_update(self, subscription: str, frame: bytes) -> None: ...
+
+
+class Subscribe(Payload):
+    resource: str
+    action: str
+    payload: dict[str, Any] = {}
+
+
+class Unsubscribe(Payload):
+    subscription: str
+
+
+Run = Callable[[Action, dict[str, Any], Caller], Awaitable[Any]]
+
+
+@dataclass(eq=False)
+class LiveQuery:
+    """One distinct (action, payload) that at least one connection subscribed to."""
+
+    key: tuple[str, str, bytes]
+    action: Action
+    payload: dict[str, Any]
+    # (connection, subscription id) → the answer last sent to it, encoded.
+    subscribers: dict[tuple[Subscriber, str], bytes] = field(default_factory=dict)
+    dirty: bool = False
+    running: bool = False
+    last_run: float = float("-inf")
+    timer: asyncio.TimerHandle | None = None
+    reruns: int = 0
+
+
+def encode_answer(result: Any) -> bytes:
+    """An answer as it goes into a reply's or update's payload: {"data": ...} plus the
+    next page's cursor for a paged action."""
+    if isinstance(result, Paged):
+        return encode({"data": result.data, "next_cursor": result.next_cursor})
+    return encode({"data": result})
+
+
+def update_frame(subscription: str, answer: bytes) -> bytes:
+    return b'{"type":"update","subscription":' + orjson.dumps(subscription) + b',"payload":' + answer + b"}"
+
+
+class LiveQueries:
+    """Every live query of this process, by key and by topic."""
+
+    def __init__(self, dispatcher: Dispatcher, run: Run, settings: LiveConfig) -> None:
+        self._dispatcher = dispatcher
+        self._run = run
+        self._settings = settings
+        self._queries: dict[tuple[str, str, bytes], LiveQuery] = {}
+        self._by_topic: dict[str, set[LiveQuery]] = {}
+        self._reruns: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.max_concurrent_reruns)
+        self._next_id = 0
+        self.reruns = 0
+        self.updates_sent = 0
+
+    # -- the client's side ---------------------------------------------------------------------
+
+    async def subscribe(self, subscriber: Subscriber, payload: dict[str, Any]) -> dict[str, Any]:
+        """Validate like a direct call, answer like a direct call, and keep the query live.
+
+        Raises:
+            WsdError: what a direct call of the action would answer, `invalid_payload` for a
+                write action, `rate_limited` past live.max_subscriptions_per_connection.
+        """
+        assert subscriber.caller is not None
+        request = validate_payload(payload, Subscribe)
+        action = self._dispatcher.lookup(request.resource, request.action)
+        if action.writes:
+            raise InvalidPayload("only read actions can be subscribed to",
+                                 {"field": "action", "action": request.action})
+        limit = self._settings.max_subscriptions_per_connection
+        if len(subscriber.subscriptions) >= limit:
+            raise RateLimited("too many subscriptions on this connection", {"limit": limit})
+        result = await self._run(action, request.payload, subscriber.caller)
+        answer = encode_answer(result)
+        key = (request.resource, request.action, orjson.dumps(request.payload, option=orjson.OPT_SORT_KEYS))
+        query = self._queries.get(key)
+        if query is None:
+            query = self._queries[key] = LiveQuery(key, action, request.payload)
+            for topic in action.topics:
+                self._by_topic.setdefault(topic, set()).add(query)
+        self._next_id += 1
+        subscription = f"s{self._next_id}"
+        query.subscribers[(subscriber, subscription)] = answer
+        subscriber.subscriptions[subscription] = query
+        return {"subscription": subscription, **orjson.loads(answer)}
+
+    def unsubscribe(self, subscriber: Subscriber, payload: dict[str, Any]) -> None:
+        """Raises NotFound for a subscription this connection does not have."""
+        subscription = validate_payload(payload, Unsubscribe).subscription
+        if subscription not in subscriber.subscriptions:
+            raise NotFound("no such subscription on this connection", {"subscription": subscription})
+        self._forget(subscriber, subscription)
+
+    def drop(self, subscriber: Subscriber) -> None:
+        """A connection closed: its subscriptions end with it."""
+        for subscription in list(subscriber.subscriptions):
+            self._forget(subscriber, subscription)
+
+    def _forget(self, subscriber: Subscriber, subscription: str) -> None:
+        query = subscriber.subscriptions.pop(subscription)
+        query.subscribers.pop((subscriber, subscription), None)
+        if query.subscribers:
+            return
+        del self._queries[query.key]
+        for topic in query.action.topics:
+            self._by_topic[topic].discard(query)
+        if query.timer is not None:
+            query.timer.cancel()
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def changed(self, topics: Iterable[str]) -> None:
+        """Topics changed (a NOTIFY arrived): re-run every query that depends on them."""
+        due: set[LiveQuery] = set()
+        for topic in topics:
+            due |= self._by_topic.get(topic, set())
+        for query in due:
+            self._schedule(query)
+
+    def rerun_all(self) -> None:
+        """Re-run every query (after a listener reconnection, and periodically)."""
+        for query in list(self._queries.values()):
+            self._schedule(query)
+
+    async def rerun_periodically(self) -> None:
+        """The safety net: answers that move with time alone ("today", "last 24 hours"), or
+        a change whose notification was lost, reach subscribers within this interval."""
+        while True:
+            await asyncio.sleep(self._settings.safety_rerun_seconds)
+            self.rerun_all()
+
+    def _schedule(self, query: LiveQuery) -> None:
+        query.dirty = True
+        if query.running or query.timer is not None:
+            return  # it runs again when the running one ends, or when its timer fires
+        wait = query.last_run + self._settings.min_interval_ms / 1000 - time.monotonic()
+        if wait > 0:
+            query.timer = asyncio.get_running_loop().call_later(wait, self._start, query)
+        else:
+            self._start(query)
+
+    def _start(self, query: LiveQuery) -> None:
+        query.timer = None
+        if not query.subscribers or query.running:
+            return
+        query.dirty = False
+        query.running = True
+        query.last_run = time.monotonic()
+        task = asyncio.create_task(self._rerun(query))
+        self._reruns.add(task)
+        task.add_done_callback(lambda done: self._finished(query, done))
+
+    def _finished(self, query: LiveQuery, task: asyncio.Task[None]) -> None:
+        self._reruns.discard(task)
+        query.running = False
+        if query.dirty and query.subscribers and not task.cancelled():
+            self._schedule(query)
+
+    async def _rerun(self, query: LiveQuery) -> None:
+        async with self._slots:
+            try:
+                result = await self._run(query.action, query.payload, LIVE_CALLER)
+            except WsdError as error:  # e.g. the subscribed lead was deleted, or PostgreSQL is down
+                log.info("live re-run answered an error", action=query.action.name, code=str(error.code))
+                return
+            except Exception:
+                log.exception("live re-run failed", action=query.action.name)
+                return
+        query.reruns += 1
+        self.reruns += 1
+        answer = encode_answer(result)
+        for (subscriber, subscription), sent in list(query.subscribers.items()):
+            if sent != answer:
+                query.subscribers[(subscriber, subscription)] = answer
+                subscriber.push_update(subscription, update_frame(subscription, answer))
+                self.updates_sent += 1
+
+    async def close(self) -> None:
+        for query in self._queries.values():
+            if query.timer is not None:
+                query.timer.cancel()
+        for task in list(self._reruns):
+            task.cancel()
+        if self._reruns:
+            await asyncio.wait(self._reruns)
+
+    def stats(self) -> dict[str, int]:
+        return {"queries": len(self._queries),
+                "subscriptions": sum(len(q.subscribers) for q in self._queries.values()),
+                "reruns": self.reruns, "updates_sent": self.updates_sent}
+
+
+# Re-runs are not anybody's request: they run as a viewer, the role every read action has.
+LIVE_CALLER = Caller("live", "viewer")
