@@ -9,29 +9,13 @@
 --   * activity timeline and agent performance: per UTC quarter-hour and kind of event, its
 --     count (and for agent replies the sum of their delays) (activity_counts).
 --
--- Every row of these tables is written only after taking the transaction-wide advisory lock
--- lead_step_counts already takes (727272): writers of kept figures queue on that one lock
--- until commit instead of deadlocking over count rows locked in different orders.
--- `recount_kept_aggregates()` rebuilds them from the raw tables (bulk loads with triggers off,
--- TRUNCATE); `wsd verify-aggregates` compares them with that recomputation.
-
-CREATE FUNCTION lock_kept_aggregates() RETURNS void LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(727272);
-$$;
-
--- users' kept count predates this lock: it takes it too, so all kept rows share one order.
-CREATE OR REPLACE FUNCTION count_rows() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM lock_kept_aggregates();
-    IF TG_OP = 'INSERT' THEN
-        UPDATE row_counts SET n = n + (SELECT count(*) FROM inserted) WHERE table_name = TG_TABLE_NAME;
-    ELSIF TG_OP = 'DELETE' THEN
-        UPDATE row_counts SET n = n - (SELECT count(*) FROM deleted) WHERE table_name = TG_TABLE_NAME;
-    ELSE  -- TRUNCATE
-        UPDATE row_counts SET n = 0 WHERE table_name = TG_TABLE_NAME;
-    END IF;
-    RETURN NULL;
-END $$;
+-- Writers never wait on one another for these tables beyond the one count row they change:
+-- each trigger changes its count rows with one INSERT ... ON CONFLICT whose rows are sorted
+-- by key, so two writers lock shared count rows in the same order (no deadlock between
+-- them), and writers of different kinds of figure touch different rows. Rows at zero are
+-- kept (readers skip them): deleting them would race with a concurrent insert.
+-- `recount_kept_aggregates()` rebuilds them from the raw tables (bulk loads with triggers
+-- off, TRUNCATE); `wsd verify-aggregates` compares them with that recomputation.
 
 -- ---------------------------------------------------------------------------------------
 -- Conversion stats: hours from entering the previous step to entering this one.
@@ -86,12 +70,6 @@ CREATE FUNCTION recomputed_step_interval_counts()
      GROUP BY 1, 2;
 $$;
 
-CREATE FUNCTION bump_step_interval(step lead_step, hours double precision, delta integer)
-    RETURNS void LANGUAGE sql AS $$
-    INSERT INTO step_interval_counts AS c (step, hour_bucket, leads)
-    VALUES (step, floor(hours)::bigint, delta)
-    ON CONFLICT ON CONSTRAINT step_interval_counts_pkey DO UPDATE SET leads = c.leads + EXCLUDED.leads;
-$$;
 
 -- Before an entry is written: its hours from the lead's entry for the previous step.
 CREATE FUNCTION step_entry_hours() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -111,13 +89,16 @@ DECLARE
     moved boolean := TG_OP <> 'UPDATE'
         OR (OLD.lead_id, OLD.step, OLD.entered_at) IS DISTINCT FROM (NEW.lead_id, NEW.step, NEW.entered_at);
 BEGIN
-    PERFORM lock_kept_aggregates();
-    IF TG_OP <> 'INSERT' AND OLD.hours_from_previous IS NOT NULL THEN
-        PERFORM bump_step_interval(OLD.step, OLD.hours_from_previous, -1);
-    END IF;
-    IF TG_OP <> 'DELETE' AND NEW.hours_from_previous IS NOT NULL THEN
-        PERFORM bump_step_interval(NEW.step, NEW.hours_from_previous, 1);
-    END IF;
+    INSERT INTO step_interval_counts AS c (step, hour_bucket, leads)
+    SELECT d.step, floor(d.hours)::bigint, sum(d.delta)
+      FROM (SELECT OLD.step, OLD.hours_from_previous, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL
+            SELECT NEW.step, NEW.hours_from_previous, 1 WHERE TG_OP <> 'DELETE') AS d(step, hours, delta)
+     WHERE d.hours IS NOT NULL
+     GROUP BY 1, 2
+    HAVING sum(d.delta) <> 0
+    ORDER BY 1, 2
+    ON CONFLICT (step, hour_bucket) DO UPDATE SET leads = c.leads + EXCLUDED.leads;
     IF moved THEN
         -- Rows of both images: a deleted or moved entry leaves its old next step without one.
         UPDATE lead_step_entries AS e
@@ -154,7 +135,6 @@ $$;
 
 CREATE FUNCTION keep_requirement_item_names() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lock_kept_aggregates();
     INSERT INTO requirement_item_names AS c (kind, normalized, name, items)
     SELECT TG_TABLE_NAME, normalized_name(d.name), d.name, sum(d.delta)
       FROM (SELECT OLD.name, -1 WHERE TG_OP <> 'INSERT'
@@ -256,7 +236,6 @@ $$;
 -- One trigger function for every source table: the old row's events out, the new row's in.
 CREATE FUNCTION keep_activity_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lock_kept_aggregates();
     INSERT INTO activity_counts AS c (quarter, kind, events, total)
     SELECT activity_quarter(d.at), d.kind, sum(d.sign), sum(d.sign * d.total)
       FROM (SELECT o.*, -1 AS sign FROM activity_of(OLD) AS o WHERE TG_OP <> 'INSERT'
@@ -352,7 +331,9 @@ $$;
 -- it is wrong, so a loader that filled it (the demo seeder) costs a read, not a rewrite.
 CREATE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lock_kept_aggregates();
+    -- Writers' triggers wait until this rebuild commits, then add their rows' counts to it
+    -- (the rebuild did not see their rows, still uncommitted).
+    LOCK TABLE step_interval_counts, requirement_item_names, activity_counts IN EXCLUSIVE MODE;
     UPDATE lead_step_entries AS e SET hours_from_previous = r.hours
       FROM recomputed_step_hours() AS r
      WHERE e.lead_id = r.lead_id AND e.step = r.step AND e.hours_from_previous IS DISTINCT FROM r.hours;
