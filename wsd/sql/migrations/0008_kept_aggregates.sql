@@ -357,24 +357,18 @@ BEGIN
     PERFORM recount_kept_aggregates();
     RETURN NULL;
 END $$;
-CREATE TRIGGER lead_step_entries_kept_truncate AFTER TRUNCATE ON lead_step_entries
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER features_kept_truncate AFTER TRUNCATE ON features
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER integrations_kept_truncate AFTER TRUNCATE ON integrations
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER lead_qualifications_kept_truncate AFTER TRUNCATE ON lead_qualifications
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER messages_kept_truncate AFTER TRUNCATE ON messages
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER lead_step_history_kept_truncate AFTER TRUNCATE ON lead_step_history
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER meetings_kept_truncate AFTER TRUNCATE ON meetings
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER agent_status_changes_kept_truncate AFTER TRUNCATE ON agent_status_changes
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
-CREATE TRIGGER conversations_kept_truncate AFTER TRUNCATE ON conversations
-    FOR EACH STATEMENT EXECUTE FUNCTION recount_kept_aggregates_trigger();
+-- A TRUNCATE of any source table rebuilds them all from what is left.
+DO $$
+DECLARE
+    source text;
+BEGIN
+    FOREACH source IN ARRAY ARRAY['lead_step_entries', 'features', 'integrations', 'lead_qualifications',
+                                  'messages', 'lead_step_history', 'meetings', 'agent_status_changes',
+                                  'conversations'] LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %I FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION recount_kept_aggregates_trigger()', source || '_kept_truncate', source);
+    END LOOP;
+END $$;
 
 -- The backfill.
 SELECT recount_kept_aggregates();
