@@ -12,6 +12,7 @@ import sys
 import uuid
 
 import asyncpg
+import pytest
 
 from tests import factories
 from tests.conftest import ROOT, Client
@@ -45,8 +46,9 @@ async def move_step(connection: asyncpg.Connection, lead_id: uuid.UUID, step: st
 
 async def straight_sql_writer(dsn: str, seed: int, leads: list[uuid.UUID], conversations: list[uuid.UUID],
                               requirements: list[uuid.UUID], rounds: int) -> None:
-    """Step moves, item additions and removals, messages and agent toggles, straight into
-    PostgreSQL at times scattered over two weeks (so quarter-hours and hours differ)."""
+    """Step moves, item additions and removals, messages (added, moved, re-timed, deleted)
+    and agent toggles, straight into PostgreSQL at times scattered over two weeks (so
+    quarter-hours and hours differ)."""
     rng = random.Random(seed)
     connection = await asyncpg.connect(dsn)
     try:
@@ -64,11 +66,23 @@ async def straight_sql_writer(dsn: str, seed: int, leads: list[uuid.UUID], conve
                 await connection.execute(
                     "DELETE FROM features WHERE id = (SELECT id FROM features WHERE requirements_id = $1 LIMIT 1)",
                     rng.choice(requirements))
-            elif choice < 0.95:
+            elif choice < 0.85:
                 conversation_id = rng.choice(conversations)
                 await factories.message(connection, conversation_id, "user", at)
                 await factories.message(connection, conversation_id, "agent",
                                         at + dt.timedelta(seconds=rng.uniform(0.5, 30)))
+            elif choice < 0.9:
+                # A reply moved in time or given another delay (kept hour and second both move).
+                await connection.execute(
+                    "UPDATE messages SET created_at = $2, response_seconds = response_seconds + $3 "
+                    "WHERE id = (SELECT id FROM messages WHERE role = 'agent' AND conversation_id = $1 "
+                    "            ORDER BY created_at LIMIT 1)",
+                    rng.choice(conversations), at, rng.uniform(-0.5, 3))
+            elif choice < 0.95:
+                await connection.execute(
+                    "DELETE FROM messages WHERE id = (SELECT id FROM messages WHERE conversation_id = $1 "
+                    "                                 ORDER BY created_at DESC LIMIT 1)",
+                    rng.choice(conversations))
             else:
                 await connection.execute(
                     "INSERT INTO agent_status_changes (conversation_id, enabled, changed_at) VALUES ($1, $2, $3)",
@@ -124,6 +138,19 @@ async def test_concurrent_writes_keep_every_aggregate_exact(admin: Client, db, p
             assert abs(row["median_hours"] - exact[row["to_step"]]) < 1e-9
         else:
             assert row["median_hours"] is None
+    for days in (7, 3):
+        await assert_reply_percentiles_exact(admin, db, days)
+
+
+async def assert_reply_percentiles_exact(admin: Client, db: asyncpg.Connection, days: int) -> None:
+    """get_agent_performance's median and p90, both windows, bit-equal to percentile_cont over
+    the same window's replies (the windows the reply names)."""
+    performance = await admin.data("dashboard", "get_agent_performance", {"days": days})
+    for period in (performance["current"], performance["previous"]):
+        exact = await load_queries().aggregates.exact_reply_percentiles(
+            db, since=dt.datetime.fromisoformat(period["since"]), until=dt.datetime.fromisoformat(period["until"]))
+        replies = period["first_response_seconds"]
+        assert (replies["median"], replies["p90"]) == (exact["median"], exact["p90"]), period
 
 
 async def test_conversion_median_exact_across_hour_boundaries(admin: Client, db) -> None:
@@ -144,6 +171,41 @@ async def test_conversion_median_exact_across_hour_boundaries(admin: Client, db)
     assert await differences(db, load_queries()) == []
 
 
+async def test_reply_percentiles_exact_across_seconds_hours_and_changes(admin: Client, db) -> None:
+    """The median and p90 read through the kept per-hour, per-second counts equal
+    percentile_cont: ranks interpolated across two different seconds, replies in partial
+    hours at the window's ends and in whole hours, and after replies are deleted, re-timed
+    and moved out of the window."""
+    conversation_id = await factories.conversation(db)
+    base = now() - dt.timedelta(days=2)
+    replies = []
+    # Delays 1.5 2.25 2.75 3 9 s; the last two in the window's first, partial hour.
+    times = [base, base + dt.timedelta(hours=1), base + dt.timedelta(hours=5, minutes=7),
+             now() - dt.timedelta(days=7) + dt.timedelta(minutes=1), now() - dt.timedelta(days=7, seconds=-40)]
+    for at, delay in zip(times, (1.5, 2.25, 2.75, 3.0, 9.0)):
+        await factories.message(db, conversation_id, "user", at)
+        replies.append(await factories.message(db, conversation_id, "agent", at + dt.timedelta(seconds=delay)))
+    current = (await admin.data("dashboard", "get_agent_performance"))["current"]["first_response_seconds"]
+    assert current["count"] == 5
+    assert current["median"] == 2.75                                   # 1.5 2.25 [2.75] 3 9
+    assert current["p90"] == pytest.approx(3 + 0.6 * (9 - 3))         # position 3.6: seconds 3 and 9
+    await assert_reply_percentiles_exact(admin, db, 7)
+
+    await db.execute("DELETE FROM messages WHERE id = $1", replies[3])            # the 3 s reply
+    await db.execute("UPDATE messages SET response_seconds = 2.5 WHERE id = $1", replies[0])
+    current = (await admin.data("dashboard", "get_agent_performance"))["current"]["first_response_seconds"]
+    assert current["median"] == pytest.approx((2.5 + 2.75) / 2)       # 2.25 [2.5 2.75] 9
+    await assert_reply_percentiles_exact(admin, db, 7)
+
+    await db.execute("UPDATE messages SET created_at = created_at - interval '3 days' WHERE id = $1", replies[4])
+    performance = await admin.data("dashboard", "get_agent_performance")
+    assert performance["current"]["first_response_seconds"]["p90"] == pytest.approx(2.5 + 0.8 * 0.25)
+    assert performance["previous"]["first_response_seconds"]["median"] == 9.0
+    await assert_reply_percentiles_exact(admin, db, 7)
+    await assert_reply_percentiles_exact(admin, db, 1)
+    assert await differences(db, load_queries()) == []
+
+
 def verify(dsn: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_DATABASE_DSN": dsn}
     return subprocess.run([sys.executable, "-m", "wsd", "verify-aggregates"], env=env,
@@ -151,10 +213,12 @@ def verify(dsn: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_verify_aggregates_names_a_corrupted_kept_row(db, postgres: str) -> None:
-    at = now() - dt.timedelta(days=1)
+    # A minute into an hour: the user message and the reply 5 s later share a quarter-hour.
+    at = now().replace(minute=1, second=0, microsecond=0) - dt.timedelta(days=1)
     lead_id = await factories.lead(db, [("start", at, "agent"), ("consent", at + dt.timedelta(hours=2), "agent")])
     conversation_id = await factories.conversation(db)
     await factories.message(db, conversation_id, "user", at)
+    await factories.message(db, conversation_id, "agent", at + dt.timedelta(seconds=5))
     await db.execute("INSERT INTO requirements (lead_id, app_type) VALUES ($1, 'web_app')", lead_id)
     done = verify(postgres)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -163,9 +227,12 @@ async def test_verify_aggregates_names_a_corrupted_kept_row(db, postgres: str) -
     await db.execute("UPDATE activity_counts SET events = events + 1 WHERE kind = 'messages'")
     await db.execute("UPDATE step_interval_counts SET leads = 0 WHERE step = 'consent'")
     await db.execute("UPDATE row_counts SET n = 5 WHERE table_name = 'requirements'")
+    await db.execute("UPDATE reply_delay_counts SET replies = replies + 1")
     done = verify(postgres)
     assert done.returncode == 1
-    assert "activity_count [messages " in done.stdout and "kept 2 events" in done.stdout
+    assert "activity_count [messages " in done.stdout and "kept 3 events" in done.stdout
     assert "step_interval_count [consent hour 2]: kept 0, recomputed 1" in done.stdout
     assert "requirement_item_name [row count requirements]: kept 5, recomputed 1" in done.stdout
     assert "conversion_stats median_hours [consent]: kept None, recomputed 2.0" in done.stdout
+    assert " second 5]: kept 2, recomputed 1" in done.stdout
+    assert "agent_performance median [" in done.stdout and "kept None, recomputed 5.0" in done.stdout
