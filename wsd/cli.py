@@ -1,4 +1,4 @@
-"""The `wsd` command: serve, migrate, seed and make tokens.
+"""The `wsd` command: serve, migrate, seed, verify the kept aggregates and make tokens.
 
 Example:
     wsd serve --config /etc/wsd/config.toml
@@ -92,6 +92,33 @@ def _token_new(_config: Config | None, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- wsd verify-aggregates: the kept aggregates recomputed from the raw tables -----------
+
+def _verify_aggregates(config: Config, _args: argparse.Namespace) -> int:
+    """Exit 1 naming every kept figure that differs from its recomputation, 0 when all agree."""
+    from wsd.aggregates import differences
+    from wsd.database import load_queries
+
+    found = []
+
+    async def check(connection: object) -> None:
+        found.extend(await differences(connection, load_queries()))  # type: ignore[arg-type]
+    asyncio.run(_with_database(config, check))
+    for difference in found:
+        print(f"differs: {difference}")
+    print(f"{len(found)} kept figure(s) differ" if found else "kept aggregates match the raw tables")
+    return 1 if found else 0
+
+
+def _add_verify_aggregates(commands: argparse._SubParsersAction) -> None:
+    verify = commands.add_parser("verify-aggregates",
+                                 help="recompute every kept aggregate and compare (exit 1 on a difference)")
+    verify.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    verify.set_defaults(run=_verify_aggregates)
+
+# ------------------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsd", description="WebSocket daemon for the sales dashboard")
     parser.add_argument("--config", help="config file (default: config.toml of the checkout)")
@@ -110,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--leads", type=int, default=500)
     seed.add_argument("--seed", type=int, default=1)
     seed.set_defaults(run=_seed)
+    _add_verify_aggregates(commands)
     token = commands.add_parser("token", help="manage access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     token_new = token_commands.add_parser("new", help="print a fresh token and its config line")

@@ -29,6 +29,7 @@ DEFAULT_LEADS = 500
 CHUNK_LEADS = 5_000
 
 STEPS = lead_steps.STEPS
+SECOND = dt.timedelta(seconds=1)
 # Share of leads whose current step is each of STEPS: a funnel that narrows.
 STEP_WEIGHTS = (24, 17, 15, 13, 12, 10, 9)
 
@@ -118,7 +119,7 @@ COLUMNS = {
     "lead_qualifications": ("id", "user_id", "conversation_id", "current_step", "consent",
                             "created_at", "updated_at", "completed_at", "furthest_step",
                             "last_activity_at", "agent_handled"),
-    "lead_step_entries": ("lead_id", "step", "entered_at"),
+    "lead_step_entries": ("lead_id", "step", "entered_at", "hours_from_previous"),
     "lead_step_history": ("lead_id", "from_step", "to_step", "source", "changed_at"),
     "bant_data": ("id", "lead_id", "budget", "authority", "need", "timeline", "created_at",
                   "updated_at"),
@@ -178,8 +179,12 @@ class _Generator:
         rows.lead_qualifications.append((lead_id, user_id, conversation_id, STEPS[final],
                                          reached >= 1, created, updated, completed_at,
                                          STEPS[reached], max(updated, last_message), agent_handled))
+        # hours_from_previous as step_hours() computes it (seconds as a float, then / 3600),
+        # so the load needs no rewrite of a million rows afterwards.
         rows.lead_step_entries.extend(
-            (lead_id, STEPS[step], entered) for step, entered in enumerate(step_times))
+            (lead_id, STEPS[step], entered,
+             (entered - step_times[step - 1]) / SECOND / 3600 if step else None)
+            for step, entered in enumerate(step_times))
         if reached >= 3:
             rows.bant_data.append((self.uuid(), lead_id, rng.choice(BUDGETS),
                                    rng.choice(AUTHORITIES), rng.choice(NEEDS),
@@ -303,7 +308,7 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
                         await connection.copy_records_to_table(table, records=records, columns=columns)
         for index in rebuild:
             await connection.execute(index["indexdef"])
-        await connection.execute("SELECT recount_all()")  # the kept counts' triggers were off
+        await connection.execute("SELECT recount_all()")  # kept counts and aggregates: their triggers were off
     # VACUUM sets the visibility map, so counts can use index-only scans from the start.
     await connection.execute("VACUUM ANALYZE")
     return leads
