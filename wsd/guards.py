@@ -51,13 +51,25 @@ class QuietLog:
         self._log = logger
         self._every = every
         self._clock = clock
-        self._pending: dict[str, int] = {}
-        self._last: dict[str, float] = {}
+        self._pending: dict[tuple[str, Any], tuple[int, dict[str, Any]]] = {}
+        self._last: dict[tuple[str, Any], float] = {}
 
     def warning(self, event: str, **fields: Any) -> None:
         now = self._clock()
-        key = f"{event}/{fields.get('reason')}"
-        self._pending[key] = self._pending.get(key, 0) + 1
+        key = (event, fields.get("reason"))
+        self._pending[key] = (self._pending[key][0] + 1, fields) if key in self._pending else (1, fields)
         if now - self._last.get(key, -self._every) >= self._every:
-            self._log.warning(event, count=self._pending.pop(key), **fields)
-            self._last[key] = now
+            self._write(key, now)
+
+    def flush(self, force: bool = False) -> None:
+        """Write the counts held back for a full interval (all of them when `force`, at
+        shutdown), so a flood that stops is still reported whole."""
+        now = self._clock()
+        for key in list(self._pending):
+            if force or now - self._last.get(key, -self._every) >= self._every:
+                self._write(key, now)
+
+    def _write(self, key: tuple[str, Any], now: float) -> None:
+        count, fields = self._pending.pop(key)
+        self._log.warning(key[0], count=count, **fields)
+        self._last[key] = now

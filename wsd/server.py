@@ -184,10 +184,14 @@ class WsdServer:
         try:
             await asyncio.wait_for(self._server.wait_closed(), CLOSE_SECONDS)
         except asyncio.TimeoutError:
-            stuck = [s for s in self.sessions if s.connection.transport is not None]
-            log.warning("clients did not close in time; aborting their sockets", count=len(stuck))
-            for session in stuck:
-                session.connection.transport.abort()
+            # Every connection websockets still tracks, including those whose handler has
+            # returned but whose TCP close is stuck behind unread data.
+            stuck = list(self._server.all_connections)
+            if stuck:
+                log.warning("clients did not close in time; aborting their sockets", count=len(stuck))
+            for connection in stuck:
+                connection.transport.abort()
+        self._refusals.flush(force=True)
 
     async def sweep_slow_clients(self) -> None:
         """Disconnect clients that stay past the send buffer limit for the send timeout."""
@@ -195,6 +199,7 @@ class WsdServer:
         timeout = self.config.server.send_timeout_seconds
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
+            self._refusals.flush()
             now = time.monotonic()
             for session in list(self.sessions):
                 session.release_held_updates()
