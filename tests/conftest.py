@@ -198,6 +198,7 @@ class Client:
         self.connection = connection
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
         self._early: dict[Any, dict[str, Any]] = {}  # replies read while waiting for another
 
     async def send(self, resource: str, action: str, payload: Any = None, request_id: Any = None) -> Any:
@@ -215,12 +216,16 @@ class Client:
             return orjson.loads(await self.connection.recv())
 
     async def next_reply(self, timeout: float = 10) -> dict[str, Any]:
-        """The next success or error message; events met on the way are kept in `events`."""
+        """The next success or error message; events and live updates met on the way are
+        kept in `events` and `updates`."""
         while True:
             message = await self.receive(timeout)
-            if message.get("type") != "event":
+            if message.get("type") == "event":
+                self.events.append(message)
+            elif message.get("type") == "update":
+                self.updates.append(message)
+            else:
                 return message
-            self.events.append(message)
 
     async def reply_to(self, request_id: Any, timeout: float = 10) -> dict[str, Any]:
         if request_id in self._early:
