@@ -105,8 +105,26 @@ _UNAVAILABLE = (
 )
 
 
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding U+0000, which no PostgreSQL text can store."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{n}]", v) for n, v in enumerate(value))
+    else:
+        return None
+    for item_path, item in items:
+        if (found := _nul_path(item, item_path)) is not None:
+            return found
+    return None
+
+
 def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Payload:
     """Convert a JSON payload into the action's Struct, naming the offending field on failure."""
+    if (nul_field := _nul_path(payload)) is not None:
+        raise InvalidPayload("text may not contain the NUL character (U+0000)", {"field": nul_field})
     try:
         return msgspec.convert(payload, payload_type)
     except msgspec.ValidationError as error:
@@ -155,15 +173,38 @@ class Dispatcher:
             if action.writes and self.cache is not None:
                 self.cache.invalidate()
             return result
-        except WsdError:
-            raise
-        except asyncpg.UniqueViolationError as error:
-            raise Conflict("a record with the same key already exists",
-                           {"constraint": error.constraint_name}) from None
-        except (asyncpg.DataError, asyncpg.CheckViolationError) as error:
-            # Values the payload types let through but PostgreSQL refuses (a NUL in a text).
-            raise InvalidPayload(f"a value was refused by the database: {error.message}",
-                                 {"field": None}) from None
-        except _UNAVAILABLE as error:
-            raise Unavailable("the database is not reachable, try again",
-                              {"reason": type(error).__name__}) from None
+        except Exception as error:
+            raise database_error(error) from None
+
+
+def _refused_field(error: asyncpg.PostgresError) -> str | None:
+    """The payload field behind a refused value: PostgreSQL names a column's CHECK
+    `<table>_<column>_check`, and wsd's payload fields carry their column's name."""
+    column = getattr(error, "column_name", None)
+    if column:
+        return str(column)
+    constraint = str(getattr(error, "constraint_name", "") or "")
+    table = str(getattr(error, "table_name", "") or "")
+    if table and constraint.startswith(f"{table}_") and constraint.endswith("_check"):
+        return constraint[len(table) + 1:-len("_check")] or None
+    return None
+
+
+def database_error(error: Exception) -> Exception:
+    """The one mapping of a handler's failure to what the client sees.
+
+    `WsdError`s pass unchanged; database refusals become `conflict`, `invalid_payload` or
+    `unavailable`; anything else comes back as it is for the caller to log and answer
+    `internal`.
+    """
+    if isinstance(error, WsdError):
+        return error
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return Conflict("a record with the same key already exists", {"constraint": error.constraint_name})
+    if isinstance(error, (asyncpg.DataError, asyncpg.CheckViolationError)):
+        # Values the payload types let through but PostgreSQL refuses.
+        return InvalidPayload(f"a value was refused by the database: {error.message}",
+                              {"field": _refused_field(error)})
+    if isinstance(error, _UNAVAILABLE):
+        return Unavailable("the database is not reachable, try again", {"reason": type(error).__name__})
+    return error

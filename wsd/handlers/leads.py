@@ -24,7 +24,7 @@ from wsd.pagination import decode_cursor, page_of
 from wsd.steps import LeadStep
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-SearchText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank means no search")]
 
 
 class AllLeads(Payload):
@@ -32,6 +32,11 @@ class AllLeads(Payload):
     cursor: str | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
+
+    def __post_init__(self) -> None:
+        # An empty search box is the most common state of a frontend: it means "all leads".
+        if self.search is not None and not self.search.strip():
+            self.search = None
 
 
 class LeadId(Payload):

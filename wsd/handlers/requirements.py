@@ -17,7 +17,6 @@ written once and bound to each table's queries by `ITEM_KINDS`.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Any
 
@@ -26,17 +25,16 @@ import msgspec
 
 from wsd.dispatcher import ActionTable, Context, Handler, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
+from wsd.fields import trimmed
 
-AppType = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
-ItemName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Lengths are checked once trimmed (wsd.fields.trimmed), so they are not msgspec bounds.
+APP_TYPE_LENGTH, NAME_LENGTH = 50, 200
+AppType = Annotated[str, msgspec.Meta(min_length=1, description="at most 50 characters once trimmed")]
+ItemName = Annotated[str, msgspec.Meta(min_length=1, description="at most 200 characters once trimmed; "
+                                       "unique per requirements once case and white space are folded")]
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
 
 ITEM_KINDS = ("features", "integrations")
-
-
-def normalized(name: str) -> str:
-    """The same folding as the database's normalized_name(): trimmed, spaces collapsed, lower."""
-    return re.sub(r"\s+", " ", name.strip()).lower()
 
 
 class NewItem(Payload):
@@ -44,9 +42,7 @@ class NewItem(Payload):
     description: Description = ""
 
     def __post_init__(self) -> None:
-        self.name = self.name.strip()
-        if not self.name:
-            raise ValueError("field `name` must not be blank")
+        self.name = trimmed(self.name, "name", NAME_LENGTH)
 
 
 class LeadId(Payload):
@@ -60,11 +56,18 @@ class RequirementPackage(Payload):
     features: list[NewItem] = []
     integrations: list[NewItem] = []
 
+    def __post_init__(self) -> None:
+        self.app_type = trimmed(self.app_type, "app_type", APP_TYPE_LENGTH)
+
 
 class RequirementsChange(Payload):
     requirements_id: uuid.UUID
     app_type: AppType | msgspec.UnsetType = msgspec.UNSET
     deadline: dt.date | None | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.app_type, msgspec.UnsetType):
+            self.app_type = trimmed(self.app_type, "app_type", APP_TYPE_LENGTH)
 
 
 class AddItem(NewItem, kw_only=True):
@@ -75,15 +78,20 @@ class Popular(Payload):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
 
 
-def _refuse_duplicates(package: RequirementPackage) -> None:
+async def _refuse_duplicates(ctx: Context, connection: asyncpg.Connection,
+                             package: RequirementPackage) -> None:
+    """Two items of one kind in one payload with the same name are a mistake in the payload
+    (`invalid_payload`), not a clash with stored data; the database's normalized_name()
+    decides what "the same" is, as its unique index does."""
     for kind in ITEM_KINDS:
-        seen: dict[str, int] = {}
-        for position, item in enumerate(getattr(package, kind)):
-            key = normalized(item.name)
-            if key in seen:
-                raise Conflict(f"{kind} {seen[key]} and {position} have the same name",
-                               {"field": f"{kind}[{position}].name", "name": item.name})
-            seen[key] = position
+        items: list[NewItem] = getattr(package, kind)
+        if len(items) < 2:
+            continue
+        pair = await ctx.queries.requirements.duplicate_names(connection, names=[i.name for i in items])
+        if pair is not None:
+            first, second = pair["first"], pair["second"]
+            raise InvalidPayload(f"{kind} {first} and {second} have the same name",
+                                 {"field": f"{kind}[{second}].name", "name": items[second].name})
 
 
 async def _insert_items(ctx: Context, connection: asyncpg.Connection, kind: str,
@@ -104,9 +112,9 @@ async def get_requirements_by_lead(ctx: Context, payload: LeadId) -> dict[str, A
 
 async def create_requirement_package(ctx: Context, payload: RequirementPackage) -> dict[str, Any]:
     """Requirements, features and integrations in one transaction: all of it or none."""
-    _refuse_duplicates(payload)
     queries = ctx.queries.requirements
     async with ctx.pool.acquire() as connection, connection.transaction():
+        await _refuse_duplicates(ctx, connection, payload)
         try:
             requirements_id = await queries.insert_requirements(
                 connection, lead_id=payload.lead_qualification_id, app_type=payload.app_type,
