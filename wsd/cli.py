@@ -9,15 +9,19 @@ Example:
 from __future__ import annotations
 
 import argparse
+
 import asyncio
 import os
 import sys
 import time
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
 
 from wsd.auth import new_token
 from wsd.config import Config, ConfigError, load_config
 from wsd.logs import configure_logging
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = ["main"]
 
@@ -54,10 +58,10 @@ def _seed(config: Config, args: argparse.Namespace) -> int:
         print("wsd seed: only --demo data can be seeded", file=sys.stderr)
         return EXIT_CONFIG
 
-    async def fill(connection: object) -> None:
+    async def fill(connection: asyncpg.Connection) -> None:
         started = time.perf_counter()
         try:
-            await demo.seed_demo(connection, leads=args.leads, seed=args.seed)  # type: ignore[arg-type]
+            await demo.seed_demo(connection, leads=args.leads, seed=args.seed)
         except demo.DatabaseNotEmpty as error:
             raise SystemExit(f"wsd seed: {error}") from None
         print(f"seeded {args.leads} demo leads in {time.perf_counter() - started:.1f}s")
@@ -72,7 +76,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_loop_runner() -> Callable[[Awaitable[None]], None]:
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     """uvloop when installed (`pip install wsd[fast]`) and not turned off with WSD_UVLOOP=0:
     the benchmarks measure it faster at socket writes; asyncio's own loop otherwise."""
     if os.environ.get("WSD_UVLOOP", "1") != "0":
@@ -123,14 +127,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not getattr(args, "needs_config", True):
-        return args.run(None, args)
+        code: int = args.run(None, args)
+        return code
     try:
         config = load_config(getattr(args, "sub_config", None) or args.config)
     except ConfigError as error:
         print(f"wsd: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log.level)
-    return args.run(config, args)
+    code = args.run(config, args)
+    return int(code)
 
 
 if __name__ == "__main__":

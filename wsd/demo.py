@@ -14,7 +14,7 @@ import datetime as dt
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 import random
-import uuid
+from uuid import UUID
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,10 @@ import asyncpg
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 
 from wsd import steps as lead_steps
+from asyncpg.pool import PoolConnectionProxy
+
+# A single connection or a pooled one: the seed runs in its transactions.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 __all__ = ["seed_demo", "seed_if_empty", "DEFAULT_LEADS", "DatabaseNotEmpty"]
 
@@ -143,7 +147,7 @@ class _Generator:
 
     def uuid(self) -> PgUUID:
         # asyncpg's own UUID type: built from 16 random bytes in C, five times faster than
-        # uuid.UUID, and COPY sends it without conversion.
+        # UUID, and COPY sends it without conversion.
         return PgUUID(self.rng.randbytes(16))
 
     def lead(self, index: int, rows: _Rows) -> None:
@@ -189,7 +193,7 @@ class _Generator:
         if reached >= 5:
             self.meeting(lead_id, user_id, email, first, company, step_times[5], final, agent_handled, rows)
 
-    def conversation(self, conversation_id: uuid.UUID, user_id: uuid.UUID, created: dt.datetime,
+    def conversation(self, conversation_id: UUID, user_id: UUID, created: dt.datetime,
                      until: dt.datetime, rows: _Rows) -> tuple[dt.datetime, bool]:
         """Writes the thread; returns the time of its last message and whether the agent wrote."""
         rng = self.rng
@@ -223,7 +227,7 @@ class _Generator:
                                    max(last, created), last, first_agent_at))
         return last, first_agent_at is not None
 
-    def requirements(self, lead_id: uuid.UUID, at: dt.datetime, rows: _Rows) -> None:
+    def requirements(self, lead_id: UUID, at: dt.datetime, rows: _Rows) -> None:
         rng = self.rng
         requirements_id = self.uuid()
         deadline = (at + dt.timedelta(days=rng.randint(30, 240))).date()
@@ -233,7 +237,7 @@ class _Generator:
         for name, description in rng.sample(INTEGRATIONS, rng.randint(0, 3)):
             rows.integrations.append((self.uuid(), requirements_id, name, description, at))
 
-    def meeting(self, lead_id: uuid.UUID, user_id: uuid.UUID, email: str, first: str, company: str,
+    def meeting(self, lead_id: UUID, user_id: UUID, email: str, first: str, company: str,
                 booked_at: dt.datetime, final: int, agent_handled: bool, rows: _Rows) -> None:
         rng = self.rng
         # Completed leads met in the past; leads at `meeting` mostly meet in the coming days.
@@ -261,7 +265,7 @@ def _generate_chunk(seed: int, anchor: dt.datetime, start: int, stop: int) -> _R
     return rows
 
 
-async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, seed: int = 1,
+async def seed_demo(connection: Connection, leads: int = DEFAULT_LEADS, seed: int = 1,
                     anchor: dt.datetime | None = None) -> int:
     """Fill an empty database with `leads` demo leads; returns how many were written.
 
@@ -309,7 +313,7 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
     return leads
 
 
-async def seed_if_empty(connection: asyncpg.Connection, leads: int, seed: int) -> bool:
+async def seed_if_empty(connection: Connection, leads: int, seed: int) -> bool:
     """Seed for `make run`: only a database without leads gets demo data."""
     try:
         await seed_demo(connection, leads=leads, seed=seed)

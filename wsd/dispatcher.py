@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Literal, Mapping
 
 import asyncpg
 import msgspec
 
 from wsd.cache import SingleFlightCache
 from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError
+from wsd.runtime import Runtime
+
+if TYPE_CHECKING:
+    from wsd.config import Config
+    from wsd.queries import Queries
 
 __all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "NoPayload",
            "Paged", "Payload", "Role", "read", "write"]
@@ -45,14 +50,28 @@ class Caller:
     role: Role
 
 
-@dataclass(slots=True)
 class Context:
-    """What a handler may use. Built per request by the server; handlers never see sockets."""
-    pool: asyncpg.Pool
-    queries: Any
-    config: Any
-    caller: Caller
-    services: dict[str, Any] = field(default_factory=dict)
+    """What a handler may use, each with its type. Built per request by the server; handlers
+    never see sockets.
+
+    Args:
+        pool: the asyncpg pool (one statement) or source of a transaction's connection.
+        queries: the named SQL queries, typed by the generated `wsd.queries.Queries`.
+        config: the daemon's `Config`.
+        caller: who sent the request.
+        runtime: the daemon's figures and calendar sync (`wsd.runtime.Runtime`); a
+            `services` dict of the older form is still accepted.
+    """
+
+    __slots__ = ("pool", "queries", "config", "caller", "runtime")
+
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, config: Config, caller: Caller,
+                 runtime: Runtime | Mapping[str, Any] | None = None) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.config = config
+        self.caller = caller
+        self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.from_services(runtime or {})
 
 
 @dataclass(frozen=True, slots=True)

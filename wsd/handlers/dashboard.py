@@ -23,6 +23,7 @@ import msgspec
 
 from wsd.clock import hour_floor, local_day_bounds, local_today, utc_now
 from wsd.dispatcher import ActionTable, Context, NoPayload, Payload, read
+from wsd.queries import one_row
 from wsd.steps import STEPS
 
 HOUR = dt.timedelta(hours=1)
@@ -42,7 +43,7 @@ async def get_dashboard_stats(ctx: Context, _: NoPayload) -> dict[str, Any]:
     """
     zone = ctx.config.business.zone
     day_start, day_end = local_day_bounds(local_today(zone), zone)
-    row = await ctx.queries.dashboard.dashboard_stats(ctx.pool, day_start=day_start, day_end=day_end)
+    row = one_row(await ctx.queries.dashboard.dashboard_stats(ctx.pool, day_start=day_start, day_end=day_end))
     return {"total_users": row["total_users"], "active_conversations": row["active_conversations"],
             "meetings_today": row["meetings_today"],
             "leads_by_step": {step: row["leads_by_step"].get(step, 0) for step in STEPS}}
@@ -100,7 +101,7 @@ async def get_agent_performance(ctx: Context, payload: AgentPerformance) -> dict
 
 
 async def _agent_numbers(ctx: Context, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
-    row = dict(await ctx.queries.dashboard.agent_performance(ctx.pool, since=since, until=until))
+    row = dict(one_row(await ctx.queries.dashboard.agent_performance(ctx.pool, since=since, until=until)))
     handled, replies = row.pop("handled_leads"), row.pop("replies")
     return {"since": since, "until": until, **row,
             "agent_messages": replies.pop("agent_messages"), "first_response_seconds": replies,
@@ -118,10 +119,9 @@ async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
     - outlook: the sync state {last_success_at, last_attempt_at, last_error, window_start,
       window_end, pending_meetings, failed_meetings}, or null while Outlook is disabled.
     """
-    activity = await ctx.queries.dashboard.recent_activity(ctx.pool)
-    runtime = ctx.services["runtime"]()
-    calendar = ctx.services.get("calendar")
-    return {**runtime, **dict(activity),
+    activity = one_row(await ctx.queries.dashboard.recent_activity(ctx.pool))
+    calendar = ctx.runtime.calendar
+    return {**ctx.runtime.figures(), **dict(activity),
             "outlook": await calendar.state() if calendar is not None else None}
 
 

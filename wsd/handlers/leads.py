@@ -93,7 +93,8 @@ async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, A
                                            to_step=payload.new_step, source="manual")
             await leads.move_lead_step(connection, lead_id=payload.lead_id, new_step=payload.new_step)
             await ctx.queries.changes.notify_change(connection, topic="leads", id=payload.lead_id)
-        return await leads.lead_by_id(connection, lead_id=payload.lead_id)
+        document: dict[str, Any] = await leads.lead_by_id(connection, lead_id=payload.lead_id)
+        return document
 
 
 async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:

@@ -129,7 +129,7 @@ def _check_times(ctx: Context, start: dt.datetime, end: dt.datetime) -> None:
 
 
 def _calendar(ctx: Context) -> CalendarSync | None:
-    return ctx.services.get("calendar")
+    return ctx.runtime.calendar
 
 
 def _graph_failure(error: GraphError) -> WsdError:
@@ -189,7 +189,8 @@ async def _after_commit(ctx: Context, meeting_id: uuid.UUID) -> dict[str, Any]:
         status = await calendar.push(meeting_id, budget_seconds=INLINE_PUSH_SECONDS)
         if status == "pending":
             calendar.wake()
-    return await ctx.queries.meetings.meeting_by_id(ctx.pool, meeting_id=meeting_id)
+    document: dict[str, Any] = await ctx.queries.meetings.meeting_by_id(ctx.pool, meeting_id=meeting_id)
+    return document
 
 
 async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
@@ -282,7 +283,9 @@ async def cancel_meeting(ctx: Context, payload: MeetingId) -> dict[str, Any]:
     async with ctx.pool.acquire() as connection, connection.transaction():
         current = await _locked_meeting(ctx, connection, payload.meeting_id)
         if current["status"] == "cancelled":
-            return await ctx.queries.meetings.meeting_by_id(connection, meeting_id=payload.meeting_id)
+            document: dict[str, Any] = await ctx.queries.meetings.meeting_by_id(
+                connection, meeting_id=payload.meeting_id)
+            return document
         _refuse_started(current, payload.meeting_id)
         await _change(ctx, connection, payload.meeting_id, status="cancelled")
     return await _after_commit(ctx, payload.meeting_id)

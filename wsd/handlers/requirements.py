@@ -26,6 +26,7 @@ import msgspec
 from wsd.dispatcher import ActionTable, Context, Handler, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
 from wsd.fields import trimmed
+from wsd.queries import Executor
 
 # Lengths are checked once trimmed (wsd.fields.trimmed), so they are not msgspec bounds.
 APP_TYPE_LENGTH, NAME_LENGTH = 50, 200
@@ -78,7 +79,7 @@ class Popular(Payload):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
 
 
-async def _refuse_duplicates(ctx: Context, connection: asyncpg.Connection,
+async def _refuse_duplicates(ctx: Context, connection: Executor,
                              package: RequirementPackage) -> None:
     """Two items of one kind in one payload with the same name are a mistake in the payload
     (`invalid_payload`), not a clash with stored data; the database's normalized_name()
@@ -94,7 +95,7 @@ async def _refuse_duplicates(ctx: Context, connection: asyncpg.Connection,
                                  {"field": f"{kind}[{second}].name", "name": items[second].name})
 
 
-async def _insert_items(ctx: Context, connection: asyncpg.Connection, kind: str,
+async def _insert_items(ctx: Context, connection: Executor, kind: str,
                         requirements_id: uuid.UUID, items: list[NewItem]) -> list[dict[str, Any]]:
     insert = getattr(ctx.queries.requirements, f"insert_{kind}")
     return [dict(row) async for row in insert(
@@ -107,7 +108,8 @@ async def get_requirements_by_lead(ctx: Context, payload: LeadId) -> dict[str, A
     row = await ctx.queries.requirements.requirements_by_lead(ctx.pool, lead_id=payload.lead_id)
     if row is None:
         raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
-    return row["requirements"]
+    document: dict[str, Any] | None = row["requirements"]
+    return document
 
 
 async def create_requirement_package(ctx: Context, payload: RequirementPackage) -> dict[str, Any]:
@@ -128,7 +130,8 @@ async def create_requirement_package(ctx: Context, payload: RequirementPackage) 
             if getattr(payload, kind):
                 await _insert_items(ctx, connection, kind, requirements_id, getattr(payload, kind))
         await ctx.queries.changes.notify_change(connection, topic="requirements", id=requirements_id)
-        return await queries.requirements_by_id(connection, requirements_id=requirements_id)
+        document: dict[str, Any] = await queries.requirements_by_id(connection, requirements_id=requirements_id)
+        return document
 
 
 async def update_requirements(ctx: Context, payload: RequirementsChange) -> dict[str, Any]:
@@ -146,7 +149,9 @@ async def update_requirements(ctx: Context, payload: RequirementsChange) -> dict
             raise NotFound("no such requirements", {"requirements_id": str(payload.requirements_id)})
         await ctx.queries.changes.notify_change(connection, topic="requirements",
                                                 id=payload.requirements_id)
-        return await queries.requirements_by_id(connection, requirements_id=payload.requirements_id)
+        document: dict[str, Any] = await queries.requirements_by_id(
+            connection, requirements_id=payload.requirements_id)
+        return document
 
 
 def _item_adder(kind: str) -> Handler:
