@@ -16,6 +16,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
 
+import msgspec
+
 from wsd.auth import new_token
 from wsd.config import Config, ConfigError, load_config
 from wsd.logs import configure_logging
@@ -97,6 +99,18 @@ def _token_new(_config: Config | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(_config: Config | None, args: argparse.Namespace) -> int:
+    from wsd.handlers import ALL_TABLES
+    from wsd.schema import action_schemas, asyncapi, markdown_reference
+
+    if args.markdown:
+        print(markdown_reference(ALL_TABLES))
+    else:
+        document = {**action_schemas(ALL_TABLES), "asyncapi": asyncapi(ALL_TABLES)}
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsd", description="WebSocket daemon for the sales dashboard")
     parser.add_argument("--config", help="config file (default: config.toml of the checkout)")
@@ -115,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--leads", type=int, default=500)
     seed.add_argument("--seed", type=int, default=1)
     seed.set_defaults(run=_seed)
+    schema = commands.add_parser("schema", help="print the JSON Schemas and AsyncAPI document of the protocol")
+    schema.add_argument("--markdown", action="store_true", help="the action reference of docs/protocol.md")
+    schema.set_defaults(run=_schema, needs_config=False)
     token = commands.add_parser("token", help="manage access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     token_new = token_commands.add_parser("new", help="print a fresh token and its config line")

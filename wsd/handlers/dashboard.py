@@ -1,12 +1,6 @@
 """dashboard: the numbers on the sales team's front page.
 
-| action                | role   | payload | cached |
-|-----------------------|--------|---------|--------|
-| get_dashboard_stats   | viewer | —       | yes    |
-| get_conversion_funnel | viewer | —       | yes    |
-| get_activity_timeline | viewer | —       | yes    |
-| get_agent_performance | viewer | days?   | yes    |
-| get_real_time_metrics | viewer | —       | no     |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
 
 Each metric's definition is in its handler's docstring and in docs/protocol.md. Cached
 answers live `[cache] ttl_seconds` and are dropped at once by any write through wsd (this

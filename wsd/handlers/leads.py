@@ -1,13 +1,7 @@
 """leads: the qualification pipeline, one lead's whole story, and manual step moves.
 
-| action                      | role   | payload                                   |
-|-----------------------------|--------|-------------------------------------------|
-| get_all_leads               | viewer | limit?, cursor?, step?, search?           |
-| get_lead_pipeline           | viewer | —                                         |
-| get_lead_with_complete_data | viewer | lead_id                                   |
-| update_lead_step            | admin  | lead_id, new_step                         |
-| get_conversion_stats        | viewer | —                                         |
-| get_abandoned_leads         | viewer | days?, limit?, cursor?                    |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
+
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """meetings: the sales team's meetings with leads, kept in step with an Outlook calendar.
 
-| action                | role   | payload                                                      |
-|-----------------------|--------|--------------------------------------------------------------|
-| get_all_meetings      | viewer | filter? (today, this_week, by_status), status?, limit?, cursor? |
-| get_calendar_view     | viewer | start_date, end_date                                         |
-| create_meeting        | admin  | user_id, lead_qualification_id, subject, start_time, end_time, attendee_email |
-| update_meeting        | admin  | meeting_id, subject?, start_time?, end_time?                 |
-| cancel_meeting        | admin  | meeting_id                                                   |
-| get_available_slots   | viewer | date, duration                                               |
-| sync_outlook_calendar | admin  | —                                                            |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
 
 Writes commit to PostgreSQL first; the Outlook push follows (`wsd.calendar_sync`). With
 Outlook disabled (the default) every action works on the database alone and meetings carry
@@ -322,7 +314,8 @@ async def sync_outlook_calendar(ctx: Context, _: NoPayload) -> dict[str, Any]:
     {created, updated, cancelled, pushed, unchanged, full_resync}."""
     calendar = _calendar(ctx)
     if calendar is None:
-        raise Unavailable("Outlook sync is disabled: set [outlook] enabled = true and its credentials")
+        raise Unavailable("Outlook sync is disabled: set [outlook] enabled = true and its credentials",
+                          {"reason": "outlook_disabled"})
     try:
         return await calendar.sync()
     except GraphError as error:

@@ -1,14 +1,6 @@
 """requirements: what a lead wants built — app type, deadline, features and integrations.
 
-| action                     | role   | payload                                                       |
-|----------------------------|--------|---------------------------------------------------------------|
-| get_requirements_by_lead   | viewer | lead_id                                                       |
-| create_requirement_package | admin  | lead_qualification_id, app_type, deadline, features[], integrations[] |
-| update_requirements        | admin  | requirements_id, app_type?, deadline?                         |
-| add_feature                | admin  | requirements_id, name, description                            |
-| add_integration            | admin  | requirements_id, name, description                            |
-| get_popular_features       | viewer | limit?                                                        |
-| get_popular_integrations   | viewer | limit?                                                        |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
 
 Features and integrations are the same kind of item in two tables; the handlers below are
 written once and bound to each table's queries by `ITEM_KINDS`.
