@@ -15,7 +15,6 @@ import uuid
 from typing import Any
 
 import msgspec
-import orjson
 from hypothesis import strategies as st
 from msgspec import inspect as mi
 
@@ -41,7 +40,7 @@ def forged_cursor() -> st.SearchStrategy[str]:
     parts = st.tuples(st.one_of(FAR_INSTANTS, st.text(max_size=10), st.integers()),
                       st.one_of(st.uuids().map(str), st.text(max_size=10), st.none()))
     return st.one_of(
-        parts.map(lambda p: base64.urlsafe_b64encode(orjson.dumps(list(p))).decode().rstrip("=")),
+        parts.map(lambda p: base64.urlsafe_b64encode(msgspec.json.encode(list(p))).decode().rstrip("=")),
         st.text(max_size=40))
 
 
