@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import uuid
 from typing import Any
 
 import msgspec
