@@ -11,6 +11,7 @@ holds its invariants. The bounded profile runs in `make test`; the long one is
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -102,7 +103,9 @@ def judge(reply: Any) -> str | None:
 async def test_action_survives_drawn_payloads(admin: Client, db, resource, action) -> None:
     ids = await seed(db)
     failures: list[tuple[Any, Any]] = []
-    for payload in drawn(action_strategy(action.payload_type, ids), EXAMPLES):
+    # Drawn in a thread: the loop keeps answering the connection's keepalive pings meanwhile.
+    examples = await asyncio.to_thread(drawn, action_strategy(action.payload_type, ids), EXAMPLES)
+    for payload in examples:
         request_id = f"f{len(failures)}-{id(payload)}"
         # msgspec, not orjson: drawn integers may pass 64 bits.
         await admin.connection.send(msgspec.json.encode(
@@ -112,15 +115,18 @@ async def test_action_survives_drawn_payloads(admin: Client, db, resource, actio
             failures.append((payload, f"{wrong}: {reply}"))
         elif action.writes and reply["type"] == "success" and (broken := await problems(db)):
             failures.append((payload, f"after the write: {broken}"))
+    print(f"fuzz {resource}.{action.name}: {len(examples)} examples, {len(failures)} bad replies")
     assert not failures, f"{len(failures)} bad replies, first ones:\n" + "\n".join(map(repr, failures[:5]))
 
 
 async def test_envelopes_of_every_shape_get_an_envelope_back(admin: Client) -> None:
     failures = []
-    for message in drawn(ENVELOPES, EXAMPLES * 5):
+    messages = await asyncio.to_thread(drawn, ENVELOPES, EXAMPLES * 5)
+    for message in messages:
         await admin.connection.send(msgspec.json.encode(message).decode())
         reply = await admin.next_reply()
         if (wrong := judge(reply)) is not None:
             failures.append((message, f"{wrong}: {reply}"))
+    print(f"fuzz envelopes: {len(messages)} examples, {len(failures)} bad replies")
     assert not failures, failures[:5]
     assert await admin.data("leads", "get_lead_pipeline")  # still open and answering
