@@ -15,6 +15,7 @@ run: $(STAMP)
 	$(VENV)/bin/wsd serve --demo
 
 test: $(STAMP)
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 
 clean:

@@ -1,4 +1,4 @@
-"""Kept aggregates (migration 0008): right under concurrent writers, and checked by
+"""Kept aggregates (migration 0009): right under concurrent writers, and checked by
 `wsd verify-aggregates`."""
 
 from __future__ import annotations

@@ -57,3 +57,23 @@ def test_payload_words() -> None:
     assert parse_payload(["enabled=false", "limit=5", "name=Chat en vivo", "id=abc"]) == {
         "enabled": False, "limit": 5, "name": "Chat en vivo", "id": "abc"}
     assert parse_payload(['{"a": [1]}']) == {"a": [1]}
+
+
+def test_key_value_words_are_typed_by_the_action_schema() -> None:
+    assert parse_payload(["search=2024", "limit=5"], "leads", "get_all_leads") == {"search": "2024", "limit": 5}
+    assert parse_payload(["conversation_id=123", "enabled=false"], "conversations", "update_agent_status") == {
+        "conversation_id": "123", "enabled": False}
+    assert parse_payload(["subject=null"], "meetings", "update_meeting") == {"subject": "null"}
+
+
+async def test_the_daemon_address_comes_from_the_config_and_its_overrides(daemon, db) -> None:
+    from wsd.client import default_url
+
+    assert default_url({"WSD_SERVER_PORT": "9123"}) == "ws://127.0.0.1:9123/ws"
+    assert default_url({"WSD_URL": "ws://elsewhere:1/ws", "WSD_SERVER_PORT": "9123"}) == "ws://elsewhere:1/ws"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_TOKEN": ADMIN_TOKEN, "WSD_SERVER_PORT": str(daemon.port)}
+    env.pop("WSD_URL", None)
+    done = subprocess.run([str(ROOT / "bin" / "wsd-cli"), "leads", "get_all_leads", "search=2024"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT / "tests")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"type": "success"' in done.stdout

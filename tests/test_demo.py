@@ -145,3 +145,33 @@ async def test_demo_data_answers_every_leads_and_requirements_action(admin, db) 
     assert len(features) == 10 and features[0]["count"] >= features[-1]["count"] > 0
     assert 0 < features[0]["share"] <= 1
     assert await admin.data("requirements", "get_popular_integrations", {"limit": 3})
+
+
+async def test_demo_data_obeys_the_rules_the_api_enforces(empty_db: asyncpg.Connection) -> None:
+    """Issue 14 found weekend meetings, overlapping scheduled ones, leads completed before
+    their meeting, and step changes and meetings piled on the anchor hour."""
+    await demo.seed_demo(empty_db, leads=500, seed=1, anchor=ANCHOR)
+    broken = await empty_db.fetch("""
+        SELECT 'outside working hours' AS rule, count(*) FROM meetings
+         WHERE extract(isodow FROM start_time AT TIME ZONE 'Europe/Madrid') > 5
+            OR (start_time AT TIME ZONE 'Europe/Madrid')::time < '09:00'
+            OR (end_time AT TIME ZONE 'Europe/Madrid')::time > '18:00'
+            OR (start_time AT TIME ZONE 'Europe/Madrid')::date <> (end_time AT TIME ZONE 'Europe/Madrid')::date
+        UNION ALL
+        SELECT 'overlapping scheduled', count(*) FROM meetings AS a JOIN meetings AS b
+            ON a.mailbox = b.mailbox AND a.id < b.id AND a.status = 'scheduled' AND b.status = 'scheduled'
+           AND a.start_time < b.end_time AND b.start_time < a.end_time
+        UNION ALL
+        SELECT 'completed before its meeting ended', count(*) FROM lead_qualifications AS l
+          JOIN meetings AS m ON m.lead_id = l.id AND m.status <> 'cancelled'
+         WHERE l.completed_at < m.end_time
+        UNION ALL
+        SELECT 'step change at or after the anchor', count(*) FROM lead_step_history WHERE changed_at >= $1
+        UNION ALL
+        SELECT 'meeting booked at or after the anchor', count(*) FROM meetings WHERE created_at >= $1
+        UNION ALL
+        SELECT 'meeting booked before the lead reached it', count(*) FROM meetings AS m
+          JOIN lead_step_entries AS e ON e.lead_id = m.lead_id AND e.step = 'meeting'
+         WHERE m.start_time < e.entered_at""", ANCHOR)
+    assert {row["rule"]: row["count"] for row in broken if row["count"]} == {}
+    assert await empty_db.fetchval("SELECT count(*) FROM meetings") > 50

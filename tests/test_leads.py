@@ -113,7 +113,7 @@ async def test_get_all_leads_filters(admin: Client, pipeline) -> None:
 
 @pytest.mark.parametrize("payload, field", [
     ({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"limit": "10"}, "limit"),
-    ({"step": "qualified"}, "step"), ({"search": ""}, "search"), ({"search": "x" * 201}, "search"),
+    ({"step": "qualified"}, "step"), ({"search": "x" * 201}, "search"),
     ({"cursor": "not-a-cursor"}, "cursor"), ({"cursor": 5}, "cursor"), ({"page": 2}, "page"),
 ])
 async def test_get_all_leads_rejects_bad_payloads(admin: Client, payload, field) -> None:

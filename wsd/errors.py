@@ -48,7 +48,14 @@ class BadJson(WsdError):
 
 
 class BadRequest(WsdError):
+    """A frame that is JSON but not a request envelope; carries the id when one was readable."""
+
     code = ErrorCode.BAD_REQUEST
+
+    def __init__(self, message: str, details: Any = None,
+                 request_id: str | int | float | None = None) -> None:
+        super().__init__(message, details)
+        self.request_id = request_id
 
 
 class UnknownAction(WsdError):

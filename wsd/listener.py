@@ -93,5 +93,5 @@ class ChangeListener:
             return False
         return True
 
-    def _relay(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
-        self._on_notify(channel, payload)
+    def _relay(self, _connection: object, _pid: int, channel: str, payload: object) -> None:
+        self._on_notify(channel, str(payload))

@@ -113,6 +113,7 @@ class LiveQueries:
         """
         assert subscriber.caller is not None
         request = validate_payload(payload, Subscribe)
+        assert isinstance(request, Subscribe)
         action = self._dispatcher.lookup(request.resource, request.action)
         if action.writes:
             raise InvalidPayload("only read actions can be subscribed to",
@@ -136,7 +137,9 @@ class LiveQueries:
 
     def unsubscribe(self, subscriber: Subscriber, payload: dict[str, Any]) -> None:
         """Raises NotFound for a subscription this connection does not have."""
-        subscription = validate_payload(payload, Unsubscribe).subscription
+        unsubscribe = validate_payload(payload, Unsubscribe)
+        assert isinstance(unsubscribe, Unsubscribe)
+        subscription = unsubscribe.subscription
         if subscription not in subscriber.subscriptions:
             raise NotFound("no such subscription on this connection", {"subscription": subscription})
         self._forget(subscriber, subscription)

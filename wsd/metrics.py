@@ -29,7 +29,7 @@ def _bin_middle_ms(index: int) -> float:
     """The geometric middle of a bin: the value a percentile falling in it is reported as."""
     if index == 0:
         return SMALLEST_MS
-    return SMALLEST_MS * GROWTH ** (index - 0.5)
+    return float(SMALLEST_MS * GROWTH ** (index - 0.5))
 
 
 class RequestStats:

@@ -173,7 +173,7 @@ class GraphClient:
             except ValueError:
                 pass
         delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt)
-        return delay * (0.5 + self._jitter() / 2)
+        return float(delay * (0.5 + self._jitter() / 2))
 
     async def _call(self, method: str, url: str, *, json: Any = None, deadline: float | None = None,
                     prefer: str | None = None) -> tuple[int, Any]:

@@ -20,6 +20,7 @@ import orjson
 
 from wsd.dispatcher import Paged
 from wsd.errors import InvalidPayload
+from wsd.fields import instant_in_range
 
 __all__ = ["encode_cursor", "decode_cursor", "page_of"]
 
@@ -35,7 +36,9 @@ def decode_cursor(cursor: str | None) -> tuple[dt.datetime | None, uuid.UUID | N
         return None, None
     try:
         at, row_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return dt.datetime.fromisoformat(at), uuid.UUID(row_id)
+        instant = dt.datetime.fromisoformat(at)
+        instant_in_range(instant, "cursor")  # a forged year 9999 would overflow in asyncpg
+        return instant, uuid.UUID(row_id)
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise InvalidPayload("cursor is not one this server issued", {"field": "cursor"}) from None
 

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 from wsd.errors import BadJson, BadRequest, WsdError
@@ -23,6 +24,8 @@ from wsd.errors import BadJson, BadRequest, WsdError
 __all__ = ["Request", "parse_request", "encode", "success_reply", "error_reply", "event_message"]
 
 RequestId = str | int | float | None
+# orjson writes integers of at most 64 bits; a larger id is echoed as its exact digits.
+_ORJSON_INTS = range(-(2**63), 2**64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,13 @@ def _request_id(raw: Any) -> RequestId:
     return raw if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else None
 
 
+def _wire_id(request_id: RequestId) -> Any:
+    """The id as the client sent it: integers of any size come back digit for digit."""
+    if isinstance(request_id, int) and request_id not in _ORJSON_INTS:
+        return orjson.Fragment(str(request_id).encode())
+    return request_id
+
+
 def parse_request(frame: str | bytes) -> Request:
     """Parse one frame into a `Request`.
 
@@ -65,10 +75,13 @@ def parse_request(frame: str | bytes) -> Request:
         BadRequest: JSON, but not a request envelope; `details` says what is wrong and the
             exception carries `request_id` when one could be read.
     """
+    # msgspec, not orjson: it keeps integers of any size exact (orjson turns
+    # 12345678901234567890123 into a float, so the id could not be echoed and a huge `limit`
+    # read as "expected int, got float"), and refuses numbers out of a double's range.
     try:
-        body = orjson.loads(frame)
-    except orjson.JSONDecodeError as error:
-        raise BadJson(f"message is not valid JSON: {error.msg}") from None
+        body = msgspec.json.decode(frame)
+    except msgspec.DecodeError as error:
+        raise BadJson(f"message is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise BadRequest("message must be a JSON object", {"got": type(body).__name__})
     request_id = body.get("id")
@@ -87,21 +100,20 @@ def parse_request(frame: str | bytes) -> Request:
     for key in sorted(unknown):
         problems[key] = "unknown envelope field"
     if problems:
-        error = BadRequest("malformed request envelope", {"fields": problems})
-        error.request_id = _request_id(request_id)  # type: ignore[attr-defined]
-        raise error
+        raise BadRequest("malformed request envelope", {"fields": problems},
+                         request_id=_request_id(request_id))
     return Request(body["resource"], body["action"], _request_id(request_id), payload)
 
 
 def success_reply(request_id: RequestId, data: Any, **extra: Any) -> bytes:
     """`extra` goes beside `data` in the payload (e.g. `next_cursor` of a paginated list)."""
-    return encode({"type": "success", "id": request_id, "payload": {"data": data, **extra}})
+    return encode({"type": "success", "id": _wire_id(request_id), "payload": {"data": data, **extra}})
 
 
 def error_reply(request_id: RequestId, error: WsdError) -> bytes:
     return encode({
         "type": "error",
-        "id": request_id,
+        "id": _wire_id(request_id),
         "payload": {"code": str(error.code), "message": error.message, "details": error.details},
     })
 

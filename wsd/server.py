@@ -22,13 +22,16 @@ from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
+import asyncpg
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 from websockets.protocol import State
 
 from wsd.auth import TokenBook, bearer_token
+from wsd.calendar_sync import CalendarSync
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
@@ -37,6 +40,8 @@ from wsd.live import LIVE_RESOURCE, LiveQueries, LiveQuery
 from wsd.metrics import RequestStats
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
+from wsd.queries import Queries
+from wsd.runtime import Runtime
 
 __all__ = ["WsdServer", "Session"]
 
@@ -122,14 +127,14 @@ class Session:
 class WsdServer:
     """Serves the dispatcher's actions over WebSocket, plus /healthz and /readyz."""
 
-    def __init__(self, config: Config, pool: Any, queries: Any, dispatcher: Dispatcher,
-                 services: dict[str, Any] | None = None,
+    def __init__(self, config: Config, pool: asyncpg.Pool, queries: Queries, dispatcher: Dispatcher,
+                 calendar: CalendarSync | None = None,
                  readiness: Callable[[], tuple[bool, str]] | None = None) -> None:
         self.config = config
         self.pool = pool
         self.queries = queries
         self.dispatcher = dispatcher
-        self.services = {"runtime": self.runtime_snapshot, **(services or {})}
+        self.runtime = Runtime(figures=self.runtime_snapshot, calendar=calendar)
         self.readiness = readiness or (lambda: (True, "ready"))
         self.live = LiveQueries(dispatcher, self._execute, config.live)
         self.tokens = TokenBook(config.auth.tokens)
@@ -149,7 +154,9 @@ class WsdServer:
 
     async def start(self) -> None:
         settings = self.config.server
-        origins = None if "*" in settings.allowed_origins else [None, *settings.allowed_origins]
+        origins: list[Origin | None] | None = (
+            None if "*" in settings.allowed_origins
+            else [None, *(Origin(origin) for origin in settings.allowed_origins)])
         self._server = await serve(
             self._serve_connection, settings.host, settings.port,
             origins=origins,
@@ -363,12 +370,12 @@ class WsdServer:
                                 {"resource": LIVE_RESOURCE, "action": request.action})
         action = self.dispatcher.lookup(request.resource, request.action)
         assert session.caller is not None
-        context = Context(self.pool, self.queries, self.config, session.caller, self.services)
+        context = Context(self.pool, self.queries, self.config, session.caller, self.runtime)
         return (lambda: self.dispatcher.dispatch(action, context, request.payload)), action.writes
 
     async def _execute(self, action: Action, payload: dict[str, Any], caller: Caller) -> Any:
         """Run a read action for a live query, exactly as a direct call runs it."""
-        context = Context(self.pool, self.queries, self.config, caller, self.services)
+        context = Context(self.pool, self.queries, self.config, caller, self.runtime)
         return await self.dispatcher.dispatch(action, context, payload)
 
     def _count_before_login(self, session: Session) -> str | None:

@@ -2,7 +2,7 @@
 
 A topic names a family of tables. Every write to one of them — through wsd or straight into
 PostgreSQL by the AI agent — raises the topic with one NOTIFY per topic per transaction
-(statement-level triggers, migration 0011; PostgreSQL folds identical notifications of one
+(statement-level triggers, migration 0012; PostgreSQL folds identical notifications of one
 transaction into one). Read actions declare the topics their answer depends on, write
 actions the topics they change.
 """
@@ -15,7 +15,7 @@ __all__ = ["Topic", "TABLE_TOPICS", "CHANGES_CHANNEL"]
 
 Topic = Literal["users", "conversations", "messages", "leads", "requirements", "meetings"]
 
-# Which topic a write to each table raises; migration 0011 installs exactly these triggers.
+# Which topic a write to each table raises; migration 0012 installs exactly these triggers.
 TABLE_TOPICS: dict[str, Topic] = {
     "users": "users",
     "conversations": "conversations",

@@ -1,12 +1,6 @@
 """dashboard: the numbers on the sales team's front page.
 
-| action                | role   | payload | cached |
-|-----------------------|--------|---------|--------|
-| get_dashboard_stats   | viewer | —       | yes    |
-| get_conversion_funnel | viewer | —       | yes    |
-| get_activity_timeline | viewer | —       | yes    |
-| get_agent_performance | viewer | days?   | yes    |
-| get_real_time_metrics | viewer | —       | no     |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
 
 Each metric's definition is in its handler's docstring and in docs/protocol.md. Cached
 answers live `[cache] ttl_seconds` and are dropped at once by any write through wsd (this
@@ -23,11 +17,13 @@ import msgspec
 
 from wsd.clock import hour_floor, local_day_bounds, local_today, utc_now
 from wsd.dispatcher import ActionTable, Context, NoPayload, Payload, read
+from wsd.queries import one_row
 from wsd.steps import STEPS
+from wsd.topics import Topic
 
 HOUR = dt.timedelta(hours=1)
 # What the agent and the sales team do all day: every front-page figure moves with it.
-ACTIVITY = frozenset({"users", "conversations", "messages", "leads", "meetings"})
+ACTIVITY: frozenset[Topic] = frozenset({"users", "conversations", "messages", "leads", "meetings"})
 
 
 class AgentPerformance(Payload):
@@ -44,7 +40,7 @@ async def get_dashboard_stats(ctx: Context, _: NoPayload) -> dict[str, Any]:
     """
     zone = ctx.config.business.zone
     day_start, day_end = local_day_bounds(local_today(zone), zone)
-    row = await ctx.queries.dashboard.dashboard_stats(ctx.pool, day_start=day_start, day_end=day_end)
+    row = one_row(await ctx.queries.dashboard.dashboard_stats(ctx.pool, day_start=day_start, day_end=day_end))
     return {"total_users": row["total_users"], "active_conversations": row["active_conversations"],
             "meetings_today": row["meetings_today"],
             "leads_by_step": {step: row["leads_by_step"].get(step, 0) for step in STEPS}}
@@ -102,7 +98,7 @@ async def get_agent_performance(ctx: Context, payload: AgentPerformance) -> dict
 
 
 async def _agent_numbers(ctx: Context, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
-    row = dict(await ctx.queries.dashboard.agent_performance(ctx.pool, since=since, until=until))
+    row = dict(one_row(await ctx.queries.dashboard.agent_performance(ctx.pool, since=since, until=until)))
     handled, replies = row.pop("handled_leads"), row.pop("replies")
     return {"since": since, "until": until, **row,
             "agent_messages": replies.pop("agent_messages"), "first_response_seconds": replies,
@@ -120,10 +116,9 @@ async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
     - outlook: the sync state {last_success_at, last_attempt_at, last_error, window_start,
       window_end, pending_meetings, failed_meetings}, or null while Outlook is disabled.
     """
-    activity = await ctx.queries.dashboard.recent_activity(ctx.pool)
-    runtime = ctx.services["runtime"]()
-    calendar = ctx.services.get("calendar")
-    return {**runtime, **dict(activity),
+    activity = one_row(await ctx.queries.dashboard.recent_activity(ctx.pool))
+    calendar = ctx.runtime.calendar
+    return {**ctx.runtime.figures(), **dict(activity),
             "outlook": await calendar.state() if calendar is not None else None}
 
 

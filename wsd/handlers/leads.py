@@ -1,13 +1,7 @@
 """leads: the qualification pipeline, one lead's whole story, and manual step moves.
 
-| action                      | role   | payload                                   |
-|-----------------------------|--------|-------------------------------------------|
-| get_all_leads               | viewer | limit?, cursor?, step?, search?           |
-| get_lead_pipeline           | viewer | —                                         |
-| get_lead_with_complete_data | viewer | lead_id                                   |
-| update_lead_step            | admin  | lead_id, new_step                         |
-| get_conversion_stats        | viewer | —                                         |
-| get_abandoned_leads         | viewer | days?, limit?, cursor?                    |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
+
 """
 
 from __future__ import annotations
@@ -22,12 +16,14 @@ from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read
 from wsd.errors import NotFound
 from wsd.pagination import decode_cursor, page_of
 from wsd.steps import LeadStep
+from wsd.topics import Topic
 
-# A lead document: the lead with its user, BANT and requirements; messages move its activity.
-LEAD_DOCUMENT = frozenset({"leads", "users", "requirements", "messages"})
+# A lead document: the lead with its user, BANT, requirements and its conversation's agent
+# switch; messages move its activity.
+LEAD_DOCUMENT: frozenset[Topic] = frozenset({"leads", "users", "requirements", "messages", "conversations"})
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-SearchText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank means no search")]
 
 
 class AllLeads(Payload):
@@ -35,6 +31,11 @@ class AllLeads(Payload):
     cursor: str | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
+
+    def __post_init__(self) -> None:
+        # An empty search box is the most common state of a frontend: it means "all leads".
+        if self.search is not None and not self.search.strip():
+            self.search = None
 
 
 class LeadId(Payload):
@@ -89,7 +90,8 @@ async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, A
         await leads.record_step_change(connection, lead_id=payload.lead_id, from_step=current,
                                        to_step=payload.new_step, source="manual")
         await leads.move_lead_step(connection, lead_id=payload.lead_id, new_step=payload.new_step)
-    return await leads.lead_by_id(connection, lead_id=payload.lead_id)
+    document: dict[str, Any] = await leads.lead_by_id(connection, lead_id=payload.lead_id)
+    return document
 
 
 async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
@@ -108,9 +110,9 @@ async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
 
 ACTIONS = ActionTable("leads", [
     read("get_all_leads", get_all_leads, AllLeads, topics=LEAD_DOCUMENT),
-    read("get_lead_pipeline", get_lead_pipeline, topics={"leads", "users"}),
+    read("get_lead_pipeline", get_lead_pipeline, topics={"leads", "users", "conversations"}),
     read("get_lead_with_complete_data", get_lead_with_complete_data, LeadId,
-         topics={*LEAD_DOCUMENT, "conversations", "meetings"}),
+         topics={*LEAD_DOCUMENT, "meetings"}),
     write("update_lead_step", update_lead_step, UpdateLeadStep, changes={"leads"}),
     read("get_conversion_stats", get_conversion_stats, cached=True, topics={"leads"}),
     read("get_abandoned_leads", get_abandoned_leads, AbandonedLeads, topics=LEAD_DOCUMENT),

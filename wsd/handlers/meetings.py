@@ -1,14 +1,6 @@
 """meetings: the sales team's meetings with leads, kept in step with an Outlook calendar.
 
-| action                | role   | payload                                                      |
-|-----------------------|--------|--------------------------------------------------------------|
-| get_all_meetings      | viewer | filter? (today, this_week, by_status), status?, limit?, cursor? |
-| get_calendar_view     | viewer | start_date, end_date                                         |
-| create_meeting        | admin  | user_id, lead_qualification_id, subject, start_time, end_time, attendee_email |
-| update_meeting        | admin  | meeting_id, subject?, start_time?, end_time?                 |
-| cancel_meeting        | admin  | meeting_id                                                   |
-| get_available_slots   | viewer | date, duration                                               |
-| sync_outlook_calendar | admin  | —                                                            |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
 
 Writes commit to PostgreSQL first; the Outlook push follows (`wsd.calendar_sync`). With
 Outlook disabled (the default) every action works on the database alone and meetings carry
@@ -26,24 +18,21 @@ import msgspec
 from wsd.calendar_sync import CalendarSync
 from wsd.clock import local_day_bounds, local_today, utc_now
 from wsd.dispatcher import ActionTable, Context, IdempotencyKey, NoPayload, Paged, Payload, read, write
+from wsd.fields import EMAIL_PATTERN, day_in_range, instant_in_range, trimmed
 from wsd.errors import Conflict, InvalidPayload, NotFound, Unavailable, UpstreamError, WsdError
 from wsd.outlook import GraphError
 from wsd.pagination import decode_cursor, page_of
-from wsd.slots import free_slots
+from wsd.slots import free_slots, working_hours
 from wsd.steps import STEPS
 
-Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")]
+SUBJECT_LENGTH = 255
+Subject = Annotated[str, msgspec.Meta(min_length=1, description="at most 255 characters once trimmed")]
+Email = Annotated[str, msgspec.Meta(max_length=320, pattern=EMAIL_PATTERN)]
 MeetingStatus = Literal["scheduled", "cancelled", "completed"]
 SHORTEST, LONGEST = dt.timedelta(minutes=5), dt.timedelta(hours=8)
 # How long a write waits for Outlook before replying `pending` and leaving it to the worker.
 INLINE_PUSH_SECONDS = 5.0
 STEP_RANK = {step: rank for rank, step in enumerate(STEPS)}
-
-
-def _aware(value: dt.datetime | None, field: str) -> None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError(f"field `{field}` needs a UTC offset, e.g. 2024-01-15T10:00:00Z")
 
 
 class MeetingsQuery(Payload):
@@ -62,6 +51,8 @@ class CalendarRange(Payload):
     end_date: dt.date
 
     def __post_init__(self) -> None:
+        day_in_range(self.start_date, "start_date")
+        day_in_range(self.end_date, "end_date")
         if self.end_date < self.start_date:
             raise ValueError("field `end_date` is before start_date")
         if (self.end_date - self.start_date).days >= 366:
@@ -78,8 +69,9 @@ class NewMeeting(Payload):
     idempotency_key: IdempotencyKey = None
 
     def __post_init__(self) -> None:
-        _aware(self.start_time, "start_time")
-        _aware(self.end_time, "end_time")
+        self.subject = trimmed(self.subject, "subject", SUBJECT_LENGTH)
+        instant_in_range(self.start_time, "start_time")
+        instant_in_range(self.end_time, "end_time")
 
 
 class MeetingChange(Payload):
@@ -89,9 +81,12 @@ class MeetingChange(Payload):
     end_time: dt.datetime | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
-        for field in ("start_time", "end_time"):
-            value = getattr(self, field)
-            _aware(None if value is msgspec.UNSET else value, field)
+        if not isinstance(self.subject, msgspec.UnsetType):
+            self.subject = trimmed(self.subject, "subject", SUBJECT_LENGTH)
+        if not isinstance(self.start_time, msgspec.UnsetType):
+            instant_in_range(self.start_time, "start_time")
+        if not isinstance(self.end_time, msgspec.UnsetType):
+            instant_in_range(self.end_time, "end_time")
 
 
 class MeetingId(Payload):
@@ -102,18 +97,32 @@ class SlotsQuery(Payload):
     date: dt.date
     duration: Annotated[int, msgspec.Meta(ge=15, le=480)]
 
+    def __post_init__(self) -> None:
+        day_in_range(self.date, "date")
 
-def _check_times(start: dt.datetime, end: dt.datetime) -> None:
+
+def _check_times(ctx: Context, start: dt.datetime, end: dt.datetime) -> None:
+    """The booking policy, the same rules get_available_slots lays slots out by: a meeting
+    lies within one working day's hours (business.workdays, workday_start..workday_end in
+    business.timezone), starts at least min_notice_minutes from now and lasts 5 min – 8 h.
+    Slots also step by slot_minutes; a booking need not, so 10:10–10:40 is fine."""
     if end <= start:
         raise InvalidPayload("end_time must be after start_time", {"field": "end_time"})
     if not SHORTEST <= end - start <= LONGEST:
         raise InvalidPayload("a meeting lasts between 5 minutes and 8 hours", {"field": "end_time"})
-    if start <= utc_now():
-        raise InvalidPayload("start_time must be in the future", {"field": "start_time"})
+    business = ctx.config.business
+    if start < utc_now() + dt.timedelta(minutes=business.min_notice_minutes):
+        raise InvalidPayload(f"start_time must be at least {business.min_notice_minutes} minutes from now",
+                             {"field": "start_time"})
+    hours = working_hours(start.astimezone(business.zone).date(), business)
+    if hours is None or not (hours[0] <= start and end <= hours[1]):
+        raise InvalidPayload(
+            f"meetings are booked within working hours: {business.workday_start}–{business.workday_end} "
+            f"{business.timezone} on ISO weekdays {business.workdays}", {"field": "start_time"})
 
 
 def _calendar(ctx: Context) -> CalendarSync | None:
-    return ctx.services.get("calendar")
+    return ctx.runtime.calendar
 
 
 def _graph_failure(error: GraphError) -> WsdError:
@@ -122,15 +131,24 @@ def _graph_failure(error: GraphError) -> WsdError:
     return UpstreamError(f"Outlook refused: {error}", {"graph_code": error.code, "graph_status": error.status})
 
 
+def _clash(kind: str, block_id: str, start: dt.datetime, end: dt.datetime) -> Conflict:
+    what = "another meeting is scheduled" if kind == "meeting" else "the calendar is busy"
+    key = "meeting_id" if kind == "meeting" else "outlook_event_id"
+    return Conflict(f"{what} at that time", {key: block_id, "start_time": start.isoformat(),
+                                              "end_time": end.isoformat()})
+
+
 async def _ensure_free(ctx: Context, connection: Any, mailbox: str, start: dt.datetime, end: dt.datetime,
                        except_id: uuid.UUID | None) -> None:
+    """Refuses a time that overlaps a block get_available_slots keeps free of slots: wsd's
+    scheduled meetings and the Outlook events the calendar sync has stored. Slots also ask
+    getSchedule live when Outlook is on; booking does not call Graph (a write must not wait
+    on it), so every offered slot is bookable and nothing hidden by stored data is."""
     await ctx.queries.meetings.lock_mailbox(connection, mailbox=mailbox)
-    clash = await ctx.queries.meetings.overlapping_meeting(
+    clash = await ctx.queries.meetings.busy_clash(
         connection, mailbox=mailbox, start_time=start, end_time=end, except_id=except_id)
     if clash is not None:
-        raise Conflict("another meeting is scheduled at that time",
-                       {"meeting_id": str(clash["id"]), "start_time": clash["start_time"].isoformat(),
-                        "end_time": clash["end_time"].isoformat()})
+        raise _clash(clash["kind"], clash["id"], clash["start_time"], clash["end_time"])
 
 
 async def _locked_meeting(ctx: Context, connection: Any, meeting_id: uuid.UUID) -> Any:
@@ -138,6 +156,13 @@ async def _locked_meeting(ctx: Context, connection: Any, meeting_id: uuid.UUID) 
     if current is None:
         raise NotFound("no such meeting", {"meeting_id": str(meeting_id)})
     return current
+
+
+def _refuse_started(current: Any, meeting_id: uuid.UUID) -> None:
+    """A meeting that has begun is history: it is neither moved nor cancelled."""
+    if current["start_time"] <= utc_now():
+        raise Conflict("the meeting has already started",
+                       {"meeting_id": str(meeting_id), "start_time": current["start_time"].isoformat()})
 
 
 async def _change(ctx: Context, connection: Any, meeting_id: uuid.UUID, subject: str | None = None,
@@ -160,7 +185,8 @@ async def _after_commit(ctx: Context, committed_id: uuid.UUID | str) -> dict[str
         status = await calendar.push(meeting_id, budget_seconds=INLINE_PUSH_SECONDS)
         if status == "pending":
             calendar.wake()
-    return await ctx.queries.meetings.meeting_by_id(ctx.pool, meeting_id=meeting_id)
+    document: dict[str, Any] = await ctx.queries.meetings.meeting_by_id(ctx.pool, meeting_id=meeting_id)
+    return document
 
 
 async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
@@ -200,7 +226,7 @@ async def create_meeting(ctx: Context, payload: NewMeeting) -> uuid.UUID:
     """Books a meeting with a lead; a lead before the `meeting` step moves there (history
     source `meeting`) in the same transaction. The reply's sync_status says whether Outlook
     has it yet."""
-    _check_times(payload.start_time, payload.end_time)
+    _check_times(ctx, payload.start_time, payload.end_time)
     meetings, leads = ctx.queries.meetings, ctx.queries.leads
     mailbox = ctx.config.outlook.mailbox
     syncing = _calendar(ctx) is not None
@@ -222,12 +248,12 @@ async def create_meeting(ctx: Context, payload: NewMeeting) -> uuid.UUID:
         await leads.record_step_change(connection, lead_id=payload.lead_qualification_id,
                                        from_step=lead["current_step"], to_step="meeting", source="meeting")
         await leads.move_lead_step(connection, lead_id=payload.lead_qualification_id, new_step="meeting")
-    return meeting_id
+    return uuid.UUID(str(meeting_id))
 
 
 async def update_meeting(ctx: Context, payload: MeetingChange) -> uuid.UUID:
-    """Changes subject and/or times with create_meeting's checks; a cancelled meeting cannot
-    be changed (`conflict`)."""
+    """Changes subject and/or times with create_meeting's checks; a cancelled meeting or one
+    that has started cannot be changed (`conflict`)."""
     changes = {f: getattr(payload, f) for f in ("subject", "start_time", "end_time")
                if getattr(payload, f) is not msgspec.UNSET}
     if not changes:
@@ -236,19 +262,22 @@ async def update_meeting(ctx: Context, payload: MeetingChange) -> uuid.UUID:
     current = await _locked_meeting(ctx, connection, payload.meeting_id)
     if current["status"] == "cancelled":
         raise Conflict("the meeting is cancelled", {"meeting_id": str(payload.meeting_id)})
+    _refuse_started(current, payload.meeting_id)
     if "start_time" in changes or "end_time" in changes:
         start = changes.get("start_time", current["start_time"])
         end = changes.get("end_time", current["end_time"])
-        _check_times(start, end)
+        _check_times(ctx, start, end)
         await _ensure_free(ctx, connection, current["mailbox"], start, end, payload.meeting_id)
     await _change(ctx, connection, payload.meeting_id, **changes)
     return payload.meeting_id
 
 
 async def cancel_meeting(ctx: Context, payload: MeetingId) -> uuid.UUID:
-    """Cancels the meeting (and its Outlook event). Cancelling twice is not an error."""
+    """Cancels the meeting (and its Outlook event). Cancelling twice is not an error; a
+    meeting that has started (or is completed) cannot be cancelled (`conflict`)."""
     current = await _locked_meeting(ctx, ctx.connection, payload.meeting_id)
     if current["status"] != "cancelled":
+        _refuse_started(current, payload.meeting_id)
         await _change(ctx, ctx.connection, payload.meeting_id, status="cancelled")
     return payload.meeting_id
 
@@ -284,7 +313,8 @@ async def sync_outlook_calendar(ctx: Context, _: NoPayload) -> dict[str, Any]:
     {created, updated, cancelled, pushed, unchanged, full_resync}."""
     calendar = _calendar(ctx)
     if calendar is None:
-        raise Unavailable("Outlook sync is disabled: set [outlook] enabled = true and its credentials")
+        raise Unavailable("Outlook sync is disabled: set [outlook] enabled = true and its credentials",
+                          {"reason": "outlook_disabled"})
     try:
         return await calendar.sync()
     except GraphError as error:

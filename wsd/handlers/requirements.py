@@ -1,14 +1,6 @@
 """requirements: what a lead wants built — app type, deadline, features and integrations.
 
-| action                     | role   | payload                                                       |
-|----------------------------|--------|---------------------------------------------------------------|
-| get_requirements_by_lead   | viewer | lead_id                                                       |
-| create_requirement_package | admin  | lead_qualification_id, app_type, deadline, features[], integrations[] |
-| update_requirements        | admin  | requirements_id, app_type?, deadline?                         |
-| add_feature                | admin  | requirements_id, name, description                            |
-| add_integration            | admin  | requirements_id, name, description                            |
-| get_popular_features       | viewer | limit?                                                        |
-| get_popular_integrations   | viewer | limit?                                                        |
+The actions' roles and payloads: docs/protocol.md's generated reference (`wsd schema`).
 
 Features and integrations are the same kind of item in two tables; the handlers below are
 written once and bound to each table's queries by `ITEM_KINDS`.
@@ -17,7 +9,6 @@ written once and bound to each table's queries by `ITEM_KINDS`.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Any
 
@@ -26,17 +17,17 @@ import msgspec
 
 from wsd.dispatcher import ActionTable, Context, Handler, IdempotencyKey, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
+from wsd.fields import trimmed
+from wsd.queries import Executor
 
-AppType = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
-ItemName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Lengths are checked once trimmed (wsd.fields.trimmed), so they are not msgspec bounds.
+APP_TYPE_LENGTH, NAME_LENGTH = 50, 200
+AppType = Annotated[str, msgspec.Meta(min_length=1, description="at most 50 characters once trimmed")]
+ItemName = Annotated[str, msgspec.Meta(min_length=1, description="at most 200 characters once trimmed; "
+                                       "unique per requirements once case and white space are folded")]
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
 
 ITEM_KINDS = ("features", "integrations")
-
-
-def normalized(name: str) -> str:
-    """The same folding as the database's normalized_name(): trimmed, spaces collapsed, lower."""
-    return re.sub(r"\s+", " ", name.strip()).lower()
 
 
 class NewItem(Payload):
@@ -44,9 +35,7 @@ class NewItem(Payload):
     description: Description = ""
 
     def __post_init__(self) -> None:
-        self.name = self.name.strip()
-        if not self.name:
-            raise ValueError("field `name` must not be blank")
+        self.name = trimmed(self.name, "name", NAME_LENGTH)
 
 
 class LeadId(Payload):
@@ -61,11 +50,18 @@ class RequirementPackage(Payload):
     integrations: list[NewItem] = []
     idempotency_key: IdempotencyKey = None
 
+    def __post_init__(self) -> None:
+        self.app_type = trimmed(self.app_type, "app_type", APP_TYPE_LENGTH)
+
 
 class RequirementsChange(Payload):
     requirements_id: uuid.UUID
     app_type: AppType | msgspec.UnsetType = msgspec.UNSET
     deadline: dt.date | None | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.app_type, msgspec.UnsetType):
+            self.app_type = trimmed(self.app_type, "app_type", APP_TYPE_LENGTH)
 
 
 class AddItem(NewItem, kw_only=True):
@@ -83,18 +79,23 @@ def _refuse_oversized(package: RequirementPackage, limit: int) -> None:
                              {"field": "features", "limit": limit})
 
 
-def _refuse_duplicates(package: RequirementPackage) -> None:
+async def _refuse_duplicates(ctx: Context, connection: Executor,
+                             package: RequirementPackage) -> None:
+    """Two items of one kind in one payload with the same name are a mistake in the payload
+    (`invalid_payload`), not a clash with stored data; the database's normalized_name()
+    decides what "the same" is, as its unique index does."""
     for kind in ITEM_KINDS:
-        seen: dict[str, int] = {}
-        for position, item in enumerate(getattr(package, kind)):
-            key = normalized(item.name)
-            if key in seen:
-                raise Conflict(f"{kind} {seen[key]} and {position} have the same name",
-                               {"field": f"{kind}[{position}].name", "name": item.name})
-            seen[key] = position
+        items: list[NewItem] = getattr(package, kind)
+        if len(items) < 2:
+            continue
+        pair = await ctx.queries.requirements.duplicate_names(connection, names=[i.name for i in items])
+        if pair is not None:
+            first, second = pair["first"], pair["second"]
+            raise InvalidPayload(f"{kind} {first} and {second} have the same name",
+                                 {"field": f"{kind}[{second}].name", "name": items[second].name})
 
 
-async def _insert_items(ctx: Context, connection: asyncpg.Connection, kind: str,
+async def _insert_items(ctx: Context, connection: Executor, kind: str,
                         requirements_id: uuid.UUID, items: list[NewItem]) -> list[dict[str, Any]]:
     insert = getattr(ctx.queries.requirements, f"insert_{kind}")
     return [dict(row) async for row in insert(
@@ -107,14 +108,15 @@ async def get_requirements_by_lead(ctx: Context, payload: LeadId) -> dict[str, A
     row = await ctx.queries.requirements.requirements_by_lead(ctx.pool, lead_id=payload.lead_id)
     if row is None:
         raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
-    return row["requirements"]
+    document: dict[str, Any] | None = row["requirements"]
+    return document
 
 
 async def create_requirement_package(ctx: Context, payload: RequirementPackage) -> dict[str, Any]:
     """Requirements, features and integrations in one transaction: all of it or none."""
     _refuse_oversized(payload, ctx.config.limits.max_package_items)
-    _refuse_duplicates(payload)
     queries, connection = ctx.queries.requirements, ctx.connection
+    await _refuse_duplicates(ctx, connection, payload)
     try:
         requirements_id = await queries.insert_requirements(
             connection, lead_id=payload.lead_qualification_id, app_type=payload.app_type,
@@ -127,7 +129,8 @@ async def create_requirement_package(ctx: Context, payload: RequirementPackage) 
     for kind in ITEM_KINDS:
         if getattr(payload, kind):
             await _insert_items(ctx, connection, kind, requirements_id, getattr(payload, kind))
-    return await queries.requirements_by_id(connection, requirements_id=requirements_id)
+    document: dict[str, Any] = await queries.requirements_by_id(connection, requirements_id=requirements_id)
+    return document
 
 
 async def update_requirements(ctx: Context, payload: RequirementsChange) -> dict[str, Any]:
@@ -142,7 +145,9 @@ async def update_requirements(ctx: Context, payload: RequirementsChange) -> dict
         deadline=None if payload.deadline is msgspec.UNSET else payload.deadline)
     if lead_id is None:
         raise NotFound("no such requirements", {"requirements_id": str(payload.requirements_id)})
-    return await queries.requirements_by_id(connection, requirements_id=payload.requirements_id)
+    document: dict[str, Any] = await queries.requirements_by_id(
+        connection, requirements_id=payload.requirements_id)
+    return document
 
 
 def _item_adder(kind: str) -> Handler:

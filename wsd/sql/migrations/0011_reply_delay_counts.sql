@@ -1,15 +1,14 @@
 -- Agent performance's reply-delay median and p90 without reading a whole window of replies.
 -- Per UTC hour and whole second of delay (floor(response_seconds)), the count of agent
 -- replies (reply_delay_counts), kept by triggers in the transaction of the write, like the
--- kept tables of 0008. A percentile over [since, until) is then exact, as percentile_cont:
+-- kept tables of 0009. A percentile over [since, until) is then exact, as percentile_cont:
 -- the window's histogram (whole hours from the kept rows, the partial hours at its ends
 -- from the raw rows) finds the second holding each rank percentile_cont reads, and one
 -- short range of messages_reply_second_idx (that second, inside the window) reads the
 -- values at those ranks.
 --
--- The same locking rule as 0008: one INSERT ... ON CONFLICT per row with its count rows
+-- The same locking rule as 0009: one INSERT ... ON CONFLICT per row with its count rows
 -- sorted by key; rows at zero are kept (readers skip them).
--- (Numbered 0010: 0009 is taken on main.)
 
 -- Whole hours (UTC): the agent-performance windows are `now - n days`, never aligned to a
 -- local hour, so quarter-hours would only add rows to sum.
@@ -93,8 +92,8 @@ CREATE FUNCTION reply_delays_in(since timestamptz, until timestamptz)
     HAVING sum(p.replies) <> 0;
 $$;
 
--- Rebuilding: 0008's function with reply_delay_counts added (the demo seeder's one pass
--- after its load, TRUNCATE of messages through 0008's truncate trigger).
+-- Rebuilding: 0009's function with reply_delay_counts added (the demo seeder's one pass
+-- after its load, TRUNCATE of messages through 0009's truncate trigger).
 CREATE OR REPLACE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     -- Writers' triggers wait until this rebuild commits, then add their rows' counts to it

@@ -1,0 +1,40 @@
+"""What a running daemon lends its handlers beyond the database: its own figures and, when
+Outlook is on, the calendar sync.
+
+The server builds one `Runtime` and puts it on every `Context`; a handler reads
+`ctx.runtime.figures()` instead of reaching back into the server.
+
+Example:
+    >>> runtime = Runtime(figures=server.runtime_snapshot, calendar=calendar_sync)
+    >>> runtime.figures()["connections"]
+    3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from wsd.calendar_sync import CalendarSync
+
+__all__ = ["Runtime"]
+
+
+def _no_figures() -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """`figures()`: the daemon's counters now (connections, request rates, latency, pool,
+    uptime, cache); `calendar`: the Outlook sync, None while Outlook is disabled."""
+
+    figures: Callable[[], dict[str, Any]] = _no_figures
+    calendar: CalendarSync | None = None
+
+    @classmethod
+    def from_services(cls, services: Mapping[str, Any]) -> Runtime:
+        """The older `services` dict ({"runtime": callable, "calendar": CalendarSync}),
+        kept so a server that still builds one runs unchanged."""
+        return cls(figures=services.get("runtime", _no_figures), calendar=services.get("calendar"))
