@@ -20,6 +20,7 @@ from wsd.cache import SingleFlightCache
 from wsd.calendar_sync import CalendarSync
 from wsd.config import Config, TokenEntry
 from wsd.database import Database, apply_migrations, load_queries
+from wsd.demo_activity import run_demo_activity
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
 from wsd.listener import ChangeListener
@@ -108,7 +109,8 @@ async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Any) -> None:
 
 
 @asynccontextmanager
-async def lifespan(config: Config, with_demo: bool = False) -> AsyncIterator[WsdServer]:
+async def lifespan(config: Config, with_demo: bool = False,
+                   demo_activity: bool = False) -> AsyncIterator[WsdServer]:
     """The daemon from start to stop, on one screen: what starts here in order stops in the
     reverse order, also when start-up fails half-way. Background tasks run supervised in one
     TaskGroup; a `Fatal` one cancels the body (the daemon then exits 1)."""
@@ -158,6 +160,9 @@ async def lifespan(config: Config, with_demo: bool = False) -> AsyncIterator[Wsd
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
         if calendar is not None:
             supervised["outlook worker"] = calendar.run_worker
+        if demo_activity:
+            supervised["demo activity"] = lambda: run_demo_activity(
+                lambda: database.connect("wsd-demo-activity"), config)
         if database.embedded is not None:
             embedded = database.embedded
             supervised["embedded postgres watch"] = \
@@ -178,8 +183,12 @@ def _url(config: Config, server: WsdServer) -> str:
     return f"ws://{config.server.host}:{server.port}{config.server.path}"
 
 
-async def run_daemon(config: Config, with_demo: bool = False) -> int:
+async def run_daemon(config: Config, with_demo: bool = False, demo_activity: bool = False) -> int:
     """Serve until SIGTERM or SIGINT, then drain and stop everything this process started.
+
+    Args:
+        with_demo: seed demo data into an empty database and make an admin token if none.
+        demo_activity: run the simulated AI agent (`wsd.demo_activity`) inside the daemon.
 
     Returns the exit status: 0 after a signal, 1 when a background task failed fatally.
     """
@@ -191,7 +200,7 @@ async def run_daemon(config: Config, with_demo: bool = False) -> int:
     token = ensure_demo_token(config) if with_demo else None
     status = 0
     try:
-        async with lifespan(config, with_demo) as server:
+        async with lifespan(config, with_demo, demo_activity) as server:
             if with_demo:
                 await _print_demo_banner(server, _url(config, server), token)
             await stop.wait()

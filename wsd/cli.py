@@ -3,6 +3,7 @@
 Example:
     wsd serve --config /etc/wsd/config.toml
     wsd seed --demo --leads 100000
+    wsd demo-activity --rate 2 --seed 7
     wsd token new --name dashboard --role viewer
 """
 
@@ -74,7 +75,8 @@ def _seed(config: Config, args: argparse.Namespace) -> int:
 def _serve(config: Config, args: argparse.Namespace) -> int:
     from wsd.app import run_daemon
 
-    return _event_loop_runner()(run_daemon(config, with_demo=args.demo))
+    return _event_loop_runner()(run_daemon(config, with_demo=args.demo,
+                                           demo_activity=args.demo and not args.no_activity))
 
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
@@ -137,6 +139,66 @@ def _schema(_config: Config | None, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- wsd demo-activity: the simulated AI agent on its own, against the configured database -
+
+def _positive_rate(text: str) -> float:
+    rate = float(text)
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return rate
+
+
+def _positive_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return count
+
+
+def _add_demo_activity(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo_activity = commands.add_parser(
+        "demo-activity", help="simulate the AI agent writing into the database (new leads, "
+        "messages, step moves, hand-offs, meetings) so a dashboard moves")
+    demo_activity.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    demo_activity.add_argument("--rate", type=_positive_rate, default=1.0,
+                               help="events per second, on average (default 1)")
+    demo_activity.add_argument("--seed", type=int, default=None,
+                               help="random seed: the same seed writes the same rows (default: random)")
+    demo_activity.add_argument("--events", type=_positive_count, default=None,
+                               help="stop after this many events (default: run until Ctrl-C)")
+    demo_activity.set_defaults(run=_demo_activity)
+
+
+def _demo_activity(config: Config, args: argparse.Namespace) -> int:
+    """Runs the simulator on its own connection (applying pending migrations first, as the
+    other database commands do); Ctrl-C stops it cleanly."""
+    from wsd.database import Database, apply_migrations
+    from wsd.demo_activity import run_demo_activity
+
+    async def simulate() -> None:
+        database = Database(config)
+        await database.start(pooled=False)
+        try:
+            connection = await database.connect("wsd-demo-activity")
+            try:
+                await apply_migrations(connection)
+            finally:
+                await connection.close()
+            await run_demo_activity(lambda: database.connect("wsd-demo-activity"), config,
+                                    events_per_second=args.rate, seed=args.seed,
+                                    stop_after=args.events)
+        finally:
+            await database.stop()
+
+    try:
+        asyncio.run(simulate())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+# ------------------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsd", description="WebSocket daemon for the sales dashboard")
     parser.add_argument("--config", help="config file (default: config.toml of the checkout)")
@@ -144,7 +206,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the daemon (applies pending migrations)")
     serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     serve.add_argument("--demo", action="store_true",
-                       help="seed demo data into an empty database and make an admin token if none")
+                       help="seed demo data into an empty database, make an admin token if none, "
+                       "and run a simulated AI agent writing into the database")
+    serve.add_argument("--no-activity", action="store_true",
+                       help="with --demo: no simulated AI agent (the data stays still)")
     serve.set_defaults(run=_serve)
     migrate = commands.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
@@ -159,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the JSON Schemas and AsyncAPI document of the protocol")
     schema.add_argument("--markdown", action="store_true", help="the action reference of docs/protocol.md")
     schema.set_defaults(run=_schema, needs_config=False)
+    _add_demo_activity(commands)
     token = commands.add_parser("token", help="manage access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     token_new = token_commands.add_parser("new", help="print a fresh token and its config line")

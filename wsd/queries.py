@@ -76,6 +76,40 @@ class DashboardQueries(Protocol):
         """Returns the 50 latest events since `since`, newest first: {at, kind, ids} with kind one of new_lead, message, step_change, meeting_created, agent_toggle and ids naming the records involved."""
 
 
+class Demo_ActivityQueries(Protocol):
+    """The queries of wsd/sql/demo_activity/."""
+
+    def active_leads(self, conn: Executor, *, window_size: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns {lead_id, conversation_id, current_step} of up to window_size leads still being qualified whose open conversation the agent handles, the most recently active first."""
+
+    async def advance_lead(self, conn: Executor, *, lead_id: Any, new_step: Any) -> str:
+        """Sets the lead's step as the agent does: consent is given from `consent` on, completed_at is set on entering `completed`."""
+
+    async def first_free_slot(self, conn: Executor, *, mailbox: Any, starts: Any, minutes: Any) -> Any:
+        """Returns the first of the candidate starts (in array order) where a meeting of `minutes` overlaps no scheduled meeting and no Outlook busy block of the mailbox; NULL when none is free."""
+
+    async def insert_bant(self, conn: Executor, *, lead_id: Any, budget: Any, authority: Any, need: Any, timeline: Any) -> str:
+        """Stores the lead's BANT answers unless it has some already (a lead moved back and forward again keeps its first ones)."""
+
+    async def insert_message(self, conn: Executor, *, conversation_id: Any, role: Any, content: Any) -> str:
+        """Adds a message written now; its triggers keep last_message_at, the lead's activity and (for an agent reply) response_seconds."""
+
+    async def insert_requirements(self, conn: Executor, *, lead_id: Any, app_type: Any, deadline: Any) -> Any:
+        """Creates the lead's requirements row and returns its id; NULL when the lead has one already (its features and integrations are then left as they are)."""
+
+    async def lock_conversation(self, conn: Executor, *, conversation_id: Any) -> asyncpg.Record | None:
+        """Returns {agent_enabled, is_open} of the conversation, locked until the transaction ends; no row for an unknown conversation."""
+
+    async def lock_lead_of_conversation(self, conn: Executor, *, conversation_id: Any) -> asyncpg.Record | None:
+        """Returns {lead_id, user_id, current_step, full_name, email, company} of the conversation's newest lead, the lead locked until the transaction ends; no row when it has none."""
+
+    async def new_lead(self, conn: Executor, *, full_name: Any, email: Any, phone: Any, company: Any) -> asyncpg.Record | None:
+        """Creates a prospect: the user, an open conversation with the agent on, and a lead at `start` linked to both."""
+
+    async def scheduled_meeting_of_lead(self, conn: Executor, *, lead_id: Any) -> Any:
+        """Returns the id of a scheduled meeting of the lead starting from now on, or NULL when it has none (a lead moved back and forward again is not booked twice)."""
+
+
 class IdempotencyQueries(Protocol):
     """The queries of wsd/sql/idempotency/."""
 
@@ -248,6 +282,7 @@ class Queries(Protocol):
     changes: ChangesQueries
     conversations: ConversationsQueries
     dashboard: DashboardQueries
+    demo_activity: Demo_ActivityQueries
     idempotency: IdempotencyQueries
     leads: LeadsQueries
     meetings: MeetingsQueries
