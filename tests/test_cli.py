@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,6 +11,10 @@ import sys
 from tests import factories
 from tests.conftest import ADMIN_TOKEN, ROOT, free_port
 from wsd.client import parse_payload
+
+
+def factories_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def run_cli(*args: str, token: str | None = ADMIN_TOKEN) -> subprocess.CompletedProcess[str]:
@@ -77,3 +83,22 @@ async def test_the_daemon_address_comes_from_the_config_and_its_overrides(daemon
                           capture_output=True, text=True, timeout=60, cwd=ROOT / "tests")
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"type": "success"' in done.stdout
+
+
+async def test_live_subscribe_follows_updates(daemon, db) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_TOKEN": ADMIN_TOKEN}
+    follower = subprocess.Popen(
+        [str(ROOT / "bin" / "wsd-cli"), "--url", daemon.url, "live", "subscribe",
+         '{"resource": "leads", "action": "get_lead_pipeline"}'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT / "tests")
+    try:
+        await asyncio.sleep(2)  # subscribed: the first answer is printed
+        await factories.lead(db, [("start", factories_now(), "agent")])
+        await asyncio.sleep(2)
+    finally:
+        follower.terminate()
+        out, err = follower.communicate(timeout=10)
+    assert '"type": "success"' in out and '"type": "update"' in out, (out, err)
+    assert "following s" in err
+    update = out[out.index('"type": "update"'):]
+    assert '"step": "start"' in update and '"count": 1' in update

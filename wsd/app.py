@@ -23,6 +23,7 @@ from wsd.database import Database, apply_migrations, load_queries
 from wsd.demo_activity import run_demo_activity
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
+from wsd.leader import lead
 from wsd.listener import ChangeListener
 from wsd.outlook import GraphClient
 from wsd.server import WsdServer
@@ -109,8 +110,8 @@ async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Any) -> None:
 
 
 @asynccontextmanager
-async def lifespan(config: Config, with_demo: bool = False,
-                   demo_activity: bool = False) -> AsyncIterator[WsdServer]:
+async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool = False,
+                   reuse_port: bool = False) -> AsyncIterator[WsdServer]:
     """The daemon from start to stop, on one screen: what starts here in order stops in the
     reverse order, also when start-up fails half-way. Background tasks run supervised in one
     TaskGroup; a `Fatal` one cancels the body (the daemon then exits 1)."""
@@ -159,7 +160,10 @@ async def lifespan(config: Config, with_demo: bool = False,
                       "live periodic re-run": server.live.rerun_periodically,
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
         if calendar is not None:
-            supervised["outlook worker"] = calendar.run_worker
+            outlook = calendar
+            supervised["outlook worker"] = lambda: lead(
+                lambda: database.connect("wsd-outlook-leader"), "outlook", config.outlook.mailbox,
+                outlook.run_worker)
         if demo_activity:
             supervised["demo activity"] = lambda: run_demo_activity(
                 lambda: database.connect("wsd-demo-activity"), config)
@@ -172,7 +176,7 @@ async def lifespan(config: Config, with_demo: bool = False,
         await asyncio.wait_for(listener.up.wait(), 30)
         await readiness.check_database()
 
-        await server.start()
+        await server.start(reuse_port)
         stack.push_async_callback(server.shutdown)
         log.info("listening", url=_url(config, server), port=server.port)
         yield server
@@ -183,12 +187,15 @@ def _url(config: Config, server: WsdServer) -> str:
     return f"ws://{config.server.host}:{server.port}{config.server.path}"
 
 
-async def run_daemon(config: Config, with_demo: bool = False, demo_activity: bool = False) -> int:
+async def run_daemon(config: Config, with_demo: bool = False, demo_activity: bool = False,
+                     worker: bool = False) -> int:
     """Serve until SIGTERM or SIGINT, then drain and stop everything this process started.
 
     Args:
         with_demo: seed demo data into an empty database and make an admin token if none.
         demo_activity: run the simulated AI agent (`wsd.demo_activity`) inside the daemon.
+        worker: one of `wsd serve --workers N`'s processes: share the port; the parent has
+            seeded the demo data (its token is still read from var/demo-token).
 
     Returns the exit status: 0 after a signal, 1 when a background task failed fatally.
     """
@@ -200,8 +207,8 @@ async def run_daemon(config: Config, with_demo: bool = False, demo_activity: boo
     token = ensure_demo_token(config) if with_demo else None
     status = 0
     try:
-        async with lifespan(config, with_demo, demo_activity) as server:
-            if with_demo:
+        async with lifespan(config, with_demo and not worker, demo_activity, reuse_port=worker) as server:
+            if with_demo and not worker:
                 await _print_demo_banner(server, _url(config, server), token)
             await stop.wait()
     except* Fatal as failure:

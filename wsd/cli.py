@@ -73,10 +73,21 @@ def _seed(config: Config, args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
-    from wsd.app import run_daemon
+    from wsd.app import ensure_demo_token, run_daemon
+    from wsd.workers import serve_workers, worker_count
 
-    return _event_loop_runner()(run_daemon(config, with_demo=args.demo,
-                                           demo_activity=args.demo and not args.no_activity))
+    activity = args.demo and not args.no_activity
+    workers = worker_count(config.server.workers if args.workers is None else args.workers)
+    if args.worker or workers == 1:
+        return _event_loop_runner()(run_daemon(config, with_demo=args.demo,
+                                               demo_activity=activity and not args.worker,
+                                               worker=args.worker))
+    if args.demo:
+        token = ensure_demo_token(config)  # made once, before the workers read it
+        if token:
+            print(f"  admin token: {token}  (kept in var/demo-token)", flush=True)
+    return _event_loop_runner()(serve_workers(config, args.sub_config or args.config, workers,
+                                              with_demo=args.demo, demo_activity=activity))
 
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
@@ -210,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
                        "and run a simulated AI agent writing into the database")
     serve.add_argument("--no-activity", action="store_true",
                        help="with --demo: no simulated AI agent (the data stays still)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes sharing the port (default: server.workers; 0 = one per core)")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
     migrate = commands.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)

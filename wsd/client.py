@@ -3,6 +3,7 @@
 Example:
     wsd-cli conversations update_agent_status conversation_id=7b1e... enabled=false
     wsd-cli leads get_all_leads '{"limit": 5}'
+    wsd-cli live subscribe '{"resource": "dashboard", "action": "get_dashboard_stats"}'
     wsd-cli                      # interactive prompt, with history
 
 The token comes from --token, else $WSD_TOKEN, else the demo daemon's `var/demo-token`.
@@ -148,7 +149,20 @@ async def _one_shot(client: Client, words: list[str]) -> int:
     resource, action, *rest = words
     reply = await client.request(resource, action, parse_payload(rest, resource, action))
     _print(reply)
-    return 0 if reply.get("type") == "success" else EXIT_ERROR_REPLY
+    if reply.get("type") != "success":
+        return EXIT_ERROR_REPLY
+    if (resource, action) == ("live", "subscribe"):
+        await _follow(client, reply["payload"]["data"]["subscription"])
+    return 0
+
+
+async def _follow(client: Client, subscription: str) -> None:
+    """Print the subscription's updates as they come, until Ctrl-C or the connection ends."""
+    print(f"wsd-cli: following {subscription}; Ctrl-C stops", file=sys.stderr)
+    while True:
+        message: dict[str, Any] = msgspec.json.decode(await client.connection.recv())
+        if message.get("type") == "update" and message.get("subscription") == subscription:
+            _print(message)
 
 
 async def _interactive(client: Client) -> int:

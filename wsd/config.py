@@ -46,6 +46,7 @@ class ServerConfig(_Section):
     max_unauthenticated: int = 1_000
     max_messages_before_login: int = 5
     listen_backlog: int = 511
+    workers: int = 1
 
 
 class DatabaseConfig(_Section):
@@ -161,6 +162,8 @@ def _check(config: Config) -> None:
                        ("live.max_concurrent_reruns", config.live.max_concurrent_reruns)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if s.workers < 0:
+        raise ConfigError("server.workers: must not be negative (0 = one per core)")
     if config.live.min_interval_ms < 0:
         raise ConfigError("live.min_interval_ms: must not be negative")
     for key, seconds in (("server.send_timeout_seconds", s.send_timeout_seconds),

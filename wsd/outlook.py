@@ -28,6 +28,7 @@ from urllib.parse import quote
 import aiohttp
 
 from wsd.config import OutlookConfig
+from wsd.runtime import INSTANCE
 
 __all__ = ["GraphClient", "GraphError", "ResyncRequired", "GraphEvent", "DeltaRound", "graph_time",
            "parse_graph_time"]
@@ -39,6 +40,8 @@ TRANSIENT_STATUSES = {429, 503, 504}
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 TRIES_PER_CALL = 4
+# Graph asks clients to identify themselves; the instance tells which wsd process called.
+USER_AGENT = f"wsd/{INSTANCE}"
 
 
 class GraphError(Exception):
@@ -187,7 +190,7 @@ class GraphClient:
         attempt = 0
         while True:
             token = await self._access_token()
-            request_headers = {"Authorization": f"Bearer {token}",
+            request_headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT,
                                "Prefer": ", ".join(filter(None, ['outlook.timezone="UTC"', prefer]))}
             retry_after: str | None = None
             try:

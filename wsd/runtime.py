@@ -12,13 +12,19 @@ Example:
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from wsd.calendar_sync import CalendarSync
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "INSTANCE"]
+
+# Which process this is: host and pid (the workers of one machine share host and port). It is
+# in get_real_time_metrics and in the User-Agent of calls to Microsoft Graph.
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _no_figures() -> dict[str, Any]:

@@ -41,7 +41,7 @@ from wsd.metrics import RequestStats
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
 from wsd.queries import Queries
-from wsd.runtime import Runtime
+from wsd.runtime import INSTANCE, Runtime
 
 __all__ = ["WsdServer", "Session"]
 
@@ -152,7 +152,8 @@ class WsdServer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, reuse_port: bool = False) -> None:
+        """Listen; `reuse_port` lets worker processes share the port (SO_REUSEPORT)."""
         settings = self.config.server
         origins: list[Origin | None] | None = (
             None if "*" in settings.allowed_origins
@@ -166,6 +167,7 @@ class WsdServer:
             ping_interval=20, ping_timeout=20,
             close_timeout=CLOSE_SECONDS,
             backlog=settings.listen_backlog,
+            reuse_port=reuse_port,
             server_header="wsd",
         )
 
@@ -453,6 +455,7 @@ class WsdServer:
         """This instance's own numbers for the real-time dashboard."""
         cache = self.dispatcher.cache
         return {
+            "instance": INSTANCE,
             "connections": sum(1 for s in self.sessions if s.caller is not None),
             **self.request_stats.summary(),
             "pool": {"size": self.pool.get_size(), "idle": self.pool.get_idle_size(),
