@@ -153,7 +153,20 @@ class CalendarSync:
                 start_of_today + dt.timedelta(days=self.config.outlook.sync_future_days))
 
     async def sync(self) -> dict[str, Any]:
-        """One delta round and a push of every unsynced meeting; returns what changed."""
+        """One delta round and a push of every unsynced meeting; returns what changed.
+
+        Rounds of one mailbox run one at a time across every worker and instance: a session
+        advisory lock is held on a pooled connection for the round (released by PostgreSQL
+        should this process die), so two rounds never apply the same delta twice.
+        """
+        async with self.pool.acquire() as lock_connection:
+            await self.queries.lock_sync(lock_connection, mailbox=self.mailbox)
+            try:
+                return await self._sync_round()
+            finally:
+                await self.queries.unlock_sync(lock_connection, mailbox=self.mailbox)
+
+    async def _sync_round(self) -> dict[str, Any]:
         async with self._sync_lock:
             window_start, window_end = self.window()
             state = one_row(await self.queries.sync_state(self.pool, mailbox=self.mailbox))

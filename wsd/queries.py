@@ -212,6 +212,9 @@ class OutlookQueries(Protocol):
     async def forget_unseen_busy(self, conn: Executor, *, mailbox: Any, seen_ids: Any) -> Any:
         """After a full sync: drops stored Outlook events that were not seen; returns how many."""
 
+    async def lock_sync(self, conn: Executor, *, mailbox: Any) -> Any:
+        """Waits for the mailbox's sync lock (session-level): one delta round at a time across every worker and instance."""
+
     async def meeting_for_event(self, conn: Executor, *, event_id: Any, transaction_id: Any) -> asyncpg.Record | None:
         """Returns {id, status, subject, start_time, end_time, has_local_changes} of the meeting an Outlook event belongs to (by event id, or by the transactionId wsd gave it); no row for an event made in Outlook itself."""
 
@@ -232,6 +235,9 @@ class OutlookQueries(Protocol):
 
     async def sync_state(self, conn: Executor, *, mailbox: Any) -> asyncpg.Record | None:
         """Returns where the mailbox's calendar sync stands (no row before the first sync) and how many meetings wait for a push: {delta_link, window_start, window_end, last_success_at, last_attempt_at, last_error, pending_meetings, failed_meetings}."""
+
+    async def unlock_sync(self, conn: Executor, *, mailbox: Any) -> Any:
+        """Releases the mailbox's sync lock taken by lock_sync on this connection; returns whether it was held."""
 
     async def upsert_busy(self, conn: Executor, *, mailbox: Any, event_id: Any, subject: Any, start_time: Any, end_time: Any, show_as: Any) -> Any:
         """Stores an event made in Outlook as busy time; returns 'created', 'updated' or 'unchanged'."""
