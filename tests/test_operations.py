@@ -72,7 +72,7 @@ async def test_sigterm_lets_the_request_in_flight_finish(postgres, db, tmp_path:
     assert await asyncio.to_thread(daemon.process.wait, 30) == 0
     assert await db.fetchval("SELECT agent_enabled FROM conversations WHERE id = $1",
                              conversation_id) is False
-    assert '"event": "stopped"' in daemon.log()
+    assert '"event":"stopped"' in daemon.log()
 
 
 async def test_database_down_means_unavailable_and_not_ready(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
 from wsd.leader import lead
 from wsd.listener import ChangeListener
+from wsd.logs import flush_logs_periodically
 from wsd.outlook import GraphClient
 from wsd.server import WsdServer
 from wsd.supervisor import Fatal, supervise
@@ -155,7 +156,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
 
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         stack.push_async_callback(server.live.close)
-        supervised = {"change listener": listener.run, "readiness probe": readiness.probe,
+        supervised = {"log flush": flush_logs_periodically,
+                      "change listener": listener.run, "readiness probe": readiness.probe,
                       "slow client sweep": server.sweep_slow_clients,
                       "live periodic re-run": server.live.rerun_periodically,
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}

@@ -26,6 +26,7 @@ from wsd import demo
 from wsd.config import Config
 from wsd.database import Database, apply_migrations
 from wsd.demo_activity import run_demo_activity
+from wsd.logs import flush_logs_periodically
 from wsd.supervisor import supervise
 
 __all__ = ["serve_workers", "worker_count", "ConnectionBudgetExceeded"]
@@ -152,6 +153,7 @@ async def serve_workers(config: Config, config_path: str | None, count: int, wit
         running = [tasks.create_task(supervise(f"worker {slot}", functools.partial(workers.run_slot, slot),
                                                first_backoff=0.2, max_backoff=5.0))
                    for slot in range(count)]
+        running.append(tasks.create_task(supervise("log flush", flush_logs_periodically)))
         if demo_activity:
             running.append(tasks.create_task(supervise("demo activity", lambda: run_demo_activity(
                 lambda: database.connect("wsd-demo-activity"), config))))
