@@ -15,6 +15,7 @@ from tests import factories
 from tests.conftest import Client, open_client, start_daemon
 from tests.test_meetings import at, booking, lead_at, next_weekday
 from tests.test_reliability import eventually, stalled_client
+from wsd.topics import TABLE_TOPICS
 
 UTC = dt.timezone.utc
 
@@ -287,3 +288,13 @@ async def test_every_write_pushes_every_answer_it_changes(admin: Client, db, dae
             assert timeless(pushed[subscriptions[name]]) == timeless(after[name]), \
                 f"{action}: {name} pushed a stale answer"
     assert "lead" in changed and "slots" in changed  # the last write (cancel) frees the slot again
+
+
+async def test_every_table_raises_the_topic_the_code_declares(db) -> None:
+    rows = await db.fetch("SELECT c.relname, t.tgname, encode(t.tgargs, 'escape') AS topic FROM pg_trigger AS t "
+                          "JOIN pg_class AS c ON c.oid = t.tgrelid WHERE t.tgname LIKE '%\\_topic'")
+    installed: dict[str, set[str]] = {}
+    for row in rows:
+        installed.setdefault(row["relname"], set()).add(row["topic"].rstrip("\\000"))
+    assert installed == {table: {topic} for table, topic in TABLE_TOPICS.items()}
+    assert len(rows) == 4 * len(TABLE_TOPICS)   # insert, update, delete, truncate

@@ -21,6 +21,7 @@ END $$;
 DO $$
 DECLARE
     pair record;
+    operation record;
 BEGIN
     FOR pair IN SELECT * FROM (VALUES
         ('users', 'users'), ('conversations', 'conversations'),
@@ -29,15 +30,13 @@ BEGIN
         ('requirements', 'requirements'), ('features', 'requirements'),
         ('integrations', 'requirements'), ('meetings', 'meetings'), ('outlook_busy', 'meetings')
     ) AS t (table_name, topic) LOOP
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS changed_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION notify_topic(%L)',
-                       pair.table_name || '_insert_topic', pair.table_name, pair.topic);
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I REFERENCING NEW TABLE AS changed_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION notify_topic(%L)',
-                       pair.table_name || '_update_topic', pair.table_name, pair.topic);
-        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS changed_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION notify_topic(%L)',
-                       pair.table_name || '_delete_topic', pair.table_name, pair.topic);
+        FOR operation IN SELECT * FROM (VALUES ('insert', 'NEW'), ('update', 'NEW'), ('delete', 'OLD'))
+                                    AS o (name, transition) LOOP
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %I REFERENCING %s TABLE AS changed_rows '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION notify_topic(%L)',
+                           pair.table_name || '_' || operation.name || '_topic', upper(operation.name),
+                           pair.table_name, operation.transition, pair.topic);
+        END LOOP;
         EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %I '
                        'FOR EACH STATEMENT EXECUTE FUNCTION notify_topic_on_truncate(%L)',
                        pair.table_name || '_truncate_topic', pair.table_name, pair.topic);
