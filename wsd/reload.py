@@ -74,7 +74,7 @@ class Reloader:
         try:
             new = self._load()
         except ConfigError as error:
-            log.error("config reload failed; the running config is kept", error=str(error))
+            log.error("config reload failed", error=str(error), kept="the running config")
             return False
         server, old = self._server, self._server.config
         before, after = _flat(old), _flat(new)
