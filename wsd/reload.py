@@ -38,8 +38,11 @@ RELOADED_KEYS = {"auth.tokens", "server.allowed_origins"}
 
 def origins_for(allowed: Sequence[str]) -> list[Origin | re.Pattern[str] | None]:
     """websockets' `origins` for server.allowed_origins: clients without an Origin header
-    (wsd-cli, services) are always allowed; "*" allows any origin. Always a list, so a
-    reload can change it in place (even to or from "*")."""
+    (wsd-cli, services) are always allowed; "*" allows any origin (a regex: websockets ≥ 15).
+
+    Always a list, so a reload can change it in place (even to or from "*"): websockets
+    keeps the very list `serve()` was given and reads it at each handshake (the SIGHUP test
+    in tests/test_observability.py fails if a release starts copying it)."""
     if "*" in allowed:
         return [None, re.compile(".*")]
     return [None, *(Origin(origin) for origin in allowed)]
