@@ -113,12 +113,13 @@ class Daemon:
         raise AssertionError("no VmRSS line")
 
 
-def start_daemon(tmp: Path, dsn: str, **settings: Any) -> Daemon:
+def start_daemon(tmp: Path, dsn: str, env: dict[str, str] | None = None, **settings: Any) -> Daemon:
+    """`env`: variables added to the daemon's environment after WSD_* ones are stripped."""
     port = free_port()
     config_path = write_config(tmp / f"wsd-{port}.toml", dsn, port, **settings)
     log_path = tmp / f"wsd-{port}.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env = {k: v for k, v in env.items() if not k.startswith("WSD_")}
+    inherited = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**{k: v for k, v in inherited.items() if not k.startswith("WSD_")}, **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "wsd", "serve", "--config", str(config_path)],
                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)

@@ -18,7 +18,7 @@ from wsd import demo
 from wsd.auth import hash_token, new_token
 from wsd.cache import SingleFlightCache
 from wsd.calendar_sync import CalendarSync
-from wsd.config import Config, TokenEntry
+from wsd.config import Config, TokenEntry, load_config
 from wsd.database import Database, apply_migrations, load_queries
 from wsd.demo_activity import run_demo_activity
 from wsd.dispatcher import Dispatcher
@@ -26,7 +26,10 @@ from wsd.handlers import ALL_TABLES
 from wsd.leader import lead
 from wsd.listener import ChangeListener
 from wsd.logs import flush_logs_periodically
+from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
+from wsd.reload import Reloader
+from wsd.sdnotify import Notifier, install_test_loop_block
 from wsd.server import WsdServer
 from wsd.supervisor import Fatal, supervise
 from wsd.topics import CHANGES_CHANNEL
@@ -112,16 +115,23 @@ async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Any) -> None:
 
 @asynccontextmanager
 async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool = False,
-                   reuse_port: bool = False) -> AsyncIterator[WsdServer]:
+                   reuse_port: bool = False, notifier: Notifier | None = None) -> AsyncIterator[WsdServer]:
     """The daemon from start to stop, on one screen: what starts here in order stops in the
     reverse order, also when start-up fails half-way. Background tasks run supervised in one
-    TaskGroup; a `Fatal` one cancels the body (the daemon then exits 1)."""
+    TaskGroup; a `Fatal` one cancels the body (the daemon then exits 1).
+
+    `notifier` tells systemd how far start-up got (STATUS=), READY=1 once the pool, the
+    migrations and the change listener are up and clients are accepted, then STOPPING=1 and
+    the draining status; it also pings the watchdog from a supervised task."""
+    notifier = notifier or Notifier()
     async with AsyncExitStack() as stack:
         database = Database(config)
         stack.push_async_callback(database.stop)
+        notifier.status("starting: database")
         await database.start()
         assert database.pool is not None
         pool = database.pool
+        notifier.status("starting: migrations")
         async with pool.acquire() as connection:
             applied = await apply_migrations(connection)
             if applied:
@@ -153,6 +163,9 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                                   relay, resync)
         readiness = Readiness(pool, listener)
         server.readiness = readiness
+        outbox = OutboxProbe(pool, queries.outlook, config.outlook.mailbox,
+                             config.metrics.outbox_cache_seconds) if calendar is not None else None
+        server.metrics.watch(StateCollector(server, listener, calendar, outbox))
 
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         stack.push_async_callback(server.live.close)
@@ -161,6 +174,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                       "slow client sweep": server.sweep_slow_clients,
                       "live periodic re-run": server.live.rerun_periodically,
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
+        if notifier.watchdog_seconds is not None:
+            supervised["systemd watchdog"] = notifier.watchdog
         if calendar is not None:
             outlook = calendar
             supervised["outlook worker"] = lambda: lead(
@@ -175,14 +190,20 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                 lambda: embedded.watch(config.database.embedded_restarts)
         running = [tasks.create_task(supervise(name, run), name=name) for name, run in supervised.items()]
         stack.callback(lambda: [task.cancel() for task in running])
+        notifier.status("starting: change listener")
         await asyncio.wait_for(listener.up.wait(), 30)
         await readiness.check_database()
 
         await server.start(reuse_port)
+        stack.callback(notifier.status, "stopping: background tasks and database")
         stack.push_async_callback(server.shutdown)
         log.info("listening", url=_url(config, server), port=server.port)
-        yield server
-        log.info("shutting down")
+        notifier.send("READY=1", f"STATUS=serving on port {server.port}")
+        try:
+            yield server
+        finally:
+            log.info("shutting down")
+            notifier.send("STOPPING=1", f"STATUS=draining: {len(server.sessions)} connections")
 
 
 def _url(config: Config, server: WsdServer) -> str:
@@ -190,26 +211,42 @@ def _url(config: Config, server: WsdServer) -> str:
 
 
 async def run_daemon(config: Config, with_demo: bool = False, demo_activity: bool = False,
-                     worker: bool = False) -> int:
+                     worker: bool = False, config_path: Path | str | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then drain and stop everything this process started.
+    SIGHUP reloads tokens and allowed origins from `config_path` (`wsd.reload`).
 
     Args:
         with_demo: seed demo data into an empty database and make an admin token if none.
         demo_activity: run the simulated AI agent (`wsd.demo_activity`) inside the daemon.
         worker: one of `wsd serve --workers N`'s processes: share the port; the parent has
             seeded the demo data (its token is still read from var/demo-token).
+        config_path: the file `config` came from (None: the checkout's config.toml).
 
     Returns the exit status: 0 after a signal, 1 when a background task failed fatally.
     """
     _raise_open_file_limit()
+    notifier = Notifier.from_environment()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloader: list[Reloader] = []   # empty until the server is up
+    loop.add_signal_handler(signal.SIGHUP, lambda: reloader[0].reload() if reloader else
+                            log.warning("SIGHUP ignored: still starting"))
+    install_test_loop_block(loop)
     token = ensure_demo_token(config) if with_demo else None
+
+    def reload_config() -> Config:
+        fresh = load_config(config_path)
+        if with_demo:
+            ensure_demo_token(fresh)
+        return fresh
+
     status = 0
     try:
-        async with lifespan(config, with_demo and not worker, demo_activity, reuse_port=worker) as server:
+        async with lifespan(config, with_demo and not worker, demo_activity, reuse_port=worker,
+                            notifier=notifier) as server:
+            reloader.append(Reloader(server, reload_config))
             if with_demo and not worker:
                 await _print_demo_banner(server, _url(config, server), token)
             await stop.wait()

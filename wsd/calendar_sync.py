@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -57,6 +58,8 @@ class CalendarSync:
         self.mailbox = config.outlook.mailbox
         self._sync_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        # Pushes by the meeting's sync_status afterwards (read by /metrics).
+        self.pushes: Counter[str] = Counter()
 
     # -- pushing meetings ----------------------------------------------------------------------
 
@@ -82,15 +85,18 @@ class CalendarSync:
                 retry_seconds=self.config.outlook.retry_seconds)
             log.warning("outlook push failed", meeting_id=str(meeting_id), status=status,
                         graph_status=error.status, graph_code=error.code, transient=error.transient)
+            self.pushes[str(status)] += 1
             return str(status)
         except BaseException:
             # Cancelled at shutdown, or a bug (an unexpected Graph body): free the meeting at
             # once so the next worker round, or the next process, pushes it again.
             await asyncio.shield(self.queries.release_claim(self.pool, meeting_id=meeting_id))
             raise
-        return str(await self.queries.push_succeeded(
+        status = str(await self.queries.push_succeeded(
             self.pool, meeting_id=meeting_id, pushed_version=meeting["sync_version"],
             event_id=event.id if event else None, change_key=event.change_key if event else None))
+        self.pushes[status] += 1
+        return status
 
     async def _reconcile(self, meeting: dict[str, Any], deadline: float | None) -> GraphEvent | None:
         event_id = meeting["outlook_event_id"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
 import msgspec
 
 from wsd.auth import new_token
-from wsd.config import Config, ConfigError, load_config
+from wsd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from wsd.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -77,16 +77,17 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     from wsd.workers import serve_workers, worker_count
 
     activity = args.demo and not args.no_activity
+    config_path = getattr(args, "sub_config", None) or args.config
     workers = worker_count(config.server.workers if args.workers is None else args.workers)
     if args.worker or workers == 1:
         return _event_loop_runner()(run_daemon(config, with_demo=args.demo,
                                                demo_activity=activity and not args.worker,
-                                               worker=args.worker))
+                                               worker=args.worker, config_path=config_path))
     if args.demo:
         token = ensure_demo_token(config)  # made once, before the workers read it
         if token:
             print(f"  admin token: {token}  (kept in var/demo-token)", flush=True)
-    return _event_loop_runner()(serve_workers(config, args.sub_config or args.config, workers,
+    return _event_loop_runner()(serve_workers(config, config_path, workers,
                                               with_demo=args.demo, demo_activity=activity))
 
 
@@ -101,6 +102,13 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
         else:
             return uvloop.run
     return asyncio.run
+
+
+def _check_config(_config: Config, args: argparse.Namespace) -> int:
+    """Reached only when the file loaded and validated (main exits 2 naming the key if not):
+    run it before `systemctl reload wsd`, which would otherwise log the error and carry on."""
+    print(f"config ok: {getattr(args, 'sub_config', None) or args.config or DEFAULT_CONFIG_PATH}")
+    return 0
 
 
 def _token_new(_config: Config | None, args: argparse.Namespace) -> int:
@@ -225,6 +233,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="worker processes sharing the port (default: server.workers; 0 = one per core)")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
+    check = commands.add_parser("check-config", help="validate a config file: exit 0, or 2 "
+                                "with a line naming the key that is wrong")
+    check.add_argument("--config", dest="sub_config", metavar="FILE",
+                       help="the file to check (default: config.toml of the checkout)")
+    check.set_defaults(run=_check_config)
     migrate = commands.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     migrate.set_defaults(run=_migrate)

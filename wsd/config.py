@@ -7,6 +7,7 @@ or the environment, so tests can build a config in memory and handlers stay pure
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-__all__ = ["Config", "ConfigError", "TokenEntry", "load_config", "DEFAULT_CONFIG_PATH"]
+__all__ = ["Config", "ConfigError", "MetricsConfig", "TokenEntry", "load_config", "DEFAULT_CONFIG_PATH"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 ENV_PREFIX = "WSD_"
@@ -112,6 +113,16 @@ class CacheConfig(_Section):
     ttl_seconds: float = 2.0
 
 
+class MetricsConfig(_Section):
+    """GET /metrics: who may scrape it (an address in `allowed_addresses`, or anyone showing
+    the token whose SHA-256 is `token_sha256`) and how old the outbox figures may be."""
+
+    enabled: bool = True
+    allowed_addresses: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
+    token_sha256: str = ""
+    outbox_cache_seconds: float = 5.0
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -125,6 +136,7 @@ class Config(_Section):
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     live: LiveConfig = msgspec.field(default_factory=LiveConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     # Directory that relative paths (database.data_dir) are resolved against.
     base_dir: str = "."
@@ -191,6 +203,7 @@ def _check(config: Config) -> None:
     for index, token in enumerate(config.auth.tokens):
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
+    _check_metrics(config.metrics)
     o = config.outlook
     positive: tuple[tuple[str, float], ...] = (
         ("outlook.timeout_seconds", o.timeout_seconds), ("outlook.max_attempts", o.max_attempts),
@@ -202,6 +215,19 @@ def _check(config: Config) -> None:
         for key in ("tenant_id", "client_id", "client_secret", "mailbox"):
             if not getattr(config.outlook, key):
                 raise ConfigError(f"outlook.{key}: required when outlook.enabled is true")
+
+
+def _check_metrics(m: MetricsConfig) -> None:
+    for index, address in enumerate(m.allowed_addresses):
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ConfigError(f"metrics.allowed_addresses[{index}]: not an IP address or network: "
+                              f"{address!r}") from None
+    if m.token_sha256 and not _SHA256.match(m.token_sha256):
+        raise ConfigError("metrics.token_sha256: expected 64 lowercase hex digits (or empty)")
+    if m.outbox_cache_seconds < 0:
+        raise ConfigError("metrics.outbox_cache_seconds: must not be negative")
 
 
 def _env_value(raw: str, field_type: Any) -> Any:

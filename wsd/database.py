@@ -178,9 +178,19 @@ class BoundedPool(asyncpg.Pool):
     """
 
     acquire_timeout: float | None = None
+    # Acquires in progress (for /metrics): waiting for a free connection or for one to open.
+    waiting = 0
 
     def acquire(self, *, timeout: float | None = None) -> Any:
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        """asyncpg's one acquire path (`acquire()` awaited or used with `async with`)."""
+        self.waiting += 1
+        try:
+            return await super()._acquire(timeout)  # type: ignore[misc]
+        finally:
+            self.waiting -= 1
 
 
 class DirectAsyncPGAdapter(AsyncPGAdapter):

@@ -73,6 +73,7 @@ class LiveQuery:
     last_run: float = float("-inf")
     timer: asyncio.TimerHandle | None = None
     reruns: int = 0
+    changed_at: float | None = None   # when the first change not yet re-run arrived
 
 
 def encode_answer(result: Any) -> bytes:
@@ -101,6 +102,8 @@ class LiveQueries:
         self._next_id = 0
         self.reruns = 0
         self.updates_sent = 0
+        # Seconds from a change reaching a query to its new answer going out (/metrics).
+        self.observe_push_lag: Callable[[float], None] = lambda _seconds: None
 
     # -- the client's side ---------------------------------------------------------------------
 
@@ -184,6 +187,8 @@ class LiveQueries:
 
     def _schedule(self, query: LiveQuery) -> None:
         query.dirty = True
+        if query.changed_at is None:
+            query.changed_at = time.monotonic()
         if query.running or query.timer is not None:
             return  # it runs again when the running one ends, or when its timer fires
         wait = query.last_run + self._settings.min_interval_ms / 1000 - time.monotonic()
@@ -199,7 +204,8 @@ class LiveQueries:
         query.dirty = False
         query.running = True
         query.last_run = time.monotonic()
-        task = asyncio.create_task(self._rerun(query))
+        changed_at, query.changed_at = query.changed_at, None
+        task = asyncio.create_task(self._rerun(query, changed_at))
         self._reruns.add(task)
         task.add_done_callback(lambda done: self._finished(query, done))
 
@@ -209,7 +215,7 @@ class LiveQueries:
         if query.dirty and query.subscribers and not task.cancelled():
             self._schedule(query)
 
-    async def _rerun(self, query: LiveQuery) -> None:
+    async def _rerun(self, query: LiveQuery, changed_at: float | None = None) -> None:
         async with self._slots:
             try:
                 result = await self._run(query.action, query.payload, LIVE_CALLER)
@@ -222,11 +228,15 @@ class LiveQueries:
         query.reruns += 1
         self.reruns += 1
         answer = encode_answer(result)
+        pushed = False
         for (subscriber, subscription), sent in list(query.subscribers.items()):
             if sent != answer:
                 query.subscribers[(subscriber, subscription)] = answer
                 subscriber.push_update(subscription, update_frame(subscription, answer))
                 self.updates_sent += 1
+                pushed = True
+        if pushed and changed_at is not None:
+            self.observe_push_lag(time.monotonic() - changed_at)
 
     async def close(self) -> None:
         for query in self._queries.values():

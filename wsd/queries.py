@@ -218,6 +218,9 @@ class OutlookQueries(Protocol):
     async def meeting_for_event(self, conn: Executor, *, event_id: Any, transaction_id: Any) -> asyncpg.Record | None:
         """Returns {id, status, subject, start_time, end_time, has_local_changes} of the meeting an Outlook event belongs to (by event id, or by the transactionId wsd gave it); no row for an event made in Outlook itself."""
 
+    async def outbox_metrics(self, conn: Executor, *, mailbox: Any) -> asyncpg.Record | None:
+        """Returns {pending, failed, oldest_pending_seconds, last_success_at} for /metrics: meetings waiting for a push (from the partial index on unsynced meetings), how long the oldest pending one has waited since its last local change, and when the mailbox's last delta sync succeeded (NULL before the first)."""
+
     async def push_failed(self, conn: Executor, *, meeting_id: Any, error: Any, permanent: Any, max_attempts: Any, retry_seconds: Any) -> Any:
         """Records a failed push and returns the sync_status: failed when Graph refused for good or after max_attempts tries, else pending with the next try after a doubling delay (≤ 5 min)."""
 

@@ -27,7 +27,6 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.typing import Origin
 from websockets.protocol import State
 
 from wsd.auth import TokenBook, bearer_token
@@ -38,9 +37,11 @@ from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, Un
 from wsd.guards import FailureThrottle, QuietLog
 from wsd.live import LIVE_RESOURCE, LiveQueries, LiveQuery
 from wsd.metrics import RequestStats
+from wsd.metrics_export import DaemonMetrics
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
 from wsd.queries import Queries
+from wsd.reload import origins_for
 from wsd.runtime import INSTANCE, Runtime
 
 __all__ = ["WsdServer", "Session"]
@@ -139,6 +140,10 @@ class WsdServer:
         self.live = LiveQueries(dispatcher, self._execute, config.live)
         self.tokens = TokenBook(config.auth.tokens)
         self.request_stats = RequestStats()
+        self.metrics = DaemonMetrics(config.metrics)
+        self.live.observe_push_lag = self.metrics.push_lag.observe
+        # websockets reads this list at every handshake; a reload (SIGHUP) changes it in place.
+        self.origins = origins_for(config.server.allowed_origins)
         self.sessions: set[Session] = set()
         self.started_at = time.monotonic()
         self.slow_clients_dropped = 0
@@ -155,12 +160,9 @@ class WsdServer:
     async def start(self, reuse_port: bool = False) -> None:
         """Listen; `reuse_port` lets worker processes share the port (SO_REUSEPORT)."""
         settings = self.config.server
-        origins: list[Origin | None] | None = (
-            None if "*" in settings.allowed_origins
-            else [None, *(Origin(origin) for origin in settings.allowed_origins)])
         self._server = await serve(
             self._serve_connection, settings.host, settings.port,
-            origins=origins,
+            origins=self.origins,
             process_request=self._process_request,
             max_size=settings.max_message_bytes,
             compression=None,  # small JSON frames: deflate costs ~64 KiB per connection
@@ -236,6 +238,8 @@ class WsdServer:
             ready, reason = self.readiness()
             return connection.respond(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                                       reason + "\n")
+        if path == "/metrics":
+            return await self.metrics.respond(connection, request)
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         settings = self.config.server
@@ -275,6 +279,7 @@ class WsdServer:
     def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str, address: str,
                 reason: str) -> Response:
         self._refusals.warning("handshake refused", reason=reason, address=address)
+        self.metrics.refused(reason)
         return connection.respond(status, text + "\n")
 
     # -- connection --------------------------------------------------------------------------
@@ -331,6 +336,7 @@ class WsdServer:
             request = parse_request(frame)
         except WsdError as error:
             session.push(error_reply(getattr(error, "request_id", None), error))
+            self.metrics.requests_refused.labels(str(error.code)).inc()
             return self._count_before_login(session)
         try:
             if (request.resource, request.action) == LOGIN:
@@ -346,6 +352,7 @@ class WsdServer:
             call, writes = self._call_for(session, request)
         except WsdError as error:
             session.push(error_reply(request.id, error))
+            self.metrics.requests_refused.labels(str(error.code)).inc()
             if session.failed_logins >= MAX_FAILED_LOGINS:
                 return "too many failed logins"
             if self._failures.blocked(session.address) and session.caller is None:
@@ -447,6 +454,7 @@ class WsdServer:
         session.push(reply)
         duration_ms = (time.perf_counter() - started) * 1000
         self.request_stats.record(duration_ms)
+        self.metrics.observe_request(request.resource, request.action, outcome, duration_ms / 1000)
         log.info("request", resource=request.resource, action=request.action,
                  request_id=request.id, caller=session.caller.name, outcome=outcome,
                  duration_ms=round(duration_ms, 2))

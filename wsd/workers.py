@@ -27,6 +27,7 @@ from wsd.config import Config
 from wsd.database import Database, apply_migrations
 from wsd.demo_activity import run_demo_activity
 from wsd.logs import flush_logs_periodically
+from wsd.sdnotify import Notifier
 from wsd.supervisor import supervise
 
 __all__ = ["serve_workers", "worker_count", "ConnectionBudgetExceeded"]
@@ -75,6 +76,18 @@ def _chosen_port(config: Config) -> int:
         return int(probe.getsockname()[1])
 
 
+async def _until_port_answers(host: str, port: int) -> None:
+    """A worker is listening: the service is ready for systemd."""
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+
+
 class Workers:
     """The worker processes: started, restarted when they die, signalled, drained."""
 
@@ -120,6 +133,7 @@ class Workers:
 async def serve_workers(config: Config, config_path: str | None, count: int, with_demo: bool,
                         demo_activity: bool) -> int:
     """Run `count` workers on one port until SIGTERM or SIGINT; returns the exit status."""
+    notifier = Notifier.from_environment()  # the parent speaks to systemd; workers inherit nothing
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -154,13 +168,18 @@ async def serve_workers(config: Config, config_path: str | None, count: int, wit
                                                first_backoff=0.2, max_backoff=5.0))
                    for slot in range(count)]
         running.append(tasks.create_task(supervise("log flush", flush_logs_periodically)))
+        if notifier.watchdog_seconds is not None:
+            running.append(tasks.create_task(supervise("systemd watchdog", notifier.watchdog)))
         if demo_activity:
             running.append(tasks.create_task(supervise("demo activity", lambda: run_demo_activity(
                 lambda: database.connect("wsd-demo-activity"), config))))
         log.info("workers serving", url=f"ws://{config.server.host}:{port}{config.server.path}",
                  port=port, workers=count, config=str(Path(config_path)) if config_path else None)
+        await _until_port_answers(config.server.host, port)
+        notifier.send("READY=1", f"STATUS=serving on port {port} with {count} workers")
         await stop.wait()
         log.info("draining workers")
+        notifier.send("STOPPING=1", "STATUS=draining workers")
         await workers.drain(config.server.shutdown_grace_seconds + 5)
         for task in running:
             task.cancel()
