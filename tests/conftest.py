@@ -113,8 +113,9 @@ class Daemon:
         raise AssertionError("no VmRSS line")
 
 
-def start_daemon(tmp: Path, dsn: str, **settings: Any) -> Daemon:
-    port = free_port()
+def start_daemon(tmp: Path, dsn: str, port: int | None = None, **settings: Any) -> Daemon:
+    """A daemon on a free port, or on `port` (a restart where a browser expects it)."""
+    port = port or free_port()
     config_path = write_config(tmp / f"wsd-{port}.toml", dsn, port, **settings)
     log_path = tmp / f"wsd-{port}.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -27,7 +27,6 @@ import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.typing import Origin
 from websockets.protocol import State
 
 from wsd.auth import TokenBook, bearer_token
@@ -42,6 +41,7 @@ from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
 from wsd.queries import Queries
 from wsd.runtime import Runtime
+from wsd.static import StaticFiles, origin_allowed
 
 __all__ = ["WsdServer", "Session"]
 
@@ -125,7 +125,8 @@ class Session:
 
 
 class WsdServer:
-    """Serves the dispatcher's actions over WebSocket, plus /healthz and /readyz."""
+    """Serves the dispatcher's actions over WebSocket, plus /healthz, /readyz and the
+    dashboard page with its JavaScript client (wsd/static.py)."""
 
     def __init__(self, config: Config, pool: asyncpg.Pool, queries: Queries, dispatcher: Dispatcher,
                  calendar: CalendarSync | None = None,
@@ -149,17 +150,15 @@ class WsdServer:
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
         self._server: Server | None = None
+        self.static = StaticFiles(config.server.path)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         settings = self.config.server
-        origins: list[Origin | None] | None = (
-            None if "*" in settings.allowed_origins
-            else [None, *(Origin(origin) for origin in settings.allowed_origins)])
         self._server = await serve(
             self._serve_connection, settings.host, settings.port,
-            origins=origins,
+            origins=None,  # checked in _process_request: the page's own origin is allowed too
             process_request=self._process_request,
             max_size=settings.max_message_bytes,
             compression=None,  # small JSON frames: deflate costs ~64 KiB per connection
@@ -234,10 +233,16 @@ class WsdServer:
             ready, reason = self.readiness()
             return connection.respond(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                                       reason + "\n")
+        if path != self.config.server.path or "Upgrade" not in request.headers:
+            if self.static.serves(path):
+                return self.static.response(path, request)
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         settings = self.config.server
         address = _address_of(connection)
+        if not origin_allowed(request, settings.allowed_origins):
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed", address,
+                                "origin")
         if self._failures.blocked(address):
             return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins",
                                 address, "auth_throttled")
