@@ -86,6 +86,7 @@ async def test_page_shows_live_stats_and_switches_the_agent(daemon: Daemon, db: 
     assert time.monotonic() - started < 2
 
     # The agent switch in the lead's detail writes conversations.agent_enabled.
+    await tab.wait_text(f'.card[data-lead="{other_lead}"] .name', "Bruno Díaz")
     await tab.page.click(f'.card[data-lead="{other_lead}"]')
     await tab.wait_text("#lead-name", "Bruno Díaz")
     assert await tab.page.is_checked("#agent-switch")

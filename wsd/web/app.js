@@ -35,7 +35,7 @@ function svg(tag, attrs = {}) {
 
 const fmt = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en"));
 const pct = (r) => (r === null || r === undefined ? "–" : `${Math.round(r * 100)}%`);
-const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 
 function toast(text) {
   const node = $("toast");
@@ -130,7 +130,9 @@ function drawFunnel(rows) {
 
 function drawActivity(timeline) {
   const buckets = timeline.buckets;
-  const width = 720, height = 220, left = 34, bottom = 22, top = 8;
+  // Drawn at the panel's own pixel width, so labels keep their size on a phone.
+  const width = Math.max(300, $("activity").clientWidth || 720);
+  const height = width < 500 ? 180 : 220, left = 34, bottom = 22, top = 8;
   const totals = buckets.map((b) => SERIES.reduce((sum, [key]) => sum + (b[key] ?? 0), 0));
   const max = Math.max(4, ...totals);
   const step = (width - left) / buckets.length;
@@ -154,7 +156,7 @@ function drawActivity(timeline) {
         y -= h;
       }
     });
-    if (i % 3 === 0 || i === buckets.length - 1) {
+    if (i % (width < 500 ? 6 : 3) === 0 || i === buckets.length - 1) {
       const label = svg("text", { x: left + i * step + step / 2, y: height - 6, "text-anchor": "middle",
         "font-size": 11, fill: "#6b7385" });
       label.textContent = `${new Date(bucket.hour).getHours()}h`;
@@ -174,8 +176,8 @@ function drawPipeline(columns) {
     el("ul", {}, ...column.leads.map((lead) => el("li", {},
       el("button", { type: "button", class: `card${lead.id === selectedLead ? " selected" : ""}`,
         "data-lead": lead.id, onclick: () => selectLead(lead.id) },
-        el("span", { class: "name", text: lead.user?.full_name ?? "—" }),
-        el("span", { class: "company", text: lead.user?.company ?? "" }),
+        el("span", { class: "name", text: lead.full_name ?? "—" }),
+        el("span", { class: "company", text: lead.company ?? "" }),
         lead.agent_enabled === false ? el("span", { class: "off", text: "agent off" }) : null)))))));
   if (selectedLead === null) {
     const first = columns.find((column) => column.leads.length > 0);
