@@ -163,7 +163,8 @@ async def test_reconnect_logs_in_again_and_resubscribes(postgres: str, db: async
         await js(tab, "window.queued = client.request('dashboard', 'get_dashboard_stats', {}, {timeout: 20000})")
         second = await restart(first, postgres)
         await eventually(lambda: js(tab, "return client.state === 'ready'"), seconds=10)
-        # The subscriber got the fresh answer; the queued request went out after the login.
+        # The subscriber gets the fresh answer; the queued request went out after the login.
+        await eventually(lambda: js(tab, "return t.updates.length === 2"), seconds=5)
         assert (await js(tab, "return t.updates"))[-1] == [3, 0, True]
         assert (await js(tab, "return (await queued).total_users")) == 3
         states = await js(tab, "return t.states")
