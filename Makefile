@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: run test clean
 
 $(STAMP): setup.cfg pyproject.toml
@@ -11,10 +13,16 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test,fast]'
 	touch $(STAMP)
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot run
+# here). Installed where missing; needs root, as on CI and the project's machines.
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 run: $(STAMP)
 	$(VENV)/bin/wsd serve --demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 

@@ -113,9 +113,11 @@ class Daemon:
         raise AssertionError("no VmRSS line")
 
 
-def start_daemon(tmp: Path, dsn: str, env: dict[str, str] | None = None, **settings: Any) -> Daemon:
-    """`env`: variables added to the daemon's environment after WSD_* ones are stripped."""
-    port = free_port()
+def start_daemon(tmp: Path, dsn: str, *, env: dict[str, str] | None = None, port: int | None = None,
+                 **settings: Any) -> Daemon:
+    """A daemon on a free port, or on `port` (a restart where a browser expects it); `env`:
+    variables added to its environment after WSD_* ones are stripped."""
+    port = port or free_port()
     config_path = write_config(tmp / f"wsd-{port}.toml", dsn, port, **settings)
     log_path = tmp / f"wsd-{port}.log"
     inherited = {**os.environ, "PYTHONPATH": str(ROOT)}

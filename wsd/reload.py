@@ -15,12 +15,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import msgspec
 import structlog
-from websockets.typing import Origin
 
 from wsd.auth import TokenBook
 from wsd.config import Config, ConfigError, TokenEntry
@@ -28,24 +26,12 @@ from wsd.config import Config, ConfigError, TokenEntry
 if TYPE_CHECKING:
     from wsd.server import WsdServer
 
-__all__ = ["Reloader", "origins_for"]
+__all__ = ["Reloader"]
 
 log = structlog.get_logger("wsd.reload")
 
 POLICY_VIOLATION = 1008
 RELOADED_KEYS = {"auth.tokens", "server.allowed_origins"}
-
-
-def origins_for(allowed: Sequence[str]) -> list[Origin | re.Pattern[str] | None]:
-    """websockets' `origins` for server.allowed_origins: clients without an Origin header
-    (wsd-cli, services) are always allowed; "*" allows any origin (a regex: websockets ≥ 15).
-
-    Always a list, so a reload can change it in place (even to or from "*"): websockets
-    keeps the very list `serve()` was given and reads it at each handshake (the SIGHUP test
-    in tests/test_observability.py fails if a release starts copying it)."""
-    if "*" in allowed:
-        return [None, re.compile(".*")]
-    return [None, *(Origin(origin) for origin in allowed)]
 
 
 def _grants(entries: Sequence[TokenEntry]) -> dict[str, set[tuple[str, str]]]:
@@ -87,7 +73,6 @@ class Reloader:
         server.tokens = TokenBook(new.auth.tokens)
         old.auth.tokens = new.auth.tokens
         old.server.allowed_origins = new.server.allowed_origins
-        server.origins[:] = origins_for(new.server.allowed_origins)
         revoked = [session for session in list(server.sessions) if session.caller is not None
                    and old_grants.get(session.caller.name) != new_grants.get(session.caller.name)]
         for session in revoked:

@@ -41,8 +41,8 @@ from wsd.metrics_export import DaemonMetrics
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, event_message, parse_request, success_reply
 from wsd.queries import Queries
-from wsd.reload import origins_for
 from wsd.runtime import INSTANCE, Runtime
+from wsd.static import StaticFiles, origin_allowed
 
 __all__ = ["WsdServer", "Session"]
 
@@ -126,7 +126,8 @@ class Session:
 
 
 class WsdServer:
-    """Serves the dispatcher's actions over WebSocket, plus /healthz and /readyz."""
+    """Serves the dispatcher's actions over WebSocket, plus /healthz, /readyz and the
+    dashboard page with its JavaScript client (wsd/static.py)."""
 
     def __init__(self, config: Config, pool: asyncpg.Pool, queries: Queries, dispatcher: Dispatcher,
                  calendar: CalendarSync | None = None,
@@ -143,7 +144,6 @@ class WsdServer:
         self.metrics = DaemonMetrics(config.metrics)
         self.live.observe_push_lag = self.metrics.push_lag.observe
         # websockets reads this list at every handshake; a reload (SIGHUP) changes it in place.
-        self.origins = origins_for(config.server.allowed_origins)
         self.sessions: set[Session] = set()
         self.started_at = time.monotonic()
         self.slow_clients_dropped = 0
@@ -154,6 +154,7 @@ class WsdServer:
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
         self._server: Server | None = None
+        self.static = StaticFiles(config.server.path)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class WsdServer:
         settings = self.config.server
         self._server = await serve(
             self._serve_connection, settings.host, settings.port,
-            origins=self.origins,
+            origins=None,  # checked in _process_request: the page's own origin is allowed too
             process_request=self._process_request,
             max_size=settings.max_message_bytes,
             compression=None,  # small JSON frames: deflate costs ~64 KiB per connection
@@ -240,10 +241,16 @@ class WsdServer:
                                       reason + "\n")
         if path == "/metrics":
             return await self.metrics.respond(connection, request)
+        if path != self.config.server.path or "Upgrade" not in request.headers:
+            if self.static.serves(path):
+                return self.static.response(path, request)
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         settings = self.config.server
         address = _address_of(connection)
+        if not origin_allowed(request, settings.allowed_origins):
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed", address,
+                                "origin")
         if self._failures.blocked(address):
             return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins",
                                 address, "auth_throttled")

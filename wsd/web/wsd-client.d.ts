@@ -1,0 +1,78 @@
+// Types of wsd-client.js for editors (hand-written; the payload of each action is in
+// docs/protocol.md and in `wsd schema`'s JSON Schemas).
+
+export type State = "idle" | "connecting" | "ready" | "reconnecting" | "failed" | "closed";
+
+export interface Caller { name: string; role: "viewer" | "admin" | string }
+
+export interface StateInfo {
+  /** reconnect attempts since the last success */
+  attempt: number;
+  /** ms until the next attempt (state "reconnecting") */
+  delay?: number;
+  /** why the connection dropped or the login was refused */
+  error?: WsdError;
+  /** who we are (state "ready") */
+  caller?: Caller;
+}
+
+export interface ClientOptions {
+  url: string;
+  token: string;
+  /** default request timeout in ms (10000); 0 = none */
+  timeout?: number;
+  /** first reconnect delay, ms (500) */
+  minDelay?: number;
+  /** largest reconnect delay, ms (15000) */
+  maxDelay?: number;
+  /** backoff growth per attempt (2) */
+  factor?: number;
+  /** share of each delay drawn at random, 0..1 (0.5) */
+  jitter?: number;
+  onState?: (state: State, info: StateInfo) => void;
+  /** server events: topic "changes" ({topic, id}) or "agent_status" ({conversation_id, enabled}) */
+  onEvent?: (topic: string, payload: unknown) => void;
+  WebSocket?: typeof WebSocket;
+}
+
+export interface RequestOptions { timeout?: number }
+export interface SubscribeOptions { onError?: (error: WsdError) => void }
+export interface Page<T = unknown> { data: T; next_cursor: string | null }
+export interface UpdateMeta { initial: boolean; next_cursor?: string | null }
+
+/** Client-side codes, distinct from every server code. */
+export const TIMEOUT: "timeout";
+export const CONNECTION_LOST: "connection_lost";
+export const CLOSED: "closed";
+
+export type ErrorCode =
+  | "bad_json" | "bad_request" | "unknown_action" | "invalid_payload" | "unauthorized"
+  | "forbidden" | "not_found" | "conflict" | "rate_limited" | "unavailable"
+  | "upstream_error" | "internal"
+  | typeof TIMEOUT | typeof CONNECTION_LOST | typeof CLOSED | "bad_reply";
+
+export class WsdError extends Error {
+  constructor(code: string, message: string, details?: unknown, requestId?: string | number | null);
+  code: ErrorCode | string;
+  details: unknown;
+  requestId: string | number | null;
+}
+
+export class WsdClient {
+  constructor(options: ClientOptions);
+  readonly state: State;
+  readonly caller: Caller | null;
+  /** reconnect attempts since the last successful login */
+  readonly attempt: number;
+  /** Opens the connection and logs in (auth.login); rejects when the token is refused. */
+  connect(): Promise<Caller>;
+  /** Resolves with the reply's data, or {data, next_cursor} for paged actions. */
+  request<T = any>(resource: string, action: string, payload?: object, options?: RequestOptions): Promise<T>;
+  /** Live subscription; onData gets the first answer, each new one, and a fresh one after a reconnect. */
+  subscribe<T = any>(resource: string, action: string, payload: object,
+                     onData: (data: T, meta: UpdateMeta) => void, options?: SubscribeOptions): () => void;
+  /** Closes for good; pending requests are rejected with "closed". */
+  close(): void;
+  /** The delay before the next reconnect attempt, ms. */
+  nextDelay(): number;
+}
