@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,24 +97,31 @@ class Subscribers:
     """bench/live_client.py on its own core: subscribes, then stamps updates until stopped."""
     process: subprocess.Popen[bytes]
     ready: dict[str, Any]
+    out: Path
 
     @classmethod
     async def start(cls, daemon: Daemon, connections: int, subscriptions: list[dict],
                     probe: int = -1) -> "Subscribers":
+        out = Path(tempfile.mkstemp(prefix="live-arrivals-", suffix=".json")[1])
         process = subprocess.Popen(
             pinned(CLIENT_CPUS) + [sys.executable, "-m", "bench.live_client", daemon.url, daemon.token,
-                                   str(connections), orjson.dumps(subscriptions).decode(), str(probe)],
+                                   str(connections), orjson.dumps(subscriptions).decode(), str(probe),
+                                   str(out)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, preexec_fn=raise_open_files)
         assert process.stdout is not None
         line = await asyncio.to_thread(process.stdout.readline)
         if not line:
             raise RuntimeError(f"subscribers exited with {process.wait()}")
-        return cls(process, orjson.loads(line))
+        return cls(process, orjson.loads(line), out)
 
     async def stop(self) -> dict[str, Any]:
-        """Ends the recording; returns the arrivals."""
-        out, _ = await asyncio.to_thread(self.process.communicate, b"stop\n", 120)
-        return orjson.loads(out)
+        """Ends the recording; returns the arrivals (through a file: they can be megabytes)."""
+        await asyncio.to_thread(self.process.communicate, b"stop\n", 120)
+        if self.process.returncode != 0:
+            raise RuntimeError(f"subscribers exited with {self.process.returncode}")
+        arrivals = orjson.loads(self.out.read_bytes())
+        self.out.unlink()
+        return arrivals
 
 
 async def live_stats(ws: Any) -> dict[str, int]:
@@ -160,7 +168,9 @@ async def step_move(connection: asyncpg.Connection, lead_id: str, from_step: str
         "INSERT INTO lead_step_history (lead_id, from_step, to_step, source) "
         "VALUES ($1, $2::lead_step, $3::lead_step, 'agent')", lead_id, from_step, to_step)
     await connection.execute(
-        "UPDATE lead_qualifications SET current_step = $2::lead_step, updated_at = now() WHERE id = $1",
+        "UPDATE lead_qualifications SET current_step = $2::lead_step, updated_at = now(), "
+        "completed_at = CASE WHEN $2::lead_step = 'completed' THEN coalesce(completed_at, now()) END "
+        "WHERE id = $1",
         lead_id, to_step)
     started = time.monotonic()
     await transaction.commit()

@@ -2,7 +2,7 @@
 
 Opens CONNECTIONS WebSocket connections, subscribes each to every entry of SUBSCRIPTIONS,
 prints one JSON line `{"ready": ...}`, then records when each update arrives until a line
-arrives on stdin; then prints one JSON object of arrivals and exits.
+arrives on stdin; then writes one JSON object of arrivals to OUT and exits.
 
 Reading must cost as little as possible so that the client's own delay does not show up
 as the server's: frames stay bytes (no UTF-8 decode), and an update is only sliced to find
@@ -10,7 +10,7 @@ its subscription id. Only the subscription named PROBE (an index into SUBSCRIPTI
 none) is looked into further: its `"total_users":N` is read, so that the harness can tell
 which commit a push reflects when commits come faster than re-runs.
 
-Usage: python -m bench.live_client URL TOKEN CONNECTIONS SUBSCRIPTIONS_JSON [PROBE]
+Usage: python -m bench.live_client URL TOKEN CONNECTIONS SUBSCRIPTIONS_JSON PROBE OUT
 Output: {"ready": n, "subscriptions": n, "arrivals": {"t": [...], "sub": [...], "conn": [...]},
          "probe": {"t": [...], "conn": [...], "value": [...]}, "errors": [...]}
 Times are time.monotonic() (CLOCK_MONOTONIC: one clock for every process of the machine).
@@ -128,7 +128,7 @@ async def run(url: str, token: str, connections: int, subscriptions: list[dict],
 
 def main() -> None:
     url, token, connections, subscriptions = sys.argv[1:5]
-    probe = int(sys.argv[5]) if len(sys.argv) > 5 else -1
+    probe, out = int(sys.argv[5]), sys.argv[6]
     raise_open_files()
     try:
         import uvloop
@@ -136,8 +136,8 @@ def main() -> None:
     except ImportError:
         pass
     result = asyncio.run(run(url, token, int(connections), orjson.loads(subscriptions), probe))
-    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
-    sys.stdout.flush()
+    with open(out, "wb") as file:
+        file.write(orjson.dumps(result))
 
 
 if __name__ == "__main__":
