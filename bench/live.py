@@ -123,6 +123,13 @@ class Subscribers:
         self.out.unlink()
         return arrivals
 
+    def kill(self) -> None:
+        """After a failed measurement: the subscribers would otherwise wait on stdin forever."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.out.unlink(missing_ok=True)
+
 
 async def live_stats(ws: Any) -> dict[str, int]:
     """This daemon's live counters, from dashboard.get_real_time_metrics."""
@@ -136,8 +143,11 @@ async def live_stats(ws: Any) -> dict[str, int]:
 
 
 def metrics_connection(daemon: Daemon) -> Any:
+    """The harness's own connection. It reads only when it asks for metrics, so the change
+    hints every client is sent pile up in between: an unbounded queue and no keepalive, or
+    the library stops reading, misses the server's pings and the connection is dropped."""
     return connect(daemon.url, additional_headers={"Authorization": f"Bearer {daemon.token}"},
-                   compression=None, max_size=None)
+                   compression=None, max_size=None, max_queue=None, ping_interval=None)
 
 
 def summary(values: list[float]) -> dict[str, float | None]:
@@ -192,21 +202,24 @@ async def live_fanout(leads: int, connections: int, per_connection: int, commits
             async with metrics_connection(daemon) as ws:
                 rss_before = daemon.rss_bytes()
                 subscribers = await Subscribers.start(daemon, connections, subscriptions)
-                await asyncio.sleep(2)
-                rss_after = daemon.rss_bytes()
-                writer = await asyncpg.connect(data.dsn)
-                stats = [await live_stats(ws)]
-                cpu_before, load_before = cpu_seconds(daemon.process.pid), load_average()  # type: ignore[union-attr]
-                client_before = cpu_seconds(subscribers.process.pid)
-                t0s = []
-                for lead_id, step in moves:
-                    t0s.append(await step_move(writer, lead_id, step))
-                    await asyncio.sleep(spacing)
-                    stats.append(await live_stats(ws))
-                cpu = cpu_seconds(daemon.process.pid) - cpu_before  # type: ignore[union-attr]
-                client_cpu = cpu_seconds(subscribers.process.pid) - client_before
-                await writer.close()
-                arrivals = await subscribers.stop()
+                try:
+                    await asyncio.sleep(2)
+                    rss_after = daemon.rss_bytes()
+                    writer = await asyncpg.connect(data.dsn)
+                    stats = [await live_stats(ws)]
+                    cpu_before, load_before = cpu_seconds(daemon.process.pid), load_average()  # type: ignore[union-attr]
+                    client_before = cpu_seconds(subscribers.process.pid)
+                    t0s = []
+                    for lead_id, step in moves:
+                        t0s.append(await step_move(writer, lead_id, step))
+                        await asyncio.sleep(spacing)
+                        stats.append(await live_stats(ws))
+                    cpu = cpu_seconds(daemon.process.pid) - cpu_before  # type: ignore[union-attr]
+                    client_cpu = cpu_seconds(subscribers.process.pid) - client_before
+                    await writer.close()
+                    arrivals = await subscribers.stop()
+                finally:
+                    subscribers.kill()
     figures = fanout_figures(t0s, arrivals, stats, cpu, connections, subscriptions, rss_before, rss_after,
                              subscribers.ready, leads, load_before)
     return {**figures, "client_cpu_s": client_cpu, "window_s": len(t0s) * spacing,
@@ -302,24 +315,37 @@ async def live_load(leads: int, connections: int, seconds: float, agent_rate: fl
             async with metrics_connection(daemon) as ws:
                 subscribers = await Subscribers.start(daemon, connections, subscriptions, probe=0)
                 agent = demo_agent(data.dsn, agent_rate)
-                await asyncio.sleep(3)  # the agent's connection and first events
-                data_dir = data.server.data_dir
-                written_before = await rows_written(data.dsn)
-                before = (await live_stats(ws), cpu_seconds(daemon.process.pid),  # type: ignore[union-attr]
-                          postgres_cpu_seconds(data_dir), time.monotonic(), load_average(),
-                          cpu_seconds(subscribers.process.pid), cpu_seconds(agent.pid))
-                commits = await probe_writer(data.dsn, probe_rate, time.monotonic() + seconds)
-                after = (await live_stats(ws), cpu_seconds(daemon.process.pid),  # type: ignore[union-attr]
-                         postgres_cpu_seconds(data_dir), time.monotonic(), None,
-                         cpu_seconds(subscribers.process.pid), cpu_seconds(agent.pid))
-                agent.terminate()
-                agent.wait(30)
-                await asyncio.sleep(1)  # statistics reach pg_stat_user_tables within a second
-                written = await rows_written(data.dsn)
-                written = {k: (v - written_before.get(k, 0)) / seconds for k, v in written.items()}
-                arrivals = await subscribers.stop()
+                try:
+                    figures = await measure_load(ws, daemon, data, subscribers, agent, seconds, probe_rate)
+                finally:
+                    agent.kill()
+                    agent.wait()
+                    subscribers.kill()
+    commits, arrivals, before, after, written = figures
     return {**load_figures(commits, arrivals, before, after, leads, connections, subscriptions,
                            agent_rate, probe_rate), "rows_written_per_s": written}
+
+
+async def measure_load(ws: Any, daemon: Daemon, data: Data, subscribers: Subscribers,
+                       agent: subprocess.Popen[bytes], seconds: float, probe_rate: float) -> tuple:
+    """CPU of wsd and PostgreSQL, re-runs and timestamped commits over `seconds` of writes."""
+    await asyncio.sleep(3)  # the agent's connection and first events
+    data_dir = data.server.data_dir
+    written_before = await rows_written(data.dsn)
+    before = (await live_stats(ws), cpu_seconds(daemon.process.pid),  # type: ignore[union-attr]
+              postgres_cpu_seconds(data_dir), time.monotonic(), load_average(),
+              cpu_seconds(subscribers.process.pid), cpu_seconds(agent.pid))
+    commits = await probe_writer(data.dsn, probe_rate, time.monotonic() + seconds)
+    after = (await live_stats(ws), cpu_seconds(daemon.process.pid),  # type: ignore[union-attr]
+             postgres_cpu_seconds(data_dir), time.monotonic(), None,
+             cpu_seconds(subscribers.process.pid), cpu_seconds(agent.pid))
+    agent.terminate()
+    agent.wait(30)
+    await asyncio.sleep(1)  # statistics reach pg_stat_user_tables within a second
+    written = await rows_written(data.dsn)
+    written = {k: (v - written_before.get(k, 0)) / seconds for k, v in written.items()}
+    arrivals = await subscribers.stop()
+    return commits, arrivals, before, after, written
 
 
 def push_latencies(commits: list[tuple[float, int]], probe: dict, connections: int) -> tuple[list[float], int]:
