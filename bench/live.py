@@ -309,7 +309,7 @@ def demo_agent(dsn: str, rate: float) -> subprocess.Popen[bytes]:
 async def live_load(leads: int, connections: int, seconds: float, agent_rate: float,
                     probe_rate: float) -> dict[str, Any]:
     """`connections` dashboards on every aggregate while the agent writes for `seconds`."""
-    async with Data(leads, exact=False) as data:
+    async with Data(leads) as data:
         subscriptions = [{"resource": r, "action": a, "payload": p} for r, a, p in LOAD_SUBSCRIPTIONS]
         with Daemon(data.dsn, cache_ttl=2.0, cpus=SERVER_CPUS, env=LIVE_ENV) as daemon:
             async with metrics_connection(daemon) as ws:
@@ -348,28 +348,32 @@ async def measure_load(ws: Any, daemon: Daemon, data: Data, subscribers: Subscri
     return commits, arrivals, before, after, written
 
 
-def push_latencies(commits: list[tuple[float, int]], probe: dict, connections: int) -> tuple[list[float], int]:
+def push_latencies(commits: list[tuple[float, int]], probe: dict,
+                   connections: int) -> tuple[list[list[float]], int]:
     """For each timestamped commit and each connection: the first dashboard-stats push whose
-    total_users shows the commit. Returns the latencies (ms) and how many never came."""
+    total_users shows the commit. Returns the latencies (ms) per commit and how many never came."""
     by_connection: list[list[tuple[float, int]]] = [[] for _ in range(connections)]
     for t, conn, value in zip(probe["t"], probe["conn"], probe["value"]):
         by_connection[conn].append((t, value))
-    latencies, missing = [], 0
+    per_commit, missing = [], 0
     for t0, total in commits:
+        latencies = []
         for pushes in by_connection:
             seen = next((t for t, value in pushes if value >= total and t >= t0), None)
             if seen is None:
                 missing += 1
             else:
                 latencies.append((seen - t0) * 1000)
-    return latencies, missing
+        per_commit.append(latencies)
+    return per_commit, missing
 
 
 def load_figures(commits: list[tuple[float, int]], arrivals: dict, before: tuple, after: tuple, leads: int,
                  connections: int, subscriptions: list[dict], agent_rate: float,
                  probe_rate: float) -> dict[str, Any]:
     elapsed = after[3] - before[3]
-    latencies, missing = push_latencies(commits, arrivals["probe"], connections)
+    per_commit, missing = push_latencies(commits, arrivals["probe"], connections)
+    latencies = [latency for commit in per_commit for latency in commit]
     return {"leads": leads, "connections": connections, "seconds": elapsed,
             "actions": [f"{s['resource']}.{s['action']}" for s in subscriptions],
             "writes_per_s": {"agent": agent_rate, "timestamped_probe": probe_rate},
@@ -383,4 +387,7 @@ def load_figures(commits: list[tuple[float, int]], arrivals: dict, before: tuple
             "updates_sent_per_s": (after[0]["updates_sent"] - before[0]["updates_sent"]) / elapsed,
             "updates_delivered": len(arrivals["arrivals"]["t"]),
             "timestamped_commits": len(commits), "push_latency": summary(latencies),
+            # first connection served vs last: waiting for the re-run vs fanning it out
+            "first_push_latency": summary([min(c) for c in per_commit if c]),
+            "last_push_latency": summary([max(c) for c in per_commit if c]),
             "pushes_missing": missing, "errors": arrivals["errors"]}
