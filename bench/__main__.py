@@ -52,7 +52,7 @@ def print_table(results: dict[str, Any]) -> None:
 async def live_scenarios(args: argparse.Namespace, scenarios: list[str], results: dict[str, Any]) -> None:
     """The live-query scenarios (bench/live.py); each runs on its own data and daemon."""
     if "live-fanout" in scenarios:
-        results["live-fanout"] = await live_fanout(args.leads, args.fanout_connections, args.fanout_per_connection,
+        results["live-fanout"] = await live_fanout(args.leads, args.fanout_connections, [a for a in args.fanout_actions.split(",") if a],
                                                    args.fanout_commits, args.fanout_spacing)
     if "live-load" in scenarios:
         results["live-load"] = await live_load(args.load_leads, args.load_connections, args.load_seconds,
@@ -62,7 +62,8 @@ async def live_scenarios(args: argparse.Namespace, scenarios: list[str], results
 def print_live(results: dict[str, Any]) -> None:
     fanout = results.get("live-fanout")
     if fanout:
-        u, a = fanout["update_latency"], fanout["all_subscribers_latency"]
+        u, a = ({k: v if v is not None else float("nan") for k, v in fanout[key].items()}
+                for key in ("update_latency", "all_subscribers_latency"))
         print(f"\nlive-fanout: {fanout['subscriptions']} subscriptions on {fanout['connections']} connections, "
               f"{fanout['commits']} commits: update p50 {u['p50_ms']:.1f} p99 {u['p99_ms']:.1f} ms; "
               f"all subscribers of a commit p50 {a['p50_ms']:.1f} p99 {a['p99_ms']:.1f} ms; "
@@ -71,7 +72,7 @@ def print_live(results: dict[str, Any]) -> None:
               f"RSS {fanout['rss_before_mib']:.0f} -> {fanout['rss_after_mib']:.0f} MiB")
     load = results.get("live-load")
     if load:
-        p = load["push_latency"]
+        p = {k: v if v is not None else float("nan") for k, v in load["push_latency"].items()}
         print(f"\nlive-load: {load['leads']} leads, {load['connections']} connections × {len(load['actions'])}: "
               f"PostgreSQL {load['postgres_cpu_share']:.2f} core, wsd {load['wsd_cpu_share']:.2f} core, "
               f"{load['reruns_per_s']:.1f} re-runs/s; commit→push p50 {p['p50_ms']:.1f} p99 {p['p99_ms']:.1f} ms "
@@ -88,7 +89,8 @@ async def main() -> None:
     parser.add_argument("--cold-sizes", default="10000,100000")
     parser.add_argument("--cold-repeats", type=int, default=10)
     parser.add_argument("--fanout-connections", type=int, default=1000)
-    parser.add_argument("--fanout-per-connection", type=int, default=10, help="subscriptions per connection (≤ 10)")
+    parser.add_argument("--fanout-actions", default="",
+                        help="comma-separated action names out of bench/live.py's ten (default: all)")
     parser.add_argument("--fanout-commits", type=int, default=20)
     parser.add_argument("--fanout-spacing", type=float, default=1.0, help="seconds between commits")
     parser.add_argument("--load-leads", type=int, default=1_000_000)

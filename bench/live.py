@@ -192,12 +192,13 @@ def fanout_subscriptions(lead_id: str) -> list[dict]:
             for r, a, p in FANOUT_SUBSCRIPTIONS]
 
 
-async def live_fanout(leads: int, connections: int, per_connection: int, commits: int,
+async def live_fanout(leads: int, connections: int, actions: list[str], commits: int,
                       spacing: float) -> dict[str, Any]:
-    """`connections` × `per_connection` subscriptions; `commits` step moves `spacing` s apart."""
+    """`connections` × the named `actions` (all ten when empty); `commits` step moves
+    `spacing` s apart."""
     async with Data(leads) as data:
         moves = await leads_to_move(data.dsn, commits)
-        subscriptions = fanout_subscriptions(moves[0][0])[:per_connection]
+        subscriptions = [s for s in fanout_subscriptions(moves[0][0]) if not actions or s["action"] in actions]
         with Daemon(data.dsn, cache_ttl=2.0, cpus=SERVER_CPUS, env=LIVE_ENV) as daemon:
             async with metrics_connection(daemon) as ws:
                 rss_before = daemon.rss_bytes()
