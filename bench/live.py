@@ -38,7 +38,7 @@ LIVE_ENV = {"WSD_SERVER_MAX_CONNECTIONS_PER_TOKEN": "20000", "WSD_SERVER_MAX_CON
 
 # live-fanout: ten read actions a dashboard tab keeps open; the lead document is filled in
 # with the lead the first commit moves.
-FANOUT_SUBSCRIPTIONS = [
+FANOUT_SUBSCRIPTIONS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("dashboard", "get_dashboard_stats", {}), ("dashboard", "get_conversion_funnel", {}),
     ("dashboard", "get_activity_timeline", {}), ("dashboard", "get_agent_performance", {}),
     ("leads", "get_lead_pipeline", {}), ("leads", "get_conversion_stats", {}),
@@ -47,7 +47,7 @@ FANOUT_SUBSCRIPTIONS = [
 
 # live-load: every dashboard and leads aggregate (issue 16); get_dashboard_stats first, it
 # is the probe whose total_users tells which commit a push reflects.
-LOAD_SUBSCRIPTIONS = [
+LOAD_SUBSCRIPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("dashboard", "get_dashboard_stats", {}), ("dashboard", "get_conversion_funnel", {}),
     ("dashboard", "get_activity_timeline", {}), ("dashboard", "get_agent_performance", {}),
     ("leads", "get_lead_pipeline", {}), ("leads", "get_conversion_stats", {}),
@@ -343,8 +343,8 @@ async def measure_load(ws: Any, daemon: Daemon, data: Data, subscribers: Subscri
     agent.terminate()
     agent.wait(30)
     await asyncio.sleep(1)  # statistics reach pg_stat_user_tables within a second
-    written = await rows_written(data.dsn)
-    written = {k: (v - written_before.get(k, 0)) / seconds for k, v in written.items()}
+    written_after = await rows_written(data.dsn)
+    written = {k: (v - written_before.get(k, 0)) / seconds for k, v in written_after.items()}
     arrivals = await subscribers.stop()
     return commits, arrivals, before, after, written
 
