@@ -4,6 +4,7 @@ Examples:
     python -m bench                                   # every scenario at 10k leads
     python -m bench --scenarios stats,point --clients 100 --seconds 10
     python -m bench --scenarios cold --cold-sizes 10000,100000,1000000
+    python -m bench --scenarios live-fanout,live-load --load-leads 1000000
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import asyncio
 from typing import Any
 
 from bench.harness import (SCENARIOS, Data, cold_aggregates, machine, save, throughput_scenarios)
+from bench.live import live_fanout, live_load
+
+LIVE_SCENARIOS = ("live-fanout", "live-load")
 
 
 def _ratio(result: dict[str, Any]) -> str:
@@ -37,11 +41,42 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"{name:34} {r['msgs_per_s']:9.0f} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['p99_ms']:8.2f} "
                   f"{r['server_cpu_us_per_request']:10.0f} {r['server_rss_mib']:8.0f}  "
                   f"{floor['msgs_per_s'] if floor else 0:11.0f}   {_ratio(r)}")
+    print_live(results)
     cold = results.get("cold", {})
     if cold:
         print(f"\n{'aggregate, cache off':42} {'leads':>9} {'median ms':>10} {'max ms':>8}")
         for name, r in cold.items():
             print(f"{name.split('@')[0]:42} {r['leads']:9} {r['median_ms']:10.1f} {r['max_ms']:8.1f}")
+
+
+async def live_scenarios(args: argparse.Namespace, scenarios: list[str], results: dict[str, Any]) -> None:
+    """The live-query scenarios (bench/live.py); each runs on its own data and daemon."""
+    if "live-fanout" in scenarios:
+        results["live-fanout"] = await live_fanout(args.leads, args.fanout_connections, [a for a in args.fanout_actions.split(",") if a],
+                                                   args.fanout_commits, args.fanout_spacing)
+    if "live-load" in scenarios:
+        results["live-load"] = await live_load(args.load_leads, args.load_connections, args.load_seconds,
+                                               args.load_agent_rate, args.load_probe_rate)
+
+
+def print_live(results: dict[str, Any]) -> None:
+    fanout = results.get("live-fanout")
+    if fanout:
+        u, a = ({k: v if v is not None else float("nan") for k, v in fanout[key].items()}
+                for key in ("update_latency", "all_subscribers_latency"))
+        print(f"\nlive-fanout: {fanout['subscriptions']} subscriptions on {fanout['connections']} connections, "
+              f"{fanout['commits']} commits: update p50 {u['p50_ms']:.1f} p99 {u['p99_ms']:.1f} ms; "
+              f"all subscribers of a commit p50 {a['p50_ms']:.1f} p99 {a['p99_ms']:.1f} ms; "
+              f"{fanout['updates_per_commit']:.0f} updates and {fanout['reruns_per_commit']:.1f} re-runs per commit; "
+              f"{fanout['server_cpu_us_per_update']:.0f} µs CPU per update; "
+              f"RSS {fanout['rss_before_mib']:.0f} -> {fanout['rss_after_mib']:.0f} MiB")
+    load = results.get("live-load")
+    if load:
+        p = {k: v if v is not None else float("nan") for k, v in load["push_latency"].items()}
+        print(f"\nlive-load: {load['leads']} leads, {load['connections']} connections × {len(load['actions'])}: "
+              f"PostgreSQL {load['postgres_cpu_share']:.2f} core, wsd {load['wsd_cpu_share']:.2f} core, "
+              f"{load['reruns_per_s']:.1f} re-runs/s; commit→push p50 {p['p50_ms']:.1f} p99 {p['p99_ms']:.1f} ms "
+              f"({p['n']} pushes, {load['pushes_missing']} missing)")
 
 
 async def main() -> None:
@@ -53,6 +88,16 @@ async def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS + ("cold",)))
     parser.add_argument("--cold-sizes", default="10000,100000")
     parser.add_argument("--cold-repeats", type=int, default=10)
+    parser.add_argument("--fanout-connections", type=int, default=1000)
+    parser.add_argument("--fanout-actions", default="",
+                        help="comma-separated action names out of bench/live.py's ten (default: all)")
+    parser.add_argument("--fanout-commits", type=int, default=20)
+    parser.add_argument("--fanout-spacing", type=float, default=1.0, help="seconds between commits")
+    parser.add_argument("--load-leads", type=int, default=1_000_000)
+    parser.add_argument("--load-connections", type=int, default=100)
+    parser.add_argument("--load-seconds", type=float, default=60)
+    parser.add_argument("--load-agent-rate", type=float, default=48, help="demo-activity events/s")
+    parser.add_argument("--load-probe-rate", type=float, default=2, help="timestamped commits/s")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
     results: dict[str, Any] = {"machine": machine(), "clients": args.clients, "seconds": args.seconds,
@@ -68,6 +113,7 @@ async def main() -> None:
             async with Data(size) as data:
                 for name, r in (await cold_aggregates(data, args.cold_repeats)).items():
                     results["cold"][f"{name}@{size}"] = r
+    await live_scenarios(args, scenarios, results)
     print_table(results)
     print(f"\nsaved {save(results)}")
 
