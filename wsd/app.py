@@ -25,6 +25,7 @@ from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
 from wsd.leader import lead
 from wsd.listener import ChangeListener
+from wsd.live import ChangeHints
 from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
@@ -146,13 +147,17 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
             stack.push_async_callback(calendar.graph.close)
         server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar)
 
+        hints = ChangeHints(server.publish)
+
         def relay(channel: str, payload: str) -> None:
             message = orjson.loads(payload)
-            if channel == CHANGES_CHANNEL:
-                topics = {message["topic"]}
-                cache.invalidate(topics)
-                server.live.changed(topics)
-            server.publish(EVENT_CHANNELS[channel], message)
+            if channel != CHANGES_CHANNEL:
+                server.publish(EVENT_CHANNELS[channel], message)
+                return
+            topics = {message["topic"]}
+            cache.invalidate(topics)
+            server.live.changed(topics)
+            hints.changed(message["topic"])
 
         def resync() -> None:
             cache.invalidate()

@@ -30,7 +30,7 @@ from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, validate_
 from wsd.errors import InvalidPayload, NotFound, RateLimited, WsdError
 from wsd.protocol import encode
 
-__all__ = ["LiveQueries", "LiveQuery", "Subscriber", "LIVE_RESOURCE"]
+__all__ = ["LiveQueries", "LiveQuery", "Subscriber", "ChangeHints", "LIVE_RESOURCE"]
 
 log = structlog.get_logger("wsd.live")
 
@@ -251,6 +251,32 @@ class LiveQueries:
         return {"queries": len(self._queries),
                 "subscriptions": sum(len(q.subscribers) for q in self._queries.values()),
                 "reruns": self.reruns, "updates_sent": self.updates_sent}
+
+
+class ChangeHints:
+    """The `changes` hints to clients, at most one per topic per `interval` seconds.
+
+    The AI agent's activity raises a topic many times a second, and each hint is a frame to
+    every connection: relaying each one cost more CPU than the live re-runs themselves. A hint
+    says only that a topic changed, so the ones within an interval say it once.
+    """
+
+    def __init__(self, publish: Callable[[str, Any], None], interval: float = 0.25) -> None:
+        self._publish = publish
+        self._interval = interval
+        self._pending: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def changed(self, topic: str) -> None:
+        self._pending.add(topic)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        topics, self._pending = sorted(self._pending), set()
+        for topic in topics:
+            self._publish("changes", {"topic": topic})
 
 
 # Re-runs are not anybody's request: they run as a viewer, the role every read action has.
