@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Collection, Hashable, Iterable
 
-__all__ = ["SingleFlightCache", "CacheStats"]
+__all__ = ["SingleFlightCache", "CacheStats", "MISS"]
+
+MISS: Any = object()   # what `peek` returns when no fresh answer is stored
 
 
 @dataclass
@@ -39,11 +41,14 @@ class SingleFlightCache:
         self._topic_generations: dict[str, int] = {}
         self._entries: dict[Hashable, tuple[float, Hashable, Any]] = {}
         self._inflight: dict[tuple[Hashable, Hashable], asyncio.Future[Any]] = {}
+        # Stamps of frozen topic sets, forgotten at every invalidation.
+        self._stamps: dict[frozenset[str], Hashable] = {}
 
     def invalidate(self, topics: Iterable[str] | None = None) -> None:
         """Forget stored answers that depend on `topics` (every answer when None, as after a
         listener reconnection); such computations already running will not be stored."""
         self.stats.invalidations += 1
+        self._stamps.clear()
         if topics is None:
             self._generation += 1
             self._entries.clear()
@@ -53,15 +58,29 @@ class SingleFlightCache:
 
     def _stamp(self, topics: Collection[str]) -> Hashable:
         """What must be unchanged for an answer depending on `topics` to stay good."""
+        if type(topics) is frozenset:
+            stamp = self._stamps.get(topics)
+            if stamp is None:
+                stamp = self._stamps[topics] = self._compute_stamp(topics)
+            return stamp
+        return self._compute_stamp(topics)
+
+    def _compute_stamp(self, topics: Collection[str]) -> Hashable:
         return self._generation, tuple(self._topic_generations.get(t, 0) for t in sorted(topics))
 
-    async def get(self, key: Hashable, topics: Collection[str], compute: Callable[[], Awaitable[Any]]) -> Any:
-        stamp = self._stamp(topics)
+    def peek(self, key: Hashable, topics: Collection[str]) -> Any:
+        """The stored answer if it is still good (counted as a hit), else `MISS`; never waits."""
         entry = self._entries.get(key)
-        if entry is not None and entry[0] > self._clock() and entry[1] == stamp:
+        if entry is not None and entry[0] > self._clock() and entry[1] == self._stamp(topics):
             self.stats.hits += 1
             return entry[2]
-        generation = stamp
+        return MISS
+
+    async def get(self, key: Hashable, topics: Collection[str], compute: Callable[[], Awaitable[Any]]) -> Any:
+        value = self.peek(key, topics)
+        if value is not MISS:
+            return value
+        generation = self._stamp(topics)
         flight = self._inflight.get((key, generation))
         if flight is not None:
             self.stats.joined += 1

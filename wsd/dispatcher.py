@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Iterable,
 import asyncpg
 import msgspec
 
-from wsd.cache import SingleFlightCache
+from wsd.cache import MISS, SingleFlightCache
 from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError
-from wsd.protocol import encode
+from wsd.protocol import Encoded, encode
 from wsd.runtime import Runtime
 from wsd.topics import Topic
 
@@ -185,8 +185,20 @@ class CommitOutcomeUnknown(Exception):
     """The connection failed while COMMIT was on its way: the write may or may not be stored."""
 
 
+# The one instance of each field-less payload type (NoPayload): an empty payload converts to
+# it without msgspec, and nothing can change a Struct without fields.
+_EMPTY: dict[type[Payload], Payload] = {}
+
+
 def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Payload:
     """Convert a JSON payload into the action's Struct, naming the offending field on failure."""
+    if not payload:
+        empty = _EMPTY.get(payload_type)
+        if empty is not None:
+            return empty
+        if not payload_type.__struct_fields__:
+            empty = _EMPTY[payload_type] = msgspec.convert(payload, payload_type)
+            return empty
     if (nul_field := _nul_path(payload)) is not None:
         raise InvalidPayload("text may not contain the NUL character (U+0000)", {"field": nul_field})
     try:
@@ -219,20 +231,34 @@ class Dispatcher:
                                 {"resource": resource, "action": action_name})
         return action
 
+    @staticmethod
+    def authorize(action: Action, caller: Caller, payload: dict[str, Any]) -> Payload:
+        """The role check and the payload's validation: the action's arguments, or a `WsdError`."""
+        if _ROLE_RANK[caller.role] < _ROLE_RANK[action.role]:
+            raise Forbidden(f"this action needs the {action.role} role",
+                            {"required_role": action.role, "role": caller.role})
+        return validate_payload(payload, action.payload_type)
+
+    def stored_answer(self, action: Action, arguments: Payload) -> Any:
+        """A cached action's stored answer for `arguments` if it is still good, else `MISS`
+        (answer it with `dispatch`). Never waits, so a server can answer it inline."""
+        if not action.cached or self.cache is None:
+            return MISS
+        return self.cache.peek((action, msgspec.json.encode(arguments)), action.topics)
+
     async def dispatch(self, action: Action, context: Context, payload: dict[str, Any]) -> Any:
         """Authorize, validate and run `action`; every failure leaves as a `WsdError`.
 
         Anything that is not a `WsdError` nor a database outage propagates unchanged so the
-        caller can log it with its traceback and answer `internal`.
+        caller can log it with its traceback and answer `internal`. A cached action's answer
+        comes back `Encoded` (encoded once, shared by every request it answers).
         """
-        if _ROLE_RANK[context.caller.role] < _ROLE_RANK[action.role]:
-            raise Forbidden(f"this action needs the {action.role} role",
-                            {"required_role": action.role, "role": context.caller.role})
-        arguments = validate_payload(payload, action.payload_type)
+        arguments = self.authorize(action, context.caller, payload)
         try:
             if action.cached and self.cache is not None:
                 key = (action, msgspec.json.encode(arguments))
-                return await self.cache.get(key, action.topics, lambda: action.handler(context, arguments))
+                return await self.cache.get(key, action.topics,
+                                            lambda: _encoded(action.handler(context, arguments)))
             if not action.writes:
                 return await action.handler(context, arguments)
             if action.transactional:
@@ -312,6 +338,12 @@ class Dispatcher:
             raise Conflict("this idempotency_key was used with a different payload",
                            {"field": "idempotency_key"})
         return stored
+
+
+async def _encoded(answer: Awaitable[Any]) -> Any:
+    """A cached action's answer, encoded once for every request it will answer."""
+    result = await answer
+    return result if isinstance(result, Paged) else Encoded(encode(result))
 
 
 def _refused_field(error: asyncpg.PostgresError) -> str | None:

@@ -21,7 +21,7 @@ import orjson
 
 from wsd.errors import BadJson, BadRequest, WsdError
 
-__all__ = ["Request", "parse_request", "encode", "success_reply", "error_reply", "event_message"]
+__all__ = ["Encoded", "Request", "parse_request", "encode", "success_reply", "error_reply", "event_message"]
 
 RequestId = str | int | float | None
 # orjson writes integers of at most 64 bits; a larger id is echoed as its exact digits.
@@ -36,8 +36,21 @@ class Request:
     payload: dict[str, Any]
 
 
+class Encoded:
+    """An answer already encoded as JSON, shared by every request it answers (a cached
+    aggregate): replies splice its bytes in rather than encoding it again."""
+
+    __slots__ = ("body", "fragment")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.fragment = orjson.Fragment(body)
+
+
 def _default(value: Any) -> Any:
     """orjson handles uuid.UUID, datetime and date natively; these are the types it does not."""
+    if type(value) is Encoded:
+        return value.fragment
     if isinstance(value, uuid.UUID):  # asyncpg's own UUID subclass
         return str(value)
     if isinstance(value, decimal.Decimal):
@@ -65,6 +78,9 @@ def _wire_id(request_id: RequestId) -> Any:
     if isinstance(request_id, int) and request_id not in _ORJSON_INTS:
         return orjson.Fragment(str(request_id).encode())
     return request_id
+
+
+_ENVELOPE = frozenset(("resource", "action", "id", "payload"))
 
 
 def parse_request(frame: str | bytes) -> Request:
@@ -96,9 +112,9 @@ def parse_request(frame: str | bytes) -> Request:
         payload = {}
     elif not isinstance(payload, dict):
         problems["payload"] = "must be a JSON object"
-    unknown = set(body) - {"resource", "action", "id", "payload"}
-    for key in sorted(unknown):
-        problems[key] = "unknown envelope field"
+    if len(body) > 4 or any(key not in _ENVELOPE for key in body):
+        for key in sorted(set(body) - _ENVELOPE):
+            problems[key] = "unknown envelope field"
     if problems:
         raise BadRequest("malformed request envelope", {"fields": problems},
                          request_id=_request_id(request_id))
@@ -106,7 +122,12 @@ def parse_request(frame: str | bytes) -> Request:
 
 
 def success_reply(request_id: RequestId, data: Any, **extra: Any) -> bytes:
-    """`extra` goes beside `data` in the payload (e.g. `next_cursor` of a paginated list)."""
+    """`extra` goes beside `data` in the payload (e.g. `next_cursor` of a paginated list).
+
+    An `Encoded` answer is spliced in as it is (the same bytes `encode` would write)."""
+    if type(data) is Encoded and not extra:
+        return b'{"type":"success","id":' + encode(_wire_id(request_id)) + b',"payload":{"data":' \
+            + data.body + b"}}"
     return encode({"type": "success", "id": _wire_id(request_id), "payload": {"data": data, **extra}})
 
 

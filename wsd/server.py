@@ -34,8 +34,10 @@ from wsd.calendar_sync import CalendarSync
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
+from wsd.cache import MISS
 from wsd.guards import FailureThrottle, QuietLog
 from wsd.live import LIVE_RESOURCE, LiveQueries, LiveQuery
+from wsd.logs import log_request
 from wsd.metrics import RequestStats
 from wsd.metrics_export import DaemonMetrics
 from wsd.protocol import Request as WsdRequest
@@ -73,6 +75,7 @@ class Session:
     subscriptions: dict[str, LiveQuery] = field(default_factory=dict)
     # Live updates held back while the client is behind: the newest per subscription only.
     held_updates: dict[str, bytes] = field(default_factory=dict)
+    context: Context | None = None   # what its requests' handlers get, built once per caller
 
     def unread_bytes(self) -> int:
         """Bytes written for this client that its socket has not taken yet."""
@@ -356,7 +359,13 @@ class WsdServer:
             if len(session.inflight) >= self.config.server.max_inflight_per_connection:
                 raise RateLimited("too many requests in flight on this connection",
                                   {"limit": self.config.server.max_inflight_per_connection})
-            call, writes = self._call_for(session, request)
+            if request.resource == LIVE_RESOURCE:
+                call, writes = self._live_call_for(session, request)
+            else:
+                action = self.dispatcher.lookup(request.resource, request.action)
+                if action.cached and self._answer_stored(session, request, action):
+                    return None
+                call, writes = self._call_for(session, request, action)
         except WsdError as error:
             session.push(error_reply(request.id, error))
             self.metrics.requests_refused.labels(str(error.code)).inc()
@@ -371,22 +380,54 @@ class WsdServer:
             task.add_done_callback(group.discard)
         return None
 
-    def _call_for(self, session: Session, request: WsdRequest) -> tuple[Callable[[], Awaitable[Any]], bool]:
-        """What a request runs (an action, or a live subscription's first answer), and whether
-        it writes. Raises UnknownAction before anything runs."""
-        if request.resource == LIVE_RESOURCE:
-            if request.action == "subscribe":
-                return (lambda: self.live.subscribe(session, request.payload)), False
-            if request.action == "unsubscribe":
-                async def unsubscribe() -> dict[str, Any]:
-                    self.live.unsubscribe(session, request.payload)
-                    return {"subscription": request.payload.get("subscription")}
-                return unsubscribe, False
-            raise UnknownAction(f"no action live.{request.action}",
-                                {"resource": LIVE_RESOURCE, "action": request.action})
-        action = self.dispatcher.lookup(request.resource, request.action)
+    def _answer_stored(self, session: Session, request: WsdRequest, action: Action) -> bool:
+        """Answer a cached action inline when its answer is stored: the same role check,
+        validation, reply, metrics and log line as a dispatched request, without a task.
+        False when nothing fresh is stored (the request is dispatched as usual)."""
+        started = time.perf_counter()
+        caller = session.caller
+        assert caller is not None
+        try:
+            answer = self.dispatcher.stored_answer(
+                action, self.dispatcher.authorize(action, caller, request.payload))
+        except WsdError as error:
+            session.push(error_reply(request.id, error))
+            self._done(request, caller, str(error.code), started)
+            return True
+        if answer is MISS:
+            return False
+        session.push(success_reply(request.id, answer))
+        self._done(request, caller, "ok", started)
+        return True
+
+    def _done(self, request: WsdRequest, caller: Caller, outcome: str, started: float) -> None:
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.request_stats.record(duration_ms)
+        self.metrics.observe_request(request.resource, request.action, outcome, duration_ms / 1000)
+        log_request(request.resource, request.action, request.id, caller.name, outcome,
+                    round(duration_ms, 2))
+
+    def _live_call_for(self, session: Session, request: WsdRequest) -> tuple[Callable[[], Awaitable[Any]], bool]:
+        """What a live request runs (a subscription's first answer, an unsubscribe). Raises
+        UnknownAction before anything runs."""
+        if request.action == "subscribe":
+            return (lambda: self.live.subscribe(session, request.payload)), False
+        if request.action == "unsubscribe":
+            async def unsubscribe() -> dict[str, Any]:
+                self.live.unsubscribe(session, request.payload)
+                return {"subscription": request.payload.get("subscription")}
+            return unsubscribe, False
+        raise UnknownAction(f"no action live.{request.action}",
+                            {"resource": LIVE_RESOURCE, "action": request.action})
+
+    def _call_for(self, session: Session, request: WsdRequest,
+                  action: Action) -> tuple[Callable[[], Awaitable[Any]], bool]:
+        """What a request for `action` runs, and whether it writes."""
         assert session.caller is not None
-        context = Context(self.pool, self.queries, self.config, session.caller, self.runtime)
+        context = session.context
+        if context is None or context.caller is not session.caller:
+            context = session.context = Context(self.pool, self.queries, self.config, session.caller,
+                                                self.runtime)
         return (lambda: self.dispatcher.dispatch(action, context, request.payload)), action.writes
 
     async def _execute(self, action: Action, payload: dict[str, Any], caller: Caller) -> Any:
@@ -459,12 +500,7 @@ class WsdServer:
             reply = error_reply(request.id, InternalError(
                 "internal error; the server log has the details", {"request_id": request.id}))
         session.push(reply)
-        duration_ms = (time.perf_counter() - started) * 1000
-        self.request_stats.record(duration_ms)
-        self.metrics.observe_request(request.resource, request.action, outcome, duration_ms / 1000)
-        log.info("request", resource=request.resource, action=request.action,
-                 request_id=request.id, caller=session.caller.name, outcome=outcome,
-                 duration_ms=round(duration_ms, 2))
+        self._done(request, session.caller, outcome, started)
 
     def runtime_snapshot(self) -> dict[str, Any]:
         """This instance's own numbers for the real-time dashboard."""

@@ -1,0 +1,264 @@
+"""`python -m bench.hotpath`: wsd's request path against bare floors, server CPU per request.
+
+On a fair core split: every server (wsd and its floors) pinned to core 0 (`taskset -c 0`),
+the load generator (`bench/hotload.py`, a bare-protocol uvloop client) and PostgreSQL pinned
+to core 1. In each round, for each scenario, wsd and its floors run one after the other
+(wsd, bare websockets, bare aiohttp), so a change in the machine's load hits them alike;
+the figure is server CPU µs per request (user + sys of the server's /proc/PID/stat over the
+measured window / replies in it) and the ratio wsd / websockets floor of the same round.
+
+wsd runs as shipped: access log at info (JSON lines to a file), cache on (ttl 2 s), auth by
+a Bearer header, every check in place.
+
+Scenarios: `cached` — dashboard.get_dashboard_stats from the cache (floor (a): parse, dict
+lookup, orjson reply of the same answer); `point` — leads.get_lead_with_complete_data over
+200 leads (floor (b): the action's own SQL through asyncpg); then both paced (100 clients ×
+10 req/s) for latency.
+
+    python -m bench.hotpath [--rounds 3] [--seconds 5] [--clients 50] [--profile cached|point]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from websockets.asyncio.client import connect
+
+from bench.harness import BENCH_VAR, RESULTS, ROOT, Data, free_port, sample_ids, wait_for_port
+from wsd.auth import new_token
+
+SERVER_CORE, CLIENT_CORE = "0", "1"
+
+
+def pin_postgres(data_dir: Path) -> None:
+    """PostgreSQL (postmaster and every backend it forks later) on the client's core."""
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "postgres" in (process.info["name"] or "") and str(data_dir) in " ".join(cmdline):
+            subprocess.run(["taskset", "-a", "-c", "-p", CLIENT_CORE, str(process.pid)],
+                           stdout=subprocess.DEVNULL, check=False)
+
+
+class Server:
+    """A server process pinned to the server core."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, path: str,
+                 token: str = "", log: Path | None = None) -> None:
+        self.name, self.port, self.path, self.token = name, port, path, token
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        self.process = subprocess.Popen(["taskset", "-c", SERVER_CORE, *argv], env=env, cwd=ROOT,
+                                        stdout=out)
+        wait_for_port(port, self.process)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid   # taskset execs the server: same pid
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def load(server: Server, messages: list[dict], clients: int, seconds: float, rate: float = 0.0,
+         warmup: float = 1.0) -> dict[str, Any]:
+    config = {"host": "127.0.0.1", "port": server.port, "path": server.path, "token": server.token,
+              "clients": clients, "warmup": warmup, "seconds": seconds, "rate": rate,
+              "server_pid": server.pid, "messages": messages}
+    done = subprocess.run(["taskset", "-c", CLIENT_CORE, sys.executable, "-m", "bench.hotload",
+                           orjson.dumps(config).decode()],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"load against {server.name} failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["loadavg"] = os.getloadavg()[0]
+    return result
+
+
+def start_wsd(dsn: str, log: Path) -> Server:
+    token, entry = new_token("bench", "admin")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_DATABASE_DSN": dsn, "WSD_SERVER_PORT": str(port),
+           "WSD_CACHE_TTL_SECONDS": "2.0", "WSD_LOG_LEVEL": "info", "WSD_UVLOOP": "1",
+           "WSD_DATABASE_POOL_MAX_SIZE": "10",
+           "WSD_AUTH_TOKENS": f'[{{name = "bench", role = "admin", sha256 = "{entry.sha256}"}}]'}
+    return Server("wsd", [sys.executable, "-m", "wsd", "serve"], env, port, "/ws", token, log)
+
+
+def start_floor(framework: str, answer: Path, dsn: str) -> Server:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return Server(framework, [sys.executable, "-m", "bench.floors", framework, str(port), str(answer), dsn],
+                  env, port, "/ws")
+
+
+async def cached_answer(server: Server) -> Any:
+    async with connect(f"ws://127.0.0.1:{server.port}/ws", compression=None, max_size=None,
+                       additional_headers={"Authorization": f"Bearer {server.token}"}) as ws:
+        await ws.send(orjson.dumps({"resource": "dashboard", "action": "get_dashboard_stats", "id": 1}).decode())
+        reply = orjson.loads(await ws.recv())
+    assert reply["type"] == "success", reply
+    return reply["payload"]["data"]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(rounds: list[dict[str, dict]], scenario: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for target in ("wsd", "websockets", "aiohttp"):
+        runs = [r[target] for r in rounds if target in r]
+        if not runs:
+            continue
+        out[target] = {"cpu_us": spread([r["server_cpu_us_per_request"] for r in runs]),
+                       "msgs_per_s": spread([r["msgs_per_s"] for r in runs]),
+                       "p50_ms": spread([r["p50_ms"] for r in runs]),
+                       "p99_ms": spread([r["p99_ms"] for r in runs]),
+                       "errors": sum(r["errors"] for r in runs)}
+    out["ratio_ws"] = spread([r["wsd"]["server_cpu_us_per_request"] / r["websockets"]["server_cpu_us_per_request"]
+                              for r in rounds])
+    if all("aiohttp" in r for r in rounds):
+        out["ratio_aiohttp"] = spread([r["wsd"]["server_cpu_us_per_request"] /
+                                       r["aiohttp"]["server_cpu_us_per_request"] for r in rounds])
+    return out
+
+
+def fmt(s: dict[str, float], digits: int = 1) -> str:
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}–{s['max']:.{digits}f}]"
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"\nmachine: {results['machine']}")
+    print(f"load average during the run: {results['loadavg']}")
+    print(f"\n{'scenario':10} {'server':11} {'cpu µs/req':>24} {'msgs/s':>26}   ratio to websockets floor")
+    for scenario in ("cached", "point"):
+        summary = results["summary"].get(scenario)
+        if not summary:
+            continue
+        for target in ("wsd", "websockets", "aiohttp"):
+            if target not in summary:
+                continue
+            s = summary[target]
+            ratio = ""
+            if target == "wsd":
+                ratio = f"{fmt(summary['ratio_ws'], 2)}"
+                if "ratio_aiohttp" in summary:
+                    ratio += f"  (to aiohttp {fmt(summary['ratio_aiohttp'], 2)})"
+            print(f"{scenario:10} {target:11} {fmt(s['cpu_us']):>24} {fmt(s['msgs_per_s'], 0):>26}   {ratio}")
+    paced = results.get("paced")
+    if paced:
+        print(f"\n{'paced 100 × 10/s':18} {'p50 ms':>22} {'p99 ms':>22} {'cpu µs/req':>24}")
+        for scenario, runs in paced.items():
+            print(f"{scenario:18} {fmt(spread([r['p50_ms'] for r in runs]), 2):>22} "
+                  f"{fmt(spread([r['p99_ms'] for r in runs]), 2):>22} "
+                  f"{fmt(spread([r['server_cpu_us_per_request'] for r in runs])):>24}")
+
+
+def machine() -> dict[str, Any]:
+    import uvloop
+    import websockets
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_model": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                               if line.startswith("model name")), "?"),
+            "websockets": websockets.__version__, "uvloop": uvloop.__version__,
+            "split": f"servers on core {SERVER_CORE}; load client and PostgreSQL on core {CLIENT_CORE}",
+            "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def profile(server: Server, messages: list[dict], clients: int, seconds: float, out: Path) -> None:
+    """py-spy on the server while the closed loop runs; raw (collapsed) stacks to `out`."""
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "500", "-p",
+                            str(server.pid), "-d", str(int(seconds)), "--format", "raw", "-o", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load(server, messages, clients, seconds + 1, warmup=0.5)
+    spy.wait(60)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpath")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--scenarios", default="cached,point,paced")
+    parser.add_argument("--no-aiohttp", action="store_true")
+    parser.add_argument("--profile", choices=("cached", "point"), help="only profile wsd with py-spy")
+    args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+    loadavg_before = os.getloadavg()
+    async with Data(10_000) as data:
+        pin_postgres(BENCH_VAR / "pg-10000")
+        lead_ids = (await sample_ids(data.dsn))["leads"]
+        messages = {
+            "cached": [{"resource": "dashboard", "action": "get_dashboard_stats", "id": 0}],
+            "point": [{"resource": "leads", "action": "get_lead_with_complete_data", "id": 0,
+                       "payload": {"lead_id": i}} for i in lead_ids],
+        }
+        wsd = start_wsd(data.dsn, BENCH_VAR / "hotpath-wsd.log")
+        servers = [wsd]
+        try:
+            if args.profile:
+                stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+                out = RESULTS / f"profile-{args.profile}-{stamp}.txt"
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                profile(wsd, messages[args.profile], args.clients, args.seconds, out)
+                print(f"saved {out}")
+                return
+            answer = BENCH_VAR / "hotpath-answer.json"
+            answer.write_bytes(orjson.dumps(await cached_answer(wsd)))
+            floors = {"websockets": start_floor("websockets", answer, data.dsn)}
+            if not args.no_aiohttp:
+                floors["aiohttp"] = start_floor("aiohttp", answer, data.dsn)
+            servers += floors.values()
+            results: dict[str, Any] = {"machine": machine(), "clients": args.clients, "seconds": args.seconds,
+                                       "rounds": {}, "summary": {}}
+            for scenario in ("cached", "point"):
+                if scenario not in scenarios:
+                    continue
+                rounds = []
+                for n in range(args.rounds):
+                    this: dict[str, dict] = {}
+                    for name, server in (("wsd", wsd), *floors.items()):
+                        this[name] = await asyncio.to_thread(load, server, messages[scenario], args.clients,
+                                                             args.seconds)
+                        print(f"{scenario} round {n + 1} {name:10}: {this[name]['server_cpu_us_per_request']:6.1f} µs/req "
+                              f"{this[name]['msgs_per_s']:8.0f} msgs/s  core busy {this[name]['server_core_busy']:.2f} "
+                              f"client {this[name]['client_cpu_us_per_request']:.1f} µs/req "
+                              f"errors {this[name]['errors']} load {this[name]['loadavg']:.2f}", flush=True)
+                    rounds.append(this)
+                results["rounds"][scenario] = rounds
+                results["summary"][scenario] = summarize(rounds, scenario)
+            if "paced" in scenarios:
+                results["paced"] = {}
+                for scenario in ("cached", "point"):
+                    runs = []
+                    for n in range(args.rounds):
+                        runs.append(await asyncio.to_thread(load, wsd, messages[scenario], 100, args.seconds, 10.0))
+                        print(f"paced {scenario} round {n + 1}: p50 {runs[-1]['p50_ms']:.2f} ms p99 "
+                              f"{runs[-1]['p99_ms']:.2f} ms ({runs[-1]['msgs_per_s']:.0f} msgs/s)", flush=True)
+                    results["paced"][scenario] = runs
+            results["loadavg"] = {"before": loadavg_before, "after": os.getloadavg()}
+        finally:
+            for server in servers:
+                server.stop()
+    print_table(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"hotpath-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"\nsaved {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
