@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -149,3 +150,24 @@ def test_token_new_prints_a_token_and_its_config_line() -> None:
     import hashlib
     assert hashlib.sha256(token.encode()).hexdigest() in done.stdout
     assert 'role = "viewer"' in done.stdout and 'name = "ops"' in done.stdout
+
+
+async def test_access_lines_past_the_budget_are_counted_not_lost(postgres, db, tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path, postgres, env={"WSD_LOG_ACCESS_LINES_PER_SECOND": "5"})
+    try:
+        async with open_client(daemon.url) as connection:
+            client = Client(connection)
+            for _ in range(50):
+                assert (await client.error("leads", "get_lead_with_complete_data",
+                                           {"lead_id": "6f1c0c53-4f47-4a8e-9d3e-0f7b8a1d2c3e"}))["code"] == "not_found"
+        await asyncio.sleep(1.6)   # the second ends; the half-second flush reports it
+    finally:
+        assert daemon.stop() == 0
+    lines = [orjson.loads(line) for line in daemon.log().splitlines() if line.startswith("{")]
+    logged = [line for line in lines if line["event"] == "request"
+              and line["action"] == "get_lead_with_complete_data"]
+    reports = [line for line in lines if line["event"] == "requests not logged"]
+    assert reports and all(report["limit_per_second"] == 5 for report in reports)
+    counted = sum(count["count"] for report in reports for count in report["counts"]
+                  if count["action"] == "get_lead_with_complete_data" and count["outcome"] == "not_found")
+    assert len(logged) + counted == 50 and counted >= 40

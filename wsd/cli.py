@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"wsd: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(config.log.level)
+    configure_logging(config.log.level, config.log.access_lines_per_second)
     code = args.run(config, args)
     return int(code)
 

@@ -125,6 +125,7 @@ class MetricsConfig(_Section):
 
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    access_lines_per_second: int = 1000
 
 
 class Config(_Section):
@@ -174,6 +175,8 @@ def _check(config: Config) -> None:
                        ("live.max_concurrent_reruns", config.live.max_concurrent_reruns)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if config.log.access_lines_per_second < 0:
+        raise ConfigError("log.access_lines_per_second: must not be negative (0 = every request)")
     if s.workers < 0:
         raise ConfigError("server.workers: must not be negative (0 = one per core)")
     if config.live.min_interval_ms < 0:

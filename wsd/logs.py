@@ -103,6 +103,41 @@ class _Clock:
         return f"{cls.prefix}.{micro:06d}Z" if micro else cls.prefix + "Z"
 
 
+class _AccessBudget:
+    """At most `per_second` access lines a second; the requests past it are counted by
+    (resource, action, outcome) and reported in one line when the second ends, so a flood
+    costs a dict increment per request instead of a line and the log keeps every count."""
+
+    per_second = 0          # 0: every request gets its line
+    second = -1
+    written = 0
+    skipped: dict[tuple[str, str, str], int] = {}
+
+    @classmethod
+    def allow(cls, resource: str, action: str, outcome: str) -> bool:
+        if not cls.per_second:
+            return True
+        second = int(time.monotonic())
+        if second != cls.second:
+            cls.report()
+            cls.second, cls.written = second, 0
+        if cls.written < cls.per_second:
+            cls.written += 1
+            return True
+        key = (resource, action, outcome)
+        cls.skipped[key] = cls.skipped.get(key, 0) + 1
+        return False
+
+    @classmethod
+    def report(cls) -> None:
+        if cls.skipped:
+            skipped, cls.skipped = cls.skipped, {}
+            _access_log.info("requests not logged", limit_per_second=cls.per_second,
+                             total=sum(skipped.values()),
+                             counts=[{"resource": r, "action": a, "outcome": o, "count": n}
+                                     for (r, a, o), n in sorted(skipped.items())])
+
+
 def log_request(resource: str, action: str, request_id: Any, caller: str, outcome: str,
                 duration_ms: float) -> None:
     """The access log line of one request.
@@ -112,6 +147,8 @@ def log_request(resource: str, action: str, request_id: Any, caller: str, outcom
     variables); otherwise (a terminal, a test's structlog set-up, a higher level) it goes
     through structlog.
     """
+    if not _AccessBudget.allow(resource, action, outcome):
+        return
     sink = _access_sink
     if sink is not None:
         try:
@@ -130,9 +167,13 @@ def _orjson_dumps(event: Any, **_: Any) -> bytes:
     return orjson.dumps(event, default=str)
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", access_lines_per_second: int = 0) -> None:
+    """Args:
+        access_lines_per_second: `log.access_lines_per_second` (0: a line for every request).
+    """
     global _sink, _access_sink
     _access_sink = None
+    _AccessBudget.per_second = access_lines_per_second
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -153,7 +194,7 @@ def configure_logging(level: str = "info") -> None:
                             wrapper_class=wrapper, logger_factory=lambda *_: sink,
                             cache_logger_on_first_use=True)
         handler = _BufferHandler(sink)
-        atexit.register(sink.flush)
+        atexit.register(flush_logs, final=True)
         if logging.getLevelName(level.upper()) <= logging.INFO:
             _access_sink = sink
     # Only libraries' warnings matter to an operator; they are rendered like wsd's own lines.
@@ -166,8 +207,11 @@ def configure_logging(level: str = "info") -> None:
     root.setLevel(logging.WARNING)
 
 
-def flush_logs() -> None:
-    """Write out the buffered log lines (a no-op on a terminal, where every line is printed)."""
+def flush_logs(final: bool = False) -> None:
+    """Write out the buffered log lines (a no-op on a terminal, where every line is printed),
+    with the counts of requests a finished second did not log (at exit, `final`: all)."""
+    if final or _AccessBudget.second != int(time.monotonic()):
+        _AccessBudget.report()
     if _sink is not None:
         _sink.flush()
 
