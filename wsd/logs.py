@@ -33,9 +33,13 @@ FLUSH_BYTES = 1 << 20
 
 
 class BufferedBytesLogger:
-    """structlog's BytesLogger, minus its write after every line: lines collect in a bytearray
-    written out (one system call) every half second, or when it holds `FLUSH_BYTES`. A
-    stream's own 8 KiB buffer would still write every ~40 lines."""
+    """structlog's BytesLogger for a daemon whose access log is its hot path.
+
+    Access lines (`log_request`) collect in a bytearray written out (one system call) every
+    half second, or when it holds `FLUSH_BYTES`; every other line — start, stop, refusals,
+    crashes, warnings — is written at once, after the access lines before it, so what an
+    operator (or a test) waits for is never held back.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
@@ -43,11 +47,18 @@ class BufferedBytesLogger:
         self._flushed_at = time.monotonic()
 
     def msg(self, message: bytes) -> None:
+        """An access line: buffered."""
         pending = self._pending
         pending += message
         pending += b"\n"
         if len(pending) >= FLUSH_BYTES or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
+
+    def write_now(self, message: bytes) -> None:
+        """Any other line: written with whatever access lines came before it."""
+        self._pending += message
+        self._pending += b"\n"
+        self.flush()
 
     def flush(self) -> None:
         self._flushed_at = time.monotonic()
@@ -59,8 +70,8 @@ class BufferedBytesLogger:
         except (OSError, ValueError):  # stdout closed under us: nothing to do about it
             self._pending.clear()
 
-    log = debug = info = warn = warning = msg
-    fatal = failure = err = error = critical = exception = msg
+    log = debug = info = warn = warning = write_now
+    fatal = failure = err = error = critical = exception = write_now
 
 
 class _BufferHandler(logging.Handler):
@@ -73,7 +84,7 @@ class _BufferHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-            self._sink.msg(line.encode() if isinstance(line, str) else line)
+            self._sink.write_now(line.encode() if isinstance(line, str) else line)
         except Exception:
             self.handleError(record)
 
