@@ -95,7 +95,8 @@ class Readiness:
 
     async def check_database(self) -> None:
         try:
-            await asyncio.wait_for(self._pool.fetchval("SELECT 1"), PROBE_SECONDS)
+            async with asyncio.timeout(PROBE_SECONDS):
+                await self._pool.fetchval("SELECT 1")
         except Exception as error:  # any failure means not ready; say which
             self._database = (False, f"database unavailable: {type(error).__name__}")
         else:
@@ -196,7 +197,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         running = [tasks.create_task(supervise(name, run), name=name) for name, run in supervised.items()]
         stack.callback(lambda: [task.cancel() for task in running])
         notifier.status("starting: change listener")
-        await asyncio.wait_for(listener.up.wait(), 30)
+        async with asyncio.timeout(30):
+            await listener.up.wait()
         await readiness.check_database()
 
         await server.start(reuse_port)

@@ -142,7 +142,8 @@ class CalendarSync:
                 log.warning("outlook worker round failed", error=type(error).__name__)
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self.config.outlook.retry_seconds)
+                async with asyncio.timeout(self.config.outlook.retry_seconds):
+                    await self._wake.wait()
             except asyncio.TimeoutError:
                 pass
 

@@ -322,7 +322,8 @@ class Database:
         """Close the pool (connections still busy after 2 s are terminated), then PostgreSQL."""
         if self.pool is not None:
             try:
-                await asyncio.wait_for(self.pool.close(), 2)
+                async with asyncio.timeout(2):
+                    await self.pool.close()
             except asyncio.TimeoutError:
                 self.pool.terminate()
             self.pool = None

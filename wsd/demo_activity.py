@@ -405,7 +405,8 @@ class _Link:
         if connection is None or connection.is_closed():
             return
         try:
-            await asyncio.wait_for(connection.close(), 2)
+            async with asyncio.timeout(2):
+                await connection.close()
         except BaseException:  # noqa: BLE001 - a broken connection is dropped either way
             connection.terminate()
 

@@ -68,11 +68,13 @@ async def _watch(connection: asyncpg.Connection, lost: asyncio.Event, every: flo
     """Returns when the lock's connection is gone (closed, or no longer answering)."""
     while not lost.is_set():
         try:
-            await asyncio.wait_for(lost.wait(), every)
+            async with asyncio.timeout(every):
+                await lost.wait()
             return
         except asyncio.TimeoutError:
             pass
         try:
-            await asyncio.wait_for(connection.fetchval("SELECT 1"), every)
+            async with asyncio.timeout(every):
+                await connection.fetchval("SELECT 1")
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return

@@ -47,7 +47,8 @@ class ChangeListener:
         backoff = 0.1
         while True:
             try:
-                connection = await asyncio.wait_for(self._connect(), 10)
+                async with asyncio.timeout(10):
+                    connection = await self._connect()
             except _CONNECTION_FAILURES as error:
                 log.warning("change listener cannot connect", error=type(error).__name__,
                             retry_in_seconds=backoff)
@@ -79,7 +80,8 @@ class ChangeListener:
         self.up.set()
         while not await self._lost_within(lost, self._probe_seconds):
             try:
-                await asyncio.wait_for(connection.fetchval("SELECT 1"), self._probe_seconds)
+                async with asyncio.timeout(self._probe_seconds):
+                    await connection.fetchval("SELECT 1")
             except _CONNECTION_FAILURES as error:
                 log.warning("change listener probe failed", error=type(error).__name__)
                 return
@@ -88,7 +90,8 @@ class ChangeListener:
     @staticmethod
     async def _lost_within(lost: asyncio.Event, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(lost.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await lost.wait()
         except asyncio.TimeoutError:
             return False
         return True

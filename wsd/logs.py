@@ -178,6 +178,11 @@ def _orjson_dumps(event: Any, **_: Any) -> bytes:
     return orjson.dumps(event, default=str)
 
 
+def _orjson_text(event: Any, **_: Any) -> str:
+    """For stdlib records: logging's formatter works in text."""
+    return orjson.dumps(event, default=str).decode()
+
+
 def configure_logging(level: str = "info", access_lines_per_second: int = 0) -> None:
     """Args:
         access_lines_per_second: `log.access_lines_per_second` (0: a line for every request).
@@ -209,10 +214,12 @@ def configure_logging(level: str = "info", access_lines_per_second: int = 0) -> 
         if logging.getLevelName(level.upper()) <= logging.INFO:
             _access_sink = sink
     # Only libraries' warnings matter to an operator; they are rendered like wsd's own lines.
+    foreign_renderer = (renderer if sys.stdout.isatty()
+                        else structlog.processors.JSONRenderer(serializer=_orjson_text))
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, renderer]))
+                    structlog.processors.format_exc_info, foreign_renderer]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

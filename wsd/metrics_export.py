@@ -165,9 +165,8 @@ class OutboxProbe:
             if time.monotonic() - self._fetched_at < self._cache_seconds:
                 return
             try:
-                row = await asyncio.wait_for(
-                    self._queries.outbox_metrics(self._pool, mailbox=self._mailbox),
-                    OUTBOX_QUERY_SECONDS)
+                async with asyncio.timeout(OUTBOX_QUERY_SECONDS):
+                    row = await self._queries.outbox_metrics(self._pool, mailbox=self._mailbox)
             except Exception as error:  # the database is down or slow: no outbox series now
                 log.warning("metrics: outbox query failed", error=type(error).__name__)
                 self.row = None

@@ -197,7 +197,8 @@ class WsdServer:
                 await asyncio.wait(late, timeout=CLOSE_SECONDS / 2)
         self._server.close()  # closes open connections with 1001 (going away)
         try:
-            await asyncio.wait_for(self._server.wait_closed(), CLOSE_SECONDS)
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self._server.wait_closed()
         except asyncio.TimeoutError:
             # Every connection websockets still tracks, including those whose handler has
             # returned but whose TCP close is stuck behind unread data.
