@@ -102,7 +102,9 @@ Handler = Callable[[Context, Any], Awaitable[Any]]
 AfterCommit = Callable[[Context, Any], Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
+# Compared and hashed by identity (one object per registered action): a cached request hashes
+# its action in the cache key, which would otherwise hash every field each time.
+@dataclass(frozen=True, slots=True, eq=False)
 class Action:
     name: str
     handler: Handler

@@ -78,6 +78,7 @@ class DaemonMetrics:
                                          "Time from a request's frame to its reply being written",
                                          ("resource", "action"), buckets=REQUEST_BUCKETS,
                                          registry=self.registry)
+        self._request_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.requests_refused = Counter("wsd_requests_refused", "Requests answered with an error "
                                         "before they ran (unknown action, not logged in, too many "
                                         "in flight, bad envelope), by code", ("code",),
@@ -96,8 +97,16 @@ class DaemonMetrics:
     # -- fed by the server ---------------------------------------------------------------------
 
     def observe_request(self, resource: str, action: str, code: str, seconds: float) -> None:
-        self.requests.labels(resource, action, code).inc()
-        self.request_seconds.labels(resource, action).observe(seconds)
+        """On the hot path: each (action, code)'s series are looked up once and kept (a
+        `labels()` lookup costs twice the update itself); the keys are registered actions
+        and error codes only, so the dict stays small."""
+        series = self._request_series.get((resource, action, code))
+        if series is None:
+            series = self._request_series[(resource, action, code)] = (
+                self.requests.labels(resource, action, code),
+                self.request_seconds.labels(resource, action))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def refused(self, reason: str) -> None:
         self.handshakes_refused.labels(reason).inc()
