@@ -61,6 +61,22 @@ async def stored(db, meeting_id: str) -> dict:
     return dict(await db.fetchrow("SELECT * FROM meetings WHERE id = $1", uuid.UUID(meeting_id)))
 
 
+async def synced(db, meeting_id: str) -> bool:
+    return bool((await stored(db, meeting_id))["sync_status"] == "synced")
+
+
+async def booked_while_graph_is_down(url: str, graph: FakeGraph, db, start: dt.datetime) -> str:
+    """A meeting booked through the daemon at `url` while Graph answers 503: it stays pending
+    for a worker. Graph is left down; the caller says when it comes back."""
+    lead_id, user_id = await lead_at(db, "bant")
+    graph.down = True
+    async with open_client(url) as connection:
+        meeting = await Client(connection).data("meetings", "create_meeting",
+                                                booking(lead_id, user_id, start))
+    assert meeting["sync_status"] == "pending"
+    return str(meeting["id"])
+
+
 async def test_create_sends_the_exact_event_and_syncs(client: Client, fake: FakeGraph, db) -> None:
     fake.expire_tokens()          # so this test sees the token request too
     lead_id, user_id = await lead_at(db, "bant")
@@ -267,8 +283,6 @@ async def test_a_meeting_left_pending_by_a_crash_is_pushed(client: Client, fake:
         "sync_status, sync_version) VALUES ($1, $2, 'Recuperada', $3, $4, 'a@b.example', $5, 'pending', 1) "
         "RETURNING id", lead_id, user_id, start, start + HOUR, MAILBOX)
 
-    async def synced():
-        return (await stored(db, str(meeting_id)))["sync_status"] == "synced"
-    await eventually(synced)
+    await eventually(lambda: synced(db, str(meeting_id)))
     [event] = fake.events.values()
     assert event.transaction_id == str(meeting_id) and event.subject == "Recuperada"

@@ -8,30 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Client, open_client, start_daemon
+from tests.conftest import start_daemon
 from tests.fake_graph import FakeGraph
-from tests.test_meetings import at, booking, lead_at, next_weekday
-from tests.test_outlook import eventually, outlook_settings, stored
+from tests.test_meetings import at, next_weekday
+from tests.test_outlook import booked_while_graph_is_down, eventually, outlook_settings, synced
 
 
 async def test_restart_with_a_pending_meeting(postgres, db, tmp_path: Path) -> None:
     graph = FakeGraph()
     await graph.start()
     try:
-        lead_id, user_id = await lead_at(db, "bant")
         graph.down = True
         first = start_daemon(tmp_path, postgres, outlook=outlook_settings(graph))
-        async with open_client(first.url) as connection:
-            meeting = await Client(connection).data("meetings", "create_meeting",
-                                                    booking(lead_id, user_id, at(next_weekday(), 10)))
-        assert meeting["sync_status"] == "pending"
+        meeting_id = await booked_while_graph_is_down(first.url, graph, db, at(next_weekday(), 10))
         assert first.stop() == 0
         graph.down = False
         second = start_daemon(tmp_path, postgres, outlook=outlook_settings(graph))
         try:
-            async def synced():
-                return (await stored(db, meeting["id"]))["sync_status"] == "synced"
-            await eventually(synced)
+            await eventually(lambda: synced(db, meeting_id))
         finally:
             second.stop()
         assert len(graph.events) == 1

@@ -15,7 +15,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import asyncpg
 import orjson
@@ -28,7 +28,7 @@ from tests.conftest import (ADMIN_TOKEN, VIEWER_TOKEN, Client, Daemon, conversat
                             start_daemon)
 from tests.fake_graph import FakeGraph
 from tests.test_meetings import at, booking, lead_at, next_weekday
-from tests.test_outlook import outlook_settings, stored
+from tests.test_outlook import booked_while_graph_is_down, outlook_settings, synced
 from wsd.database import EmbeddedPostgres
 
 MIB = 1024
@@ -361,19 +361,12 @@ async def test_a_crashing_outlook_worker_is_logged_and_restarted(postgres, db, t
     await graph.start()
     daemon = None
     try:
-        lead_id, user_id = await lead_at(db, "bant")
         graph.down = True
         daemon = start_daemon(tmp_path, postgres, outlook=outlook_settings(graph))
-        async with open_client(daemon.url) as connection:
-            meeting = await Client(connection).data("meetings", "create_meeting",
-                                                    booking(lead_id, user_id, at(next_weekday(), 10)))
-        assert meeting["sync_status"] == "pending"
+        meeting_id = await booked_while_graph_is_down(daemon.url, graph, db, at(next_weekday(), 10))
         graph.faults = [("malformed", None)] * 2
         graph.down = False
-
-        async def synced() -> bool:
-            return (await stored(db, meeting["id"]))["sync_status"] == "synced"
-        await eventually(synced, 30)
+        await eventually(lambda: synced(db, meeting_id), 30)
         crashes = [e for e in log_events(daemon, "background task crashed") if e["task"] == "outlook worker"]
         assert len(crashes) == 2, crashes
         assert "KeyError" in crashes[0]["exception"] and "Traceback" in crashes[0]["exception"]

@@ -13,8 +13,8 @@ from tests import factories
 from tests.conftest import Client, Daemon, open_client, start_daemon
 from tests.fake_graph import FakeGraph
 from tests.test_live import subscribe, update_where
-from tests.test_meetings import at, booking, lead_at, next_weekday
-from tests.test_outlook import outlook_settings, stored
+from tests.test_meetings import at, next_weekday
+from tests.test_outlook import booked_while_graph_is_down, outlook_settings, synced
 from tests.test_reliability import alive, eventually, log_events
 
 
@@ -94,18 +94,12 @@ def _pushes_by_instance(graph: FakeGraph) -> dict[str, int]:
 
 
 async def _pending_meeting(daemon: Daemon, graph: FakeGraph, db: Any, day: dt.date, hour: int) -> str:
-    """A meeting booked while Graph is down: left pending for the leader's worker."""
-    lead_id, user_id = await lead_at(db, "bant")
-    graph.down = True
+    """A meeting booked while Graph is down, left pending for the leader's worker."""
     try:
-        async with open_client(daemon.url) as connection:
-            meeting = await Client(connection).data("meetings", "create_meeting",
-                                                    booking(lead_id, user_id, at(day, hour)))
+        return await booked_while_graph_is_down(daemon.url, graph, db, at(day, hour))
     finally:
         graph.requests.clear()  # the answering instance's failed inline pushes are not pushes
         graph.down = False
-    assert meeting["sync_status"] == "pending"
-    return str(meeting["id"])
 
 
 async def test_one_outlook_leader_and_a_takeover(postgres, db, tmp_path: Path) -> None:
@@ -120,9 +114,7 @@ async def test_one_outlook_leader_and_a_takeover(postgres, db, tmp_path: Path) -
         day = next_weekday()
         first = await _pending_meeting(others[0], graph, db, day, 10)
 
-        async def synced(meeting_id: str) -> bool:
-            return bool((await stored(db, meeting_id))["sync_status"] == "synced")
-        await eventually(lambda: synced(first), 10)
+        await eventually(lambda: synced(db, first), 10)
         [pusher] = _pushes_by_instance(graph)
         assert pusher.endswith(f":{leader.process.pid}")
         assert sum(len(log_events(d, "leading")) for d in daemons) == 1
@@ -130,7 +122,7 @@ async def test_one_outlook_leader_and_a_takeover(postgres, db, tmp_path: Path) -
         leader.process.kill()
         leader.process.wait(10)
         second = await _pending_meeting(others[1], graph, db, day, 12)
-        await eventually(lambda: synced(second), 10)
+        await eventually(lambda: synced(db, second), 10)
         [new_leader] = [d for d in others if log_events(d, "leading")]
         [pusher] = _pushes_by_instance(graph)
         assert pusher.endswith(f":{new_leader.process.pid}")
