@@ -30,6 +30,7 @@ from tests.test_meetings import at, booking, lead_at, next_weekday
 from tests.test_outlook import outlook_settings
 from tests.test_reliability import eventually, log_events
 from wsd.auth import hash_token
+from wsd.metrics_export import RequestTally
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 METRICS_TOKEN = "metrics-scraper-token"
@@ -62,6 +63,31 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 
 # -- /metrics ---------------------------------------------------------------------------------
+
+def test_request_durations_are_cumulative_buckets_over_every_code() -> None:
+    """The request series are kept in plain lists (`RequestTally`): the exposition must still
+    be a Prometheus histogram per action — cumulative `le` buckets, count and sum over every
+    code — beside a counter per code."""
+    tally = RequestTally()
+    for code, seconds in [("ok", 0.0004), ("ok", 0.003), ("ok", 0.003), ("not_found", 0.2), ("ok", 12.0)]:
+        tally.observe("leads", "get_lead_with_complete_data", code, seconds)
+    tally.observe("dashboard", "get_dashboard_stats", "ok", 0.001)
+    found = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+             for family in tally.collect() for sample in family.samples}
+    lead = {"resource": "leads", "action": "get_lead_with_complete_data"}
+
+    def at(name: str, **labels: str) -> float:
+        return found[(name, tuple(sorted({**lead, **labels}.items())))]
+    assert at("wsd_requests_total", code="ok") == 4 and at("wsd_requests_total", code="not_found") == 1
+    assert [at("wsd_request_duration_seconds_bucket", le=le) for le in ("0.001", "0.0025", "0.005", "0.1",
+                                                                          "0.25", "10.0", "+Inf")] \
+        == [1, 1, 3, 3, 4, 4, 5]
+    assert at("wsd_request_duration_seconds_count") == 5
+    assert at("wsd_request_duration_seconds_sum") == pytest.approx(12.2064)
+    assert found[("wsd_request_duration_seconds_count",
+                  (("action", "get_dashboard_stats"), ("resource", "dashboard")))] == 1
+
+
 
 async def test_metrics_move_with_requests_refusals_and_live_pushes(daemon: Daemon, admin: Client,
                                                                    db: Any) -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+import msgspec
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import Client, open_client
+from wsd.errors import WsdError
+from wsd.protocol import Request, _malformed, parse_request
 
 
 async def _raw(client: Client, frame: str | bytes) -> dict:
@@ -90,3 +97,29 @@ async def test_many_frames_answered_in_any_order_with_their_ids(admin: Client) -
         replies[reply["id"]] = reply
     assert set(replies) == set(ids)
     assert {r["payload"]["details"]["action"] for r in replies.values()} == {f"a{i}" for i in range(20)}
+
+
+_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                       | st.text(max_size=5), lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
+_names = st.sampled_from(["", "leads", "get_lead"]) | _values
+_envelopes = st.fixed_dictionaries({}, optional={
+    "resource": _names, "action": _names, "id": st.none() | st.integers() | st.text(max_size=3) | _values,
+    "payload": st.none() | st.dictionaries(st.text(max_size=3), _values, max_size=3) | _values,
+    "extra": _values})
+
+
+def _outcome(parse: Callable[[str], Request], frame: str) -> object:
+    try:
+        return parse(frame)
+    except WsdError as error:
+        return error.code, error.message, error.details, getattr(error, "request_id", None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_envelopes | _values)
+def test_the_fast_envelope_parse_agrees_with_the_field_by_field_one(body: object) -> None:
+    """`parse_request` decodes straight into `Request` and falls back to `_malformed` only on
+    refusal: for any JSON, what it returns or raises must be what `_malformed` alone gives."""
+    frame = msgspec.json.encode(body).decode()   # integers of any size, as a client may send
+    assert _outcome(parse_request, frame) == _outcome(_malformed, frame)
