@@ -13,7 +13,7 @@ a Bearer header, every check in place.
 Scenarios: `cached` — dashboard.get_dashboard_stats from the cache (floor (a): parse, dict
 lookup, orjson reply of the same answer); `point` — leads.get_lead_with_complete_data over
 200 leads (floor (b): the action's own SQL through asyncpg); then both paced (100 clients ×
-10 req/s) for latency.
+10 req/s) for latency, on wsd and on the websockets floor.
 
     python -m bench.hotpath [--rounds 3] [--seconds 5] [--clients 50] [--profile cached|point]
 """
@@ -160,11 +160,12 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"{scenario:10} {target:11} {fmt(s['cpu_us']):>24} {fmt(s['msgs_per_s'], 0):>26}   {ratio}")
     paced = results.get("paced")
     if paced:
-        print(f"\n{'paced 100 × 10/s':18} {'p50 ms':>22} {'p99 ms':>22} {'cpu µs/req':>24}")
-        for scenario, runs in paced.items():
-            print(f"{scenario:18} {fmt(spread([r['p50_ms'] for r in runs]), 2):>22} "
-                  f"{fmt(spread([r['p99_ms'] for r in runs]), 2):>22} "
-                  f"{fmt(spread([r['server_cpu_us_per_request'] for r in runs])):>24}")
+        print(f"\n{'paced 100 × 10/s':18} {'server':11} {'p50 ms':>22} {'p99 ms':>22} {'cpu µs/req':>24}")
+        for scenario, by_server in paced.items():
+            for name, runs in by_server.items():
+                print(f"{scenario:18} {name:11} {fmt(spread([r['p50_ms'] for r in runs]), 2):>22} "
+                      f"{fmt(spread([r['p99_ms'] for r in runs]), 2):>22} "
+                      f"{fmt(spread([r['server_cpu_us_per_request'] for r in runs])):>24}")
 
 
 def machine() -> dict[str, Any]:
@@ -243,11 +244,13 @@ async def main() -> None:
             if "paced" in scenarios:
                 results["paced"] = {}
                 for scenario in ("cached", "point"):
-                    runs = []
+                    runs: dict[str, list[dict]] = {"wsd": [], "websockets": []}
                     for n in range(args.rounds):
-                        runs.append(await asyncio.to_thread(load, wsd, messages[scenario], 100, args.seconds, 10.0))
-                        print(f"paced {scenario} round {n + 1}: p50 {runs[-1]['p50_ms']:.2f} ms p99 "
-                              f"{runs[-1]['p99_ms']:.2f} ms ({runs[-1]['msgs_per_s']:.0f} msgs/s)", flush=True)
+                        for name, server in (("wsd", wsd), ("websockets", floors["websockets"])):
+                            run = await asyncio.to_thread(load, server, messages[scenario], 100, args.seconds, 10.0)
+                            runs[name].append(run)
+                            print(f"paced {scenario} round {n + 1} {name:10}: p50 {run['p50_ms']:.2f} ms p99 "
+                                  f"{run['p99_ms']:.2f} ms ({run['msgs_per_s']:.0f} msgs/s)", flush=True)
                     results["paced"][scenario] = runs
             results["loadavg"] = {"before": loadavg_before, "after": os.getloadavg()}
         finally:

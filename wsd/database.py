@@ -185,12 +185,32 @@ class BoundedPool(asyncpg.Pool):
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
 
     async def _acquire(self, timeout: float | None) -> Any:
-        """asyncpg's one acquire path (`acquire()` awaited or used with `async with`)."""
+        """asyncpg's one acquire path (`acquire()` awaited or used with `async with`).
+
+        When an open connection is next in line nothing can wait, so no timer is set: a
+        timeout costs two `asyncio.timeout` blocks (acquire, and the reset on release),
+        ~10 µs of a point read's ~150.
+        """
         self.waiting += 1
         try:
+            if timeout is not None and self._open_connection_next():
+                timeout = None
             return await super()._acquire(timeout)  # type: ignore[misc]
         finally:
             self.waiting -= 1
+
+    def _open_connection_next(self) -> bool:
+        """Whether the pool's next holder (the top of asyncpg's LIFO queue of holders) has an
+        open connection of the current generation, so `PoolConnectionHolder.acquire` neither
+        waits for a holder nor (re)connects. Reads asyncpg internals; tests/test_reliability.py
+        holds the timeout to its word when the pool is exhausted or the database gone."""
+        holders = self._queue._queue  # type: ignore[attr-defined]
+        if not holders:
+            return False
+        holder = holders[-1]
+        connection = holder._con
+        return connection is not None and not connection.is_closed() \
+            and holder._generation == self._generation  # type: ignore[attr-defined]
 
 
 class DirectAsyncPGAdapter(AsyncPGAdapter):
