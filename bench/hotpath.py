@@ -3,7 +3,8 @@
 On a fair core split: every server (wsd and its floors) pinned to core 0 (`taskset -c 0`),
 the load generator (`bench/hotload.py`, a bare-protocol uvloop client) and PostgreSQL pinned
 to core 1. In each round, for each scenario, wsd and its floors run one after the other
-(wsd, bare websockets, bare aiohttp), so a change in the machine's load hits them alike;
+(wsd, bare websockets, bare aiohttp; the order turns each round), so a change in the
+machine's load hits them alike;
 the figure is server CPU µs per request (user + sys of the server's /proc/PID/stat over the
 measured window / replies in it) and the ratio wsd / websockets floor of the same round.
 
@@ -241,7 +242,9 @@ async def main() -> None:
                 rounds = []
                 for n in range(args.rounds):
                     this: dict[str, dict] = {}
-                    for name, server in (("wsd", wsd), *floors.items()):
+                    # The order turns each round, so no server always runs first (or last).
+                    order = [("wsd", wsd), *floors.items()]
+                    for name, server in order[n % len(order):] + order[:n % len(order)]:
                         this[name] = await asyncio.to_thread(load, server, messages[scenario], args.clients,
                                                              args.seconds)
                         print(f"{scenario} round {n + 1} {name:10}: {this[name]['server_cpu_us_per_request']:6.1f} µs/req "
