@@ -3,7 +3,9 @@
     python -m bench.floors FRAMEWORK PORT ANSWER_FILE DSN
 
 FRAMEWORK is `websockets` (websockets 17 + uvloop, the framework wsd runs on, with wsd's
-server options) or `aiohttp` (aiohttp + uvloop, for reference). Each parses a request with
+server options), `aiohttp` (aiohttp + uvloop, for reference) or `picows` (picows + uvloop,
+Cython frames and callbacks instead of a coroutine per connection: what replacing the frame
+layer could gain; `pip install picows`, not a dependency of wsd). Each parses a request with
 orjson, looks its handler up in a dict by (resource, action) and answers with orjson:
 
 - `dashboard.get_dashboard_stats`: the same cached answer wsd gives (ANSWER_FILE holds the
@@ -87,9 +89,39 @@ async def serve_aiohttp(port: int, table: dict[tuple[str, str], Callable[[Any], 
     await asyncio.get_running_loop().create_future()
 
 
+async def serve_picows(port: int, table: dict[tuple[str, str], Callable[[Any], Awaitable[Any]]]) -> None:
+    """Frames arrive in a callback: each request's handler runs as a task (the point read
+    awaits PostgreSQL; a callback cannot)."""
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    class Listener(WSListener):  # type: ignore[misc]
+        transport: WSTransport
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+                return
+            if frame.msg_type is not WSMsgType.TEXT:
+                return
+            request = orjson.loads(frame.get_payload_as_bytes())
+            handler = table[request["resource"], request["action"]]
+            asyncio.ensure_future(self.answer(request.get("id"), handler(request.get("payload"))))
+
+        async def answer(self, request_id: Any, data: Awaitable[Any]) -> None:
+            self.transport.send(WSMsgType.TEXT, reply(request_id, await data))
+
+    await ws_create_server(lambda request: Listener(), "127.0.0.1", port)
+    await asyncio.get_running_loop().create_future()
+
+
 async def main(framework: str, port: int, answer_file: str, dsn: str) -> None:
     table = await handlers(answer_file, dsn)
-    await (serve_websockets if framework == "websockets" else serve_aiohttp)(port, table)
+    serve = {"websockets": serve_websockets, "aiohttp": serve_aiohttp, "picows": serve_picows}[framework]
+    await serve(port, table)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from bench.harness import BENCH_VAR, RESULTS, ROOT, Data, free_port, sample_ids,
 from wsd.auth import new_token
 
 SERVER_CORE, CLIENT_CORE = "0", "1"
+TARGETS = ("wsd", "websockets", "aiohttp", "picows")
 
 
 def pin_postgres(data_dir: Path, cores: str) -> None:
@@ -129,7 +130,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def summarize(rounds: list[dict[str, dict]], scenario: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for target in ("wsd", "websockets", "aiohttp"):
+    for target in TARGETS:
         runs = [r[target] for r in rounds if target in r]
         if not runs:
             continue
@@ -140,9 +141,10 @@ def summarize(rounds: list[dict[str, dict]], scenario: str) -> dict[str, Any]:
                        "errors": sum(r["errors"] for r in runs)}
     out["ratio_ws"] = spread([r["wsd"]["server_cpu_us_per_request"] / r["websockets"]["server_cpu_us_per_request"]
                               for r in rounds])
-    if all("aiohttp" in r for r in rounds):
-        out["ratio_aiohttp"] = spread([r["wsd"]["server_cpu_us_per_request"] /
-                                       r["aiohttp"]["server_cpu_us_per_request"] for r in rounds])
+    for floor in TARGETS[2:]:
+        if all(floor in r for r in rounds):
+            out[f"ratio_{floor}"] = spread([r["wsd"]["server_cpu_us_per_request"] /
+                                            r[floor]["server_cpu_us_per_request"] for r in rounds])
     return out
 
 
@@ -158,15 +160,16 @@ def print_table(results: dict[str, Any]) -> None:
         summary = results["summary"].get(scenario)
         if not summary:
             continue
-        for target in ("wsd", "websockets", "aiohttp"):
+        for target in TARGETS:
             if target not in summary:
                 continue
             s = summary[target]
             ratio = ""
             if target == "wsd":
                 ratio = f"{fmt(summary['ratio_ws'], 2)}"
-                if "ratio_aiohttp" in summary:
-                    ratio += f"  (to aiohttp {fmt(summary['ratio_aiohttp'], 2)})"
+                for floor in TARGETS[2:]:
+                    if f"ratio_{floor}" in summary:
+                        ratio += f"  (to {floor} {fmt(summary[f'ratio_{floor}'], 2)})"
             print(f"{scenario:10} {target:11} {fmt(s['cpu_us']):>24} {fmt(s['msgs_per_s'], 0):>26}   {ratio}")
     paced = results.get("paced")
     if paced:
@@ -206,6 +209,7 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--scenarios", default="cached,point,paced")
     parser.add_argument("--no-aiohttp", action="store_true")
+    parser.add_argument("--picows", action="store_true", help="add a bare picows floor (pip install picows)")
     parser.add_argument("--profile", choices=("cached", "point"), help="only profile wsd with py-spy")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
@@ -233,6 +237,8 @@ async def main() -> None:
             floors = {"websockets": start_floor("websockets", answer, data.dsn)}
             if not args.no_aiohttp:
                 floors["aiohttp"] = start_floor("aiohttp", answer, data.dsn)
+            if args.picows:
+                floors["picows"] = start_floor("picows", answer, data.dsn)
             servers += floors.values()
             results: dict[str, Any] = {"machine": machine(), "clients": args.clients, "seconds": args.seconds,
                                        "rounds": {}, "summary": {}}
