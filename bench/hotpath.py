@@ -13,7 +13,8 @@ a Bearer header, every check in place.
 
 Scenarios: `cached` — dashboard.get_dashboard_stats from the cache (floor (a): parse, dict
 lookup, orjson reply of the same answer); `point` — leads.get_lead_with_complete_data over
-200 leads (floor (b): the action's own SQL through asyncpg); then both paced (100 clients ×
+200 leads (floor (b): the action's own SQL through asyncpg); `point-steady` — the same at a
+steady 50 clients × 50 requests/s; then both paced (100 clients ×
 10 req/s) for latency, on wsd and on the websockets floor. Paced, the client (needing ~2 % of
 its core) runs at real-time priority so it reads each reply as it lands, and PostgreSQL may
 use either core: pinned behind the client, its queueing doubled the point read's p99 for wsd
@@ -46,6 +47,11 @@ from wsd.auth import new_token
 
 SERVER_CORE, CLIENT_CORE = "0", "1"
 TARGETS = ("wsd", "websockets", "aiohttp", "picows")
+# Scenario → (requests, rate per client; 0 = closed loop). The closed-loop point read is
+# bounded by PostgreSQL on core 1, not by the server, so each server's CPU per request also
+# depends on the throughput it happened to get (fewer requests per wake-up); at a steady
+# 2,500 requests/s, below every server's ceiling, all get the same arrivals.
+LOADS = {"cached": ("cached", 0.0), "point": ("point", 0.0), "point-steady": ("point", 50.0)}
 
 
 def pin_postgres(data_dir: Path, cores: str) -> None:
@@ -155,8 +161,8 @@ def fmt(s: dict[str, float], digits: int = 1) -> str:
 def print_table(results: dict[str, Any]) -> None:
     print(f"\nmachine: {results['machine']}")
     print(f"load average during the run: {results['loadavg']}")
-    print(f"\n{'scenario':10} {'server':11} {'cpu µs/req':>24} {'msgs/s':>26}   ratio to websockets floor")
-    for scenario in ("cached", "point"):
+    print(f"\n{'scenario':12} {'server':11} {'cpu µs/req':>24} {'msgs/s':>26}   ratio to websockets floor")
+    for scenario in LOADS:
         summary = results["summary"].get(scenario)
         if not summary:
             continue
@@ -170,7 +176,7 @@ def print_table(results: dict[str, Any]) -> None:
                 for floor in TARGETS[2:]:
                     if f"ratio_{floor}" in summary:
                         ratio += f"  (to {floor} {fmt(summary[f'ratio_{floor}'], 2)})"
-            print(f"{scenario:10} {target:11} {fmt(s['cpu_us']):>24} {fmt(s['msgs_per_s'], 0):>26}   {ratio}")
+            print(f"{scenario:12} {target:11} {fmt(s['cpu_us']):>24} {fmt(s['msgs_per_s'], 0):>26}   {ratio}")
     paced = results.get("paced")
     if paced:
         print(f"\n{'paced 100 × 10/s':18} {'server':11} {'p50 ms':>22} {'p99 ms':>22} {'cpu µs/req':>24}")
@@ -207,7 +213,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--scenarios", default="cached,point,paced")
+    parser.add_argument("--scenarios", default=",".join([*LOADS, "paced"]))
     parser.add_argument("--no-aiohttp", action="store_true")
     parser.add_argument("--picows", action="store_true", help="add a bare picows floor (pip install picows)")
     parser.add_argument("--profile", choices=("cached", "point"), help="only profile wsd with py-spy")
@@ -242,7 +248,7 @@ async def main() -> None:
             servers += floors.values()
             results: dict[str, Any] = {"machine": machine(), "clients": args.clients, "seconds": args.seconds,
                                        "rounds": {}, "summary": {}}
-            for scenario in ("cached", "point"):
+            for scenario, (kind, rate) in LOADS.items():
                 if scenario not in scenarios:
                     continue
                 rounds = []
@@ -251,8 +257,8 @@ async def main() -> None:
                     # The order turns each round, so no server always runs first (or last).
                     order = [("wsd", wsd), *floors.items()]
                     for name, server in order[n % len(order):] + order[:n % len(order)]:
-                        this[name] = await asyncio.to_thread(load, server, messages[scenario], args.clients,
-                                                             args.seconds)
+                        this[name] = await asyncio.to_thread(load, server, messages[kind], args.clients,
+                                                             args.seconds, rate)
                         print(f"{scenario} round {n + 1} {name:10}: {this[name]['server_cpu_us_per_request']:6.1f} µs/req "
                               f"{this[name]['msgs_per_s']:8.0f} msgs/s  core busy {this[name]['server_core_busy']:.2f} "
                               f"client {this[name]['client_cpu_us_per_request']:.1f} µs/req "

@@ -18,6 +18,7 @@ import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -394,10 +395,15 @@ class WsdServer:
                 return "too many failed logins from this address"
             return self._count_before_login(session)
         task = asyncio.create_task(self._run(session, request, call, writes))
-        for group in (session.inflight, self._inflight):
-            group.add(task)
-            task.add_done_callback(group.discard)
+        session.inflight.add(task)
+        self._inflight.add(task)
+        task.add_done_callback(partial(self._forget, session.inflight))
         return None
+
+    def _forget(self, session_inflight: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        """A request task ended (or was cancelled before it started): in flight no more."""
+        session_inflight.discard(task)
+        self._inflight.discard(task)
 
     def _answer_stored(self, session: Session, request: WsdRequest, action: Action) -> bool:
         """Answer a cached action inline when its answer is stored: the same role check,
