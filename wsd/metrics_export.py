@@ -17,9 +17,10 @@ Labels carry no personal data and no ids: resource and action are the registered
 Access: a client address in `metrics.allowed_addresses` (default loopback), or a Bearer
 token whose SHA-256 is `metrics.token_sha256`; anything else gets 403.
 
-Multi-worker (not built yet): each worker would keep this per-process registry and be
-scraped as its own target (per-worker `worker` label, or its own metrics port), rather than
-prometheus-client's multiprocess mode, which cannot run the scrape-time collectors above.
+With `serve --workers N` each worker keeps its own registry and a scrape reaches whichever
+worker the kernel hands the connection to (docs/scaling.md). Scraping every worker would
+need a metrics port per worker; prometheus-client's multiprocess mode is no answer, as it
+cannot run the scrape-time collectors above.
 """
 
 from __future__ import annotations
