@@ -71,7 +71,7 @@ class PicowsListening:
         self.connections: set[PicowsConnection] = set()
         self._server: asyncio.Server | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self.picows_logger = logging.getLogger("picows.server")
+        self.picows_logger = _PicowsLog(logging.getLogger("picows.server"), {})
 
     async def start(self, reuse_port: bool) -> None:
         settings = self.wsd.config.server
@@ -257,6 +257,18 @@ class _HttpFront(asyncio.Protocol):
             self.ended.set_result(None)
 
 
+class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows's logger for wsd's connections. A frame the client got wrong (too large,
+    malformed) is the client's fault, not an error of wsd's: picows logs it at ERROR,
+    websockets at DEBUG; here it is INFO (below the daemon's WARNING for libraries). One
+    adapter for every connection also spares picows a `Logger` per connection."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level >= logging.ERROR and isinstance(msg, str) and msg.startswith("WS parser error"):
+            level = logging.INFO
+        super().log(level, msg, *args, **kwargs)
+
+
 def _feed(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
     """Give `protocol` bytes as if the socket had just read them."""
     view = memoryview(data)
@@ -289,6 +301,7 @@ class PicowsConnection(WSListener):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._awaiting_pong = False
         self._loop = asyncio.get_running_loop()
+        self._on_frame = listening.wsd._on_frame
         self.ended: asyncio.Future[None] = self._loop.create_future()
 
     # -- wsd.transport.Connection --------------------------------------------------------------
@@ -385,7 +398,7 @@ class PicowsConnection(WSListener):
             task = self._loop.create_task(self._catch_up(session))
             task.add_done_callback(_log_failure)
             return
-        if reason := self.listening.wsd._on_frame(session, frame):
+        if reason := self._on_frame(session, frame):
             self._close_soon(POLICY_VIOLATION, reason)
 
     async def _catch_up(self, session: Session) -> None:
@@ -396,7 +409,7 @@ class PicowsConnection(WSListener):
                 await asyncio.sleep(CAUGHT_UP_POLL)
             if not self._open:
                 break
-            if reason := self.listening.wsd._on_frame(session, held.popleft()):
+            if reason := self._on_frame(session, held.popleft()):
                 self._close_soon(POLICY_VIOLATION, reason)
                 break
         self._held = None
