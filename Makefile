@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,fast]'
+	$(VENV)/bin/pip install --quiet -e '.[test,fast,picows]'
 	touch $(STAMP)
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download cannot run

@@ -20,7 +20,11 @@ its core) runs at real-time priority so it reads each reply as it lands, and Pos
 use either core: pinned behind the client, its queueing doubled the point read's p99 for wsd
 and the floor alike.
 
-    python -m bench.hotpath [--rounds 3] [--seconds 5] [--clients 50] [--profile cached|point]
+`--picows` adds wsd itself on picows (`server.transport = "picows"`, target `wsd-picows`) and
+a bare picows floor: both wsd transports against every floor, in the same rounds.
+
+    python -m bench.hotpath [--rounds 3] [--seconds 5] [--clients 50] [--picows]
+                            [--profile cached|point] [--wsd-transport websockets|picows]
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from bench.harness import BENCH_VAR, RESULTS, ROOT, Data, free_port, sample_ids,
 from wsd.auth import new_token
 
 SERVER_CORE, CLIENT_CORE = "0", "1"
-TARGETS = ("wsd", "websockets", "aiohttp", "picows")
+WSDS = ("wsd", "wsd-picows")
+FLOORS = ("websockets", "aiohttp", "picows")
+TARGETS = (*WSDS, *FLOORS)
 # Scenario → (requests, rate per client; 0 = closed loop). The closed-loop point read is
 # bounded by PostgreSQL on core 1, not by the server, so each server's CPU per request also
 # depends on the throughput it happened to get (fewer requests per wake-up); at a steady
@@ -104,14 +110,14 @@ def load(server: Server, messages: list[dict], clients: int, seconds: float, rat
     return result
 
 
-def start_wsd(dsn: str, log: Path) -> Server:
+def start_wsd(dsn: str, log: Path, transport: str = "websockets", name: str = "wsd") -> Server:
     token, entry = new_token("bench", "admin")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WSD_DATABASE_DSN": dsn, "WSD_SERVER_PORT": str(port),
            "WSD_CACHE_TTL_SECONDS": "2.0", "WSD_LOG_LEVEL": "info", "WSD_UVLOOP": "1",
-           "WSD_DATABASE_POOL_MAX_SIZE": "10",
+           "WSD_DATABASE_POOL_MAX_SIZE": "10", "WSD_SERVER_TRANSPORT": transport,
            "WSD_AUTH_TOKENS": f'[{{name = "bench", role = "admin", sha256 = "{entry.sha256}"}}]'}
-    return Server("wsd", [sys.executable, "-m", "wsd", "serve"], env, port, "/ws", token, log)
+    return Server(name, [sys.executable, "-m", "wsd", "serve"], env, port, "/ws", token, log)
 
 
 def start_floor(framework: str, answer: Path, dsn: str) -> Server:
@@ -145,12 +151,13 @@ def summarize(rounds: list[dict[str, dict]], scenario: str) -> dict[str, Any]:
                        "p50_ms": spread([r["p50_ms"] for r in runs]),
                        "p99_ms": spread([r["p99_ms"] for r in runs]),
                        "errors": sum(r["errors"] for r in runs)}
-    out["ratio_ws"] = spread([r["wsd"]["server_cpu_us_per_request"] / r["websockets"]["server_cpu_us_per_request"]
-                              for r in rounds])
-    for floor in TARGETS[2:]:
-        if all(floor in r for r in rounds):
-            out[f"ratio_{floor}"] = spread([r["wsd"]["server_cpu_us_per_request"] /
-                                            r[floor]["server_cpu_us_per_request"] for r in rounds])
+    for wsd in WSDS:
+        for floor in FLOORS:
+            if all(wsd in r and floor in r for r in rounds):
+                key = f"ratio_{floor}" if wsd == "wsd" else f"ratio_{wsd}_{floor}"
+                out[key] = spread([r[wsd]["server_cpu_us_per_request"] /
+                                   r[floor]["server_cpu_us_per_request"] for r in rounds])
+    out["ratio_ws"] = out["ratio_websockets"]
     return out
 
 
@@ -171,11 +178,12 @@ def print_table(results: dict[str, Any]) -> None:
                 continue
             s = summary[target]
             ratio = ""
-            if target == "wsd":
-                ratio = f"{fmt(summary['ratio_ws'], 2)}"
-                for floor in TARGETS[2:]:
-                    if f"ratio_{floor}" in summary:
-                        ratio += f"  (to {floor} {fmt(summary[f'ratio_{floor}'], 2)})"
+            if target in WSDS:
+                prefix = "ratio_" if target == "wsd" else f"ratio_{target}_"
+                ratio = f"{fmt(summary[prefix + 'websockets'], 2)}"
+                for floor in FLOORS[1:]:
+                    if f"{prefix}{floor}" in summary:
+                        ratio += f"  (to {floor} {fmt(summary[f'{prefix}{floor}'], 2)})"
             print(f"{scenario:12} {target:11} {fmt(s['cpu_us']):>24} {fmt(s['msgs_per_s'], 0):>26}   {ratio}")
     paced = results.get("paced")
     if paced:
@@ -187,6 +195,14 @@ def print_table(results: dict[str, Any]) -> None:
                       f"{fmt(spread([r['server_cpu_us_per_request'] for r in runs])):>24}")
 
 
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def machine() -> dict[str, Any]:
     import uvloop
     import websockets
@@ -194,6 +210,7 @@ def machine() -> dict[str, Any]:
             "cpu_model": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                                if line.startswith("model name")), "?"),
             "websockets": websockets.__version__, "uvloop": uvloop.__version__,
+            "picows": _version("picows"),
             "split": f"servers on core {SERVER_CORE}; load client and PostgreSQL on core {CLIENT_CORE}; "
                      f"paced: client on core {CLIENT_CORE} at real-time priority, PostgreSQL on both",
             "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -215,7 +232,10 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--scenarios", default=",".join([*LOADS, "paced"]))
     parser.add_argument("--no-aiohttp", action="store_true")
-    parser.add_argument("--picows", action="store_true", help="add a bare picows floor (pip install picows)")
+    parser.add_argument("--picows", action="store_true",
+                        help="add wsd on picows (wsd-picows) and a bare picows floor (pip install picows)")
+    parser.add_argument("--wsd-transport", choices=("websockets", "picows"), default="websockets",
+                        help="the transport of the `wsd` target (and of --profile)")
     parser.add_argument("--profile", choices=("cached", "point"), help="only profile wsd with py-spy")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
@@ -228,8 +248,9 @@ async def main() -> None:
             "point": [{"resource": "leads", "action": "get_lead_with_complete_data", "id": 0,
                        "payload": {"lead_id": i}} for i in lead_ids],
         }
-        wsd = start_wsd(data.dsn, BENCH_VAR / "hotpath-wsd.log")
+        wsd = start_wsd(data.dsn, BENCH_VAR / "hotpath-wsd.log", args.wsd_transport)
         servers = [wsd]
+        others: dict[str, Server] = {}
         try:
             if args.profile:
                 stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
@@ -240,6 +261,10 @@ async def main() -> None:
                 return
             answer = BENCH_VAR / "hotpath-answer.json"
             answer.write_bytes(orjson.dumps(await cached_answer(wsd)))
+            if args.picows:
+                others["wsd-picows"] = start_wsd(data.dsn, BENCH_VAR / "hotpath-wsd-picows.log", "picows",
+                                                 "wsd-picows")
+                servers.append(others["wsd-picows"])
             floors = {"websockets": start_floor("websockets", answer, data.dsn)}
             if not args.no_aiohttp:
                 floors["aiohttp"] = start_floor("aiohttp", answer, data.dsn)
@@ -255,7 +280,7 @@ async def main() -> None:
                 for n in range(args.rounds):
                     this: dict[str, dict] = {}
                     # The order turns each round, so no server always runs first (or last).
-                    order = [("wsd", wsd), *floors.items()]
+                    order = [("wsd", wsd), *others.items(), *floors.items()]
                     for name, server in order[n % len(order):] + order[:n % len(order)]:
                         this[name] = await asyncio.to_thread(load, server, messages[kind], args.clients,
                                                              args.seconds, rate)
@@ -273,9 +298,10 @@ async def main() -> None:
                 pin_postgres(BENCH_VAR / "pg-10000", f"{SERVER_CORE},{CLIENT_CORE}")
                 results["paced"] = {}
                 for scenario in ("cached", "point"):
-                    runs: dict[str, list[dict]] = {"wsd": [], "websockets": []}
+                    paced_servers = {"wsd": wsd, **others, "websockets": floors["websockets"]}
+                    runs: dict[str, list[dict]] = {name: [] for name in paced_servers}
                     for n in range(args.rounds):
-                        for name, server in (("wsd", wsd), ("websockets", floors["websockets"])):
+                        for name, server in paced_servers.items():
                             run = await asyncio.to_thread(load, server, messages[scenario], 100, args.seconds, 10.0)
                             runs[name].append(run)
                             print(f"paced {scenario} round {n + 1} {name:10}: p50 {run['p50_ms']:.2f} ms p99 "

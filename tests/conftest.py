@@ -50,8 +50,11 @@ def write_config(path: Path, dsn: str, port: int, cache_ttl: float = 0.0, timezo
     Caching is off (TTL 0) unless asked for: tests write straight to the database, which
     a cached answer would not see; the cache has tests of its own.
     """
+    # WSD_SERVER_TRANSPORT runs the whole suite on another transport (start_daemon strips
+    # WSD_* from the daemon's environment, so it goes into the file).
     settings = {"max_message_bytes": 65536, "max_inflight_per_connection": 4,
-                "login_timeout_seconds": 1.0, "shutdown_grace_seconds": 5.0, **server}
+                "login_timeout_seconds": 1.0, "shutdown_grace_seconds": 5.0,
+                "transport": os.environ.get("WSD_SERVER_TRANSPORT", "websockets"), **server}
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}",
              'allowed_origins = ["http://dashboard.test"]']
     lines += [f"{key} = {toml_value(value)}" for key, value in settings.items()]

@@ -204,7 +204,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         await server.start(reuse_port)
         stack.callback(notifier.status, "stopping: background tasks and database")
         stack.push_async_callback(server.shutdown)
-        log.info("listening", url=_url(config, server), port=server.port)
+        log.info("listening", url=_url(config, server), port=server.port,
+                 transport=config.server.transport)
         notifier.send("READY=1", f"STATUS=serving on port {server.port}")
         try:
             yield server

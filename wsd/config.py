@@ -48,6 +48,9 @@ class ServerConfig(_Section):
     max_messages_before_login: int = 5
     listen_backlog: int = 511
     workers: int = 1
+    # The WebSocket library under the same server logic: websockets (default) or picows
+    # (the optional `picows` extra, `pip install 'wsd[picows]'`).
+    transport: Literal["websockets", "picows"] = "websockets"
 
 
 class DatabaseConfig(_Section):

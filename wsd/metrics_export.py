@@ -41,7 +41,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from wsd.auth import bearer_token
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
     from wsd.listener import ChangeListener
     from wsd.queries import OutlookQueries
     from wsd.server import WsdServer
+    from wsd.transport import Handshake
 
 __all__ = ["DaemonMetrics", "StateCollector", "OutboxProbe", "REFUSAL_REASONS"]
 
@@ -106,7 +106,7 @@ class DaemonMetrics:
 
     # -- the endpoint --------------------------------------------------------------------------
 
-    async def respond(self, connection: ServerConnection, request: Request) -> Response:
+    async def respond(self, connection: Handshake, request: Request) -> Response:
         """The answer to GET /metrics: 404 when off, 403 to a caller not allowed."""
         if not self.settings.enabled:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
@@ -120,7 +120,7 @@ class DaemonMetrics:
         response.headers["Content-Type"] = content_type
         return response
 
-    def allowed(self, connection: ServerConnection, request: Request) -> bool:
+    def allowed(self, connection: Handshake, request: Request) -> bool:
         token = bearer_token(request.headers.get("Authorization"))
         if token and self.settings.token_sha256:
             digest = hashlib.sha256(token.encode("utf-8")).digest()

@@ -1,4 +1,9 @@
-"""The WebSocket server: handshake checks, the per-connection read loop, bounded sending, shutdown.
+"""The WebSocket server: handshake checks, what each frame does, bounded sending, shutdown.
+
+One server logic on either WebSocket library (`server.transport`): the library reads frames
+and hands each to `_on_frame`, runs the HTTP handshake through `_process_request`, and
+gives each `Session` a `wsd.transport.Connection` (websockets: `wsd.transport_websockets`,
+the default; picows: `wsd.transport_picows`, the optional extra).
 
 A request flows: frame → `parse_request` → auth/limits → `Dispatcher.lookup` → a task per
 request running `Dispatcher.dispatch` → one encoder → `Session.push` → the socket. Requests
@@ -25,10 +30,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from wsd.auth import TokenBook, bearer_token
 from wsd.calendar_sync import CalendarSync
@@ -46,39 +48,23 @@ from wsd.protocol import error_reply, event_message, parse_request, success_repl
 from wsd.queries import Queries
 from wsd.runtime import INSTANCE, Runtime
 from wsd.static import StaticFiles, origin_allowed
+from wsd.transport import CLOSE_SECONDS, Connection, Handshake, Listening, text_frame
+from wsd.transport_websockets import WebsocketsListening
 
-__all__ = ["WsdServer", "Session"]
+__all__ = ["WsdServer", "Session", "text_frame"]
 
 log = structlog.get_logger("wsd.server")
 
 LOGIN = ("auth", "login")
 MAX_FAILED_LOGINS = 5
-POLICY_VIOLATION = 1008
-# After the grace, clients get this long for the closing handshake before their sockets are
-# aborted; with PostgreSQL's stop this keeps the exit within grace + 2 s.
-CLOSE_SECONDS = 1.0
 SWEEP_SECONDS = 0.5
-
-
-def text_frame(message: bytes) -> bytes:
-    """One unfragmented, unmasked Text frame (RFC 6455 §5.2), as a server sends it.
-
-    What websockets' `send_text` writes for the same message with no extension negotiated
-    (the server turns compression off), for a tenth of its cost on the hot path.
-    """
-    length = len(message)
-    if length < 126:
-        return bytes((0x81, length)) + message
-    if length < 65536:
-        return b"\x81\x7e" + length.to_bytes(2, "big") + message
-    return b"\x81\x7f" + length.to_bytes(8, "big") + message
 
 
 @dataclass(eq=False)
 class Session:
     """One client connection: who it is, what it has in flight, how far behind it reads."""
 
-    connection: ServerConnection
+    connection: Connection   # wsd.transport: websockets' or picows's, behind one interface
     address: str
     send_limit: int
     caller: Caller | None = None
@@ -94,24 +80,13 @@ class Session:
 
     def unread_bytes(self) -> int:
         """Bytes written for this client that its socket has not taken yet."""
-        transport = self.connection.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return self.connection.unread_bytes()
 
     def push(self, message: bytes) -> None:
-        """Write one encoded message without waiting (a Text frame: browsers parse text).
-
-        The frame goes straight to the transport (`text_frame`): websockets writes its own
-        frames (pongs, close) as soon as it makes them, so nothing of its can be queued
-        behind ours, and the order on the wire is the order of the calls. A closed or
-        closing connection takes nothing, which is not an error.
-        """
-        connection = self.connection
-        if connection.protocol.state is not State.OPEN:
-            return
-        try:
-            connection.transport.write(text_frame(message))
-        except Exception:  # the socket failed under us: the read loop sees it and cleans up
-            pass
+        """Write one encoded message without waiting (a Text frame: browsers parse text),
+        in the order of the calls. A closed or closing connection takes nothing, which is
+        not an error."""
+        self.connection.write_text(message)
 
     def push_event(self, message: bytes) -> bool:
         """Push an event unless the client is too far behind; False when it was dropped."""
@@ -173,40 +148,34 @@ class WsdServer:
         self._refusals = QuietLog(log)
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
-        self._server: Server | None = None
+        self._listening: Listening | None = None
         self.static = StaticFiles(config.server.path)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, reuse_port: bool = False) -> None:
         """Listen; `reuse_port` lets worker processes share the port (SO_REUSEPORT)."""
-        settings = self.config.server
-        self._server = await serve(
-            self._serve_connection, settings.host, settings.port,
-            origins=None,  # checked in _process_request: the page's own origin is allowed too
-            process_request=self._process_request,
-            max_size=settings.max_message_bytes,
-            # Small JSON frames: deflate costs ~64 KiB per connection. `text_frame` writes
-            # frames without extensions: compression on would need `send_text` back.
-            compression=None,
-            ping_interval=20, ping_timeout=20,
-            close_timeout=CLOSE_SECONDS,
-            backlog=settings.listen_backlog,
-            reuse_port=reuse_port,
-            server_header="wsd",
-        )
+        listening: Listening
+        if self.config.server.transport == "picows":
+            from wsd.transport_picows import PicowsListening   # the optional `picows` extra
+            listening = PicowsListening(self)
+        else:
+            listening = WebsocketsListening(self)
+        await listening.start(reuse_port)
+        self._listening = listening
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._listening is not None
+        return self._listening.port
 
     async def shutdown(self) -> None:
         """Stop accepting; give in-flight requests the grace (then answer them `unavailable`);
         close clients with 1001 and abort the sockets of those that do not close in time."""
-        assert self._server is not None
+        listening = self._listening
+        assert listening is not None
         self._draining = True
-        self._server.server.close()
+        listening.stop_accepting()
         if self._inflight:
             _, late = await asyncio.wait(set(self._inflight),
                                          timeout=self.config.server.shutdown_grace_seconds)
@@ -214,18 +183,16 @@ class WsdServer:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=CLOSE_SECONDS / 2)
-        self._server.close()  # closes open connections with 1001 (going away)
+        listening.close_connections()  # 1001 (going away)
         try:
             async with asyncio.timeout(CLOSE_SECONDS):
-                await self._server.wait_closed()
+                await listening.wait_closed()
         except asyncio.TimeoutError:
-            # Every connection websockets still tracks, including those whose handler has
-            # returned but whose TCP close is stuck behind unread data.
-            stuck = list(self._server.all_connections)
+            # Including connections whose session has ended but whose TCP close is stuck
+            # behind unread data.
+            stuck = listening.abort_remaining()
             if stuck:
-                log.warning("clients did not close in time; aborting their sockets", count=len(stuck))
-            for connection in stuck:
-                connection.transport.abort()
+                log.warning("clients did not close in time; aborting their sockets", count=stuck)
         self._refusals.flush(force=True)
 
     async def sweep_slow_clients(self) -> None:
@@ -243,18 +210,18 @@ class WsdServer:
                     session.behind_since = None  # caught up (or never behind)
                 elif session.behind_since is None:
                     session.behind_since = now
-                elif now - session.behind_since >= timeout and session.connection.transport:
+                elif now - session.behind_since >= timeout:
                     self.slow_clients_dropped += 1
                     log.warning("slow client dropped", address=session.address,
                                 caller=session.caller.name if session.caller else None,
                                 unread_bytes=session.unread_bytes(),
                                 events_dropped=session.events_dropped,
                                 behind_seconds=round(now - session.behind_since, 1))
-                    session.connection.transport.abort()
+                    session.connection.abort()
 
     # -- handshake -------------------------------------------------------------------------
 
-    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: Handshake, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
@@ -306,7 +273,7 @@ class WsdServer:
         token = bearer_token(request.headers.get("Authorization")) if request is not None else None
         return self.tokens.authenticate(token) if token else None
 
-    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str, address: str,
+    def _refuse(self, connection: Handshake, status: HTTPStatus, text: str, address: str,
                 reason: str) -> Response:
         self._refusals.warning("handshake refused", reason=reason, address=address)
         self.metrics.refused(reason)
@@ -314,7 +281,9 @@ class WsdServer:
 
     # -- connection --------------------------------------------------------------------------
 
-    async def _serve_connection(self, connection: ServerConnection) -> None:
+    def open_session(self, connection: Connection) -> Session:
+        """A connection whose handshake completed: its session, counted against the limits.
+        The transport reads its frames into `_on_frame` and calls `close_session` at the end."""
         session = Session(connection, _address_of(connection), self.config.server.max_send_buffer_bytes,
                           caller=self._caller_of(connection.request))
         self.sessions.add(session)
@@ -322,40 +291,19 @@ class WsdServer:
             self._per_token[session.caller.name] += 1
         else:
             self._unauthenticated += 1
-        deadline = asyncio.get_running_loop().time() + self.config.server.login_timeout_seconds
-        try:
-            while True:
-                if session.caller is None:
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            frame = await connection.recv()
-                    except TimeoutError:
-                        await connection.close(POLICY_VIOLATION, "authentication timeout")
-                        return
-                else:
-                    if session.unread_bytes() > session.send_limit:
-                        await self._wait_until_caught_up(session)
-                    frame = await connection.recv()
-                if reason := self._on_frame(session, frame):
-                    await connection.close(POLICY_VIOLATION, reason)
-                    return
-        except ConnectionClosed:
-            pass
-        finally:
-            self.sessions.discard(session)
-            self.live.drop(session)
-            if session.caller is not None:
-                self._per_token[session.caller.name] -= 1
-                if not self._per_token[session.caller.name]:
-                    del self._per_token[session.caller.name]
-            else:
-                self._unauthenticated -= 1
+        return session
 
-    async def _wait_until_caught_up(self, session: Session) -> None:
-        """Read nothing more from a client that is not reading its replies (TCP pushes back
-        on it); the sweep disconnects it if this lasts past the send timeout."""
-        while session.unread_bytes() > session.send_limit and session.connection.protocol.state is State.OPEN:
-            await asyncio.sleep(0.05)
+    def close_session(self, session: Session) -> None:
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        self.live.drop(session)
+        if session.caller is not None:
+            self._per_token[session.caller.name] -= 1
+            if not self._per_token[session.caller.name]:
+                del self._per_token[session.caller.name]
+        else:
+            self._unauthenticated -= 1
 
     def _on_frame(self, session: Session, frame: str | bytes) -> str | None:
         """Answer envelope, auth and limit errors inline; run real actions as tasks.
@@ -552,6 +500,6 @@ class WsdServer:
                 session.push_event(message)
 
 
-def _address_of(connection: ServerConnection) -> str:
+def _address_of(connection: Connection | Handshake) -> str:
     peer = connection.remote_address
     return str(peer[0]) if peer else "unknown"

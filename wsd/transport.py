@@ -1,0 +1,109 @@
+"""What `WsdServer` needs from a WebSocket library, so one server logic runs on either.
+
+- `Connection`: what a `Session` uses of its client's connection (is it open, write a Text
+  frame without waiting, bytes written that the socket has not taken, abort, close).
+- `Handshake`: what `WsdServer._process_request` uses of a connection still in its HTTP
+  handshake (the peer's address and `respond`); the request itself is websockets'
+  `Request`, parsed by websockets' sans-I/O handshake on both transports, so every
+  refusal, plain HTTP answer and upgrade error has the same status, headers and body.
+- `Listening`: the listening side, for the port and shutdown.
+
+Implementations: `wsd.transport_websockets` (the default) and `wsd.transport_picows`
+(`server.transport = "picows"`, the optional `picows` extra: Cython frame layer).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from websockets.http11 import Request, Response
+
+__all__ = ["Connection", "Handshake", "Listening", "text_frame", "CLOSE_SECONDS"]
+
+# After the grace, clients get this long for the closing handshake before their sockets are
+# aborted; with PostgreSQL's stop this keeps the exit within grace + 2 s.
+CLOSE_SECONDS = 1.0
+
+
+def text_frame(message: bytes) -> bytes:
+    """One unfragmented, unmasked Text frame (RFC 6455 §5.2), as a server sends it.
+
+    What websockets' `send_text` writes for the same message with no extension negotiated
+    (the server turns compression off), for a tenth of its cost on the hot path.
+    """
+    length = len(message)
+    if length < 126:
+        return bytes((0x81, length)) + message
+    if length < 65536:
+        return b"\x81\x7e" + length.to_bytes(2, "big") + message
+    return b"\x81\x7f" + length.to_bytes(8, "big") + message
+
+
+class Connection(Protocol):
+    """One open WebSocket connection, as a `Session` sees it."""
+
+    # The handshake's request (its Authorization header names the caller).
+    request: Request | None
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    def is_open(self) -> bool:
+        """True until a close frame was sent or received, or the socket went away."""
+        ...
+
+    def write_text(self, message: bytes) -> None:
+        """Write `message` as one Text frame without waiting; nothing when not open."""
+        ...
+
+    def unread_bytes(self) -> int:
+        """Bytes written for this client that its socket has not taken yet."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the socket now, without a closing handshake."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame and wait (at most the close timeout) for the connection to end."""
+        ...
+
+
+class Handshake(Protocol):
+    """A connection in its HTTP handshake, as `_process_request` sees it."""
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    def respond(self, status: HTTPStatus, text: str) -> Response:
+        """A plain-text answer (Date, Connection: close, Content-Length, Content-Type)."""
+        ...
+
+
+class Listening(Protocol):
+    """The listening socket and every connection it accepted."""
+
+    async def start(self, reuse_port: bool) -> None:
+        """Listen on `server.host`/`server.port`; `reuse_port`: SO_REUSEPORT (workers)."""
+        ...
+
+    @property
+    def port(self) -> int: ...
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; open connections stay."""
+        ...
+
+    def close_connections(self) -> None:
+        """Close every open connection with 1001 (going away); handshakes still in progress
+        are refused with 503."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Until every connection has ended."""
+        ...
+
+    def abort_remaining(self) -> int:
+        """Abort the sockets of connections still open; how many there were."""
+        ...

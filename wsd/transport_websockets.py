@@ -1,0 +1,136 @@
+"""wsd on websockets (the default transport): a coroutine per connection reads its frames.
+
+`WsdConnection` is websockets' `ServerConnection` plus what `wsd.transport.Connection`
+asks for; `WebsocketsListening` runs `serve` and the read loop, which hands every frame
+to `WsdServer._on_frame` and closes with 1008 when it says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from wsd.transport import CLOSE_SECONDS, text_frame
+
+if TYPE_CHECKING:
+    from wsd.server import WsdServer
+
+__all__ = ["WsdConnection", "WebsocketsListening"]
+
+POLICY_VIOLATION = 1008
+
+
+class WsdConnection(ServerConnection):
+    """websockets' connection with the methods a `Session` uses."""
+
+    def is_open(self) -> bool:
+        return self.protocol.state is State.OPEN
+
+    def write_text(self, message: bytes) -> None:
+        """The frame goes straight to the transport (`text_frame`): websockets writes its own
+        frames (pongs, close) as soon as it makes them, so nothing of its can be queued
+        behind ours, and the order on the wire is the order of the calls. A closed or
+        closing connection takes nothing, which is not an error."""
+        if self.protocol.state is not State.OPEN:
+            return
+        try:
+            self.transport.write(text_frame(message))
+        except Exception:  # the socket failed under us: the read loop sees it and cleans up
+            pass
+
+    def unread_bytes(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class WebsocketsListening:
+    """`websockets.asyncio.server.serve` with wsd's options and read loop."""
+
+    def __init__(self, server: WsdServer) -> None:
+        self._wsd = server
+        self._server: Server | None = None
+
+    async def start(self, reuse_port: bool) -> None:
+        settings = self._wsd.config.server
+        self._server = await serve(
+            self._serve_connection, settings.host, settings.port,
+            origins=None,  # checked in _process_request: the page's own origin is allowed too
+            process_request=self._wsd._process_request,
+            create_connection=WsdConnection,
+            max_size=settings.max_message_bytes,
+            # Small JSON frames: deflate costs ~64 KiB per connection. `text_frame` writes
+            # frames without extensions: compression on would need `send_text` back.
+            compression=None,
+            ping_interval=20, ping_timeout=20,
+            close_timeout=CLOSE_SECONDS,
+            backlog=settings.listen_backlog,
+            reuse_port=reuse_port,
+            server_header="wsd",
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def stop_accepting(self) -> None:
+        assert self._server is not None
+        self._server.server.close()
+
+    def close_connections(self) -> None:
+        assert self._server is not None
+        self._server.close()  # closes open connections with 1001 (going away)
+
+    async def wait_closed(self) -> None:
+        assert self._server is not None
+        await self._server.wait_closed()
+
+    def abort_remaining(self) -> int:
+        """Every connection websockets still tracks, including those whose handler has
+        returned but whose TCP close is stuck behind unread data."""
+        assert self._server is not None
+        stuck = list(self._server.all_connections)
+        for connection in stuck:
+            connection.transport.abort()
+        return len(stuck)
+
+    async def _serve_connection(self, connection: ServerConnection) -> None:
+        assert isinstance(connection, WsdConnection)
+        wsd = self._wsd
+        session = wsd.open_session(connection)
+        deadline = asyncio.get_running_loop().time() + wsd.config.server.login_timeout_seconds
+        try:
+            while True:
+                if session.caller is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            frame = await connection.recv()
+                    except TimeoutError:
+                        await connection.close(POLICY_VIOLATION, "authentication timeout")
+                        return
+                else:
+                    if session.unread_bytes() > session.send_limit:
+                        await self._wait_until_caught_up(connection, session.send_limit)
+                    frame = await connection.recv()
+                if reason := wsd._on_frame(session, frame):
+                    await connection.close(POLICY_VIOLATION, reason)
+                    return
+        except ConnectionClosed:
+            pass
+        finally:
+            wsd.close_session(session)
+
+    @staticmethod
+    async def _wait_until_caught_up(connection: WsdConnection, limit: int) -> None:
+        """Read nothing more from a client that is not reading its replies (TCP pushes back
+        on it); the sweep disconnects it if this lasts past the send timeout."""
+        while connection.unread_bytes() > limit and connection.is_open():
+            await asyncio.sleep(0.05)
