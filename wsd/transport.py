@@ -14,12 +14,14 @@ Implementations: `wsd.transport_websockets` (the default) and `wsd.transport_pic
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
 from typing import Any, Protocol
 
 from websockets.http11 import Request, Response
 
-__all__ = ["Connection", "Handshake", "Listening", "text_frame", "CLOSE_SECONDS"]
+__all__ = ["Connection", "Handshake", "Listening", "text_frame", "unsent_bytes", "abort_socket",
+           "CLOSE_SECONDS"]
 
 # After the grace, clients get this long for the closing handshake before their sockets are
 # aborted; with PostgreSQL's stop this keeps the exit within grace + 2 s.
@@ -38,6 +40,18 @@ def text_frame(message: bytes) -> bytes:
     if length < 65536:
         return b"\x81\x7e" + length.to_bytes(2, "big") + message
     return b"\x81\x7f" + length.to_bytes(8, "big") + message
+
+
+def unsent_bytes(transport: asyncio.WriteTransport | None) -> int:
+    """Bytes written to a connection's socket that it has not taken yet (0 once gone): how
+    far behind its client reads, on either transport."""
+    return transport.get_write_buffer_size() if transport is not None else 0
+
+
+def abort_socket(transport: asyncio.WriteTransport | None) -> None:
+    """Drop a connection's socket at once (no closing handshake); nothing when it is gone."""
+    if transport is not None:
+        transport.abort()
 
 
 class Connection(Protocol):

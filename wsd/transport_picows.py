@@ -39,7 +39,7 @@ from websockets.exceptions import PayloadTooBig
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from wsd.transport import CLOSE_SECONDS
+from wsd.transport import CLOSE_SECONDS, abort_socket, unsent_bytes
 
 if TYPE_CHECKING:
     from wsd.server import Session, WsdServer
@@ -179,6 +179,7 @@ class _HttpFront(asyncio.Protocol):
             assert self.transport is not None
             self.transport.pause_reading()
             self._task = asyncio.create_task(self._handshake(request))
+            self._task.add_done_callback(_log_failure)
         elif self.protocol.handshake_exc is not None:   # refused by websockets (400, 414, 431)
             self._finish()
 
@@ -191,8 +192,7 @@ class _HttpFront(asyncio.Protocol):
         self._end()
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        abort_socket(self.transport)
         self._end()
 
     # -- the handshake -------------------------------------------------------------------------
@@ -321,12 +321,10 @@ class PicowsConnection(WSListener):
                 pass
 
     def unread_bytes(self) -> int:
-        raw = self._raw
-        return raw.get_write_buffer_size() if raw is not None else 0
+        return unsent_bytes(self._raw)
 
     def abort(self) -> None:
-        if self._raw is not None:
-            self._raw.abort()
+        abort_socket(self._raw)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._close_soon(code, reason)

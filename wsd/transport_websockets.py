@@ -14,7 +14,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from wsd.transport import CLOSE_SECONDS, text_frame
+from wsd.transport import CLOSE_SECONDS, abort_socket, text_frame, unsent_bytes
 
 if TYPE_CHECKING:
     from wsd.server import WsdServer
@@ -43,12 +43,10 @@ class WsdConnection(ServerConnection):
             pass
 
     def unread_bytes(self) -> int:
-        transport = self.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return unsent_bytes(self.transport)
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        abort_socket(self.transport)
 
 
 class WebsocketsListening:
