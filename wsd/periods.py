@@ -23,18 +23,20 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Awaitable, Callable, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from wsd.clock import local_day_bounds, local_today, utc_now
+from wsd.dispatcher import Payload
 from wsd.fields import day_in_range
 
 __all__ = ["Preset", "DateRange", "PeriodSpec", "Period", "Granularity", "resolve", "MAX_DAYS",
-           "MAX_BUCKETS", "bucket_starts", "change"]
+           "MAX_BUCKETS", "bucket_starts", "change", "changes", "Reported", "reported", "span"]
 
 Preset = Literal["today", "yesterday", "last_7_days", "last_30_days", "last_90_days", "this_week",
                  "last_week", "this_month", "last_month", "this_quarter"]
@@ -153,3 +155,65 @@ def change(current: float, previous: float) -> dict[str, float | None]:
     """A figure's change from the previous period: absolute, and relative to the previous
     (null where the previous is 0)."""
     return {"absolute": current - previous, "relative": (current - previous) / previous if previous else None}
+
+
+class Reported(Payload):
+    """The fields every aggregate takes: without `period` its answer is the all-time (or
+    fixed-window) one the seed describes; `compare` needs a period."""
+
+    period: PeriodSpec | None = None
+    compare: bool = False
+
+    def __post_init__(self) -> None:
+        if self.compare and self.period is None:
+            raise ValueError("field `compare` needs a `period`")
+
+
+Figures = Callable[[Period], Awaitable[dict[str, Any]]]
+
+
+async def reported(period: Period, compare: bool, figures: Figures) -> dict[str, Any]:
+    """An aggregate's answer over a period: `period` and its figures, and with `compare` the
+    previous period's figures under `previous` and each figure's `change` from them.
+
+    `figures` answers one period; with `compare` both periods run at once."""
+    if not compare:
+        return {"period": period.describe(), **await figures(period)}
+    before = period.previous()
+    current, previous = await asyncio.gather(figures(period), figures(before))
+    return {"period": period.describe(), **current, "previous": {"period": before.describe(), **previous},
+            "change": changes(current, previous)}
+
+
+def changes(current: Any, previous: Any) -> Any:
+    """`change` for every number in `current` against the same place in `previous` (0 where
+    previous lacks it); rows are paired by their step or name, buckets by position. Filter
+    objects (`filters`), lead summaries (`leads`) and texts are left out; None where there is
+    no number."""
+    if isinstance(current, bool) or isinstance(current, str):
+        return None
+    if isinstance(current, (int, float)):
+        before = previous if isinstance(previous, (int, float)) and not isinstance(previous, bool) else 0
+        return change(current, before)
+    if isinstance(current, dict):
+        old = previous if isinstance(previous, dict) else {}
+        found = {key: changes(value, old.get(key)) for key, value in current.items()
+                 if key not in ("filters", "leads")}
+        return {key: value for key, value in found.items() if value is not None} or None
+    if isinstance(current, list):
+        old_rows = previous if isinstance(previous, list) else []
+        return [_row_change(row, old_rows, n) for n, row in enumerate(current)]
+    return None
+
+
+def _row_change(row: Any, old_rows: list[Any], position: int) -> Any:
+    key = next((k for k in ("step", "to_step", "name") if isinstance(row, dict) and k in row), None)
+    if key is None:
+        return changes(row, old_rows[position] if position < len(old_rows) else None)
+    match = next((old for old in old_rows if old.get(key) == row[key]), None)
+    return {key: row[key], **(changes(row, match) or {})}
+
+
+def span(period: Period) -> dict[str, dt.date]:
+    """A period as a drill-down filter's dates ({from, to}, as `period` takes them)."""
+    return {"from": period.first, "to": period.last}

@@ -24,6 +24,9 @@ class AggregatesQueries(Protocol):
     async def exact_reply_percentiles(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
         """Returns {median, p90}: percentile_cont(0.5) and (0.9) of response_seconds over every agent reply created in [since, until), read from messages alone (what agent_performance reads through the kept reply_delay_counts); both NULL without replies."""
 
+    def lead_cohort_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (quarter-hour of creation, step) whose kept current/furthest counts (lead_cohort_counts, 0013) differ from the counts over lead_qualifications (a missing row counts as 0)."""
+
     def lead_step_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each step whose kept current/furthest counts (0002) differ from the counts over lead_qualifications."""
 
@@ -32,6 +35,9 @@ class AggregatesQueries(Protocol):
 
     def requirement_item_name_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (kind, spelling) whose kept count differs from the count over features and integrations, and for the kept count of requirements."""
+
+    def step_entry_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (quarter-hour, step) whose kept count of first entries (step_entry_counts, 0013) differs from the count over lead_step_entries."""
 
     def step_hours_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each lead_step_entries row whose kept hours_from_previous differs from the one recomputed from the entry times (first 20)."""
@@ -72,8 +78,8 @@ class DashboardQueries(Protocol):
     async def recent_activity(self, conn: Executor) -> asyncpg.Record | None:
         """Returns {messages_last_5_minutes, new_leads_last_5_minutes}."""
 
-    def recent_events(self, conn: Executor, *, since: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the 50 latest events since `since`, newest first: {at, kind, ids} with kind one of new_lead, message, step_change, meeting_created, agent_toggle and ids naming the records involved."""
+    def recent_events(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 50 latest events in [since, until) (until NULL: no end), newest first: {at, kind, ids} with kind one of new_lead, message, step_change, meeting_created, agent_toggle and ids naming the records involved."""
 
 
 class Demo_ActivityQueries(Protocol):
@@ -249,6 +255,31 @@ class OutlookQueries(Protocol):
         """After a full sync of [since, until): returns ids of the mailbox's scheduled, synced meetings in the window whose Outlook event was not seen (deleted in Outlook)."""
 
 
+class ReportsQueries(Protocol):
+    """The queries of wsd/sql/reports/."""
+
+    def activity_buckets_between(self, conn: Executor, *, bounds: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns one bucket per pair of consecutive instants in `bounds` (sorted, each a whole UTC quarter-hour), oldest first, zero-filled: {start, new_leads, messages, step_changes, meetings_created, agent_toggles}, each counting what happened in [start, next bound)."""
+
+    def cohort_steps(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 7 steps in funnel order {step, current, reached} over the leads created in [since, until) (whole UTC quarter-hours): how many of them are at the step now, and how many got at least as far (furthest step at or past it)."""
+
+    def entered_steps(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 7 steps in funnel order {step, entered}: the leads whose first entry into the step falls in [since, until) (whole UTC quarter-hours), from the kept step_entry_counts."""
+
+    async def period_activity(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
+        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), from the kept quarter-hour activity_counts (raw rows for partial quarters at the ends)."""
+
+    def period_conversion_stats(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did), read from one range of lead_step_entries_step_entered_idx per step."""
+
+    def period_pipeline(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 most recently updated of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one)."""
+
+    def period_popular_items(self, conn: Executor, *, kind: Any, top: Any, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the `top` most requested items of a kind ('features' or 'integrations') in the requirements of the leads created in [since, until) {name, count, share}: grouped like popular_items (trimmed, case-folded, most common spelling, first in sort order on a tie), share being the fraction of those requirements that ask for it (0 when there are none)."""
+
+
 class RequirementsQueries(Protocol):
     """The queries of wsd/sql/requirements/."""
 
@@ -296,4 +327,5 @@ class Queries(Protocol):
     leads: LeadsQueries
     meetings: MeetingsQueries
     outlook: OutlookQueries
+    reports: ReportsQueries
     requirements: RequirementsQueries

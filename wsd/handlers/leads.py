@@ -15,6 +15,7 @@ import orjson
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
 from wsd.pagination import decode_cursor, page_of
+from wsd.periods import Period, Reported, reported, resolve, span
 from wsd.steps import LeadStep
 from wsd.topics import Topic
 
@@ -62,9 +63,20 @@ async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
     return page_of(rows, payload.limit, key="created_at", document="lead")
 
 
-async def get_lead_pipeline(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
-    """Every step in funnel order, even empty ones, so the board always has 7 columns."""
-    return [dict(row) async for row in ctx.queries.leads.lead_pipeline(ctx.pool)]
+async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
+    """Every step in funnel order, even empty ones, so the board always has 7 columns.
+
+    With a period: `steps`, the same columns over the leads created in it, each count with
+    its filter."""
+    if payload.period is None:
+        return [dict(row) async for row in ctx.queries.leads.lead_pipeline(ctx.pool)]
+
+    async def figures(period: Period) -> dict[str, Any]:
+        rows = ctx.queries.reports.period_pipeline(ctx.pool, since=period.since, until=period.until)
+        return {"steps": [{**row, "filters": {"count": {"created": span(period), "step": row["step"]}}}
+                          async for row in rows]}
+
+    return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
 
 
 async def get_lead_with_complete_data(ctx: Context, payload: LeadId) -> orjson.Fragment:
@@ -94,9 +106,22 @@ async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, A
     return document
 
 
-async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
-    """Step-to-step conversion over the furthest step each lead reached."""
-    return [dict(row) async for row in ctx.queries.leads.conversion_stats(ctx.pool)]
+async def get_conversion_stats(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
+    """Step-to-step conversion over the furthest step each lead reached.
+
+    With a period: `pairs` over the leads created in it, the median over the leads that
+    entered `to_step` in it (docs/protocol.md)."""
+    if payload.period is None:
+        return [dict(row) async for row in ctx.queries.leads.conversion_stats(ctx.pool)]
+
+    async def figures(period: Period) -> dict[str, Any]:
+        rows = ctx.queries.reports.period_conversion_stats(ctx.pool, since=period.since, until=period.until)
+        return {"pairs": [{**row, "filters": {
+                    "reached_from": {"created": span(period), "reached": row["from_step"]},
+                    "reached_to": {"created": span(period), "reached": row["to_step"]}}}
+                          async for row in rows]}
+
+    return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
 
 
 async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
@@ -110,10 +135,10 @@ async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
 
 ACTIONS = ActionTable("leads", [
     read("get_all_leads", get_all_leads, AllLeads, topics=LEAD_DOCUMENT),
-    read("get_lead_pipeline", get_lead_pipeline, topics={"leads", "users", "conversations"}),
+    read("get_lead_pipeline", get_lead_pipeline, Reported, topics={"leads", "users", "conversations"}),
     read("get_lead_with_complete_data", get_lead_with_complete_data, LeadId,
          topics={*LEAD_DOCUMENT, "meetings"}),
     write("update_lead_step", update_lead_step, UpdateLeadStep, changes={"leads"}),
-    read("get_conversion_stats", get_conversion_stats, cached=True, topics={"leads"}),
+    read("get_conversion_stats", get_conversion_stats, Reported, cached=True, topics={"leads"}),
     read("get_abandoned_leads", get_abandoned_leads, AbandonedLeads, topics=LEAD_DOCUMENT),
 ])

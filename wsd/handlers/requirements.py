@@ -18,6 +18,7 @@ import msgspec
 from wsd.dispatcher import ActionTable, Context, Handler, IdempotencyKey, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
 from wsd.fields import trimmed
+from wsd.periods import Period, Reported, reported, resolve, span
 from wsd.queries import Executor
 
 # Lengths are checked once trimmed (wsd.fields.trimmed), so they are not msgspec bounds.
@@ -69,7 +70,7 @@ class AddItem(NewItem, kw_only=True):
     idempotency_key: IdempotencyKey = None
 
 
-class Popular(Payload):
+class Popular(Reported):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
 
 
@@ -169,10 +170,22 @@ def _item_adder(kind: str) -> Handler:
 
 
 def _popularity(kind: str) -> Handler:
-    async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]]:
-        """Top names across all requirements {name, count, share}, most requested first."""
-        return [dict(row) async for row in ctx.queries.requirements.popular_items(
-            ctx.pool, kind=kind, top=payload.limit)]
+    async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]] | dict[str, Any]:
+        """Top names across all requirements {name, count, share}, most requested first.
+
+        With a period: `items` over the requirements of the leads created in it."""
+        if payload.period is None:
+            return [dict(row) async for row in ctx.queries.requirements.popular_items(
+                ctx.pool, kind=kind, top=payload.limit)]
+
+        async def figures(period: Period) -> dict[str, Any]:
+            rows = ctx.queries.reports.period_popular_items(
+                ctx.pool, kind=kind, top=payload.limit, since=period.since, until=period.until)
+            return {"items": [{**row, "filters": {"count": {"created": span(period), wants: row["name"]}}}
+                              async for row in rows]}
+
+        return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
+    wants = "wants_feature" if kind == "features" else "wants_integration"
     popular.__name__ = popular.__qualname__ = f"get_popular_{kind}"
     return popular
 

@@ -1,0 +1,195 @@
+"""Reporting periods on the aggregates (issue 25): without `period` every answer is the
+seed's, byte for byte (against the daemon as it was before periods existed); with one, the
+figures are those of the period's leads and events; bad periods are `invalid_payload`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import subprocess
+import tarfile
+import io
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import orjson
+import pytest
+
+from tests import factories
+from tests.conftest import ROOT, Client, Daemon, open_client, start_daemon
+from wsd.steps import STEPS
+
+# The last commit before reporting periods: its daemon answers the seed's shapes.
+BASE_COMMIT = "1c3c0b6d37024adda36bb4cd680485ce26128ee2"
+MADRID = ZoneInfo("Europe/Madrid")
+AGGREGATES = [("dashboard", "get_dashboard_stats"), ("dashboard", "get_conversion_funnel"),
+              ("dashboard", "get_activity_timeline"), ("dashboard", "get_agent_performance"),
+              ("leads", "get_conversion_stats"), ("leads", "get_lead_pipeline"),
+              ("requirements", "get_popular_features"), ("requirements", "get_popular_integrations")]
+FEATURES = ("Chat en vivo", "Pagos", "Mapa", "Informes")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+async def seed(db: asyncpg.Connection, leads: int, rng: random.Random) -> list[uuid.UUID]:
+    """Leads created over the last 120 days, each walked some way down the funnel (some moved
+    back), with conversations, messages, requirements and meetings."""
+    ids = []
+    for n in range(leads):
+        created = now() - dt.timedelta(days=rng.uniform(0, 120))
+        conversation = await factories.conversation(db, agent_enabled=rng.random() < 0.7)
+        path = [("start", created, "agent")]
+        at = created
+        for step in STEPS[1:rng.randint(1, len(STEPS))]:
+            at = min(at + dt.timedelta(hours=rng.uniform(1, 200)), now() - dt.timedelta(minutes=1))
+            path.append((step, at, "agent"))
+        if len(path) > 2 and rng.random() < 0.2:
+            path.append((path[-2][0], at + dt.timedelta(seconds=1), "manual"))
+        lead_id = await factories.lead(db, path, conversation_id=conversation, full_name=f"Cliente {n}")
+        await factories.message(db, conversation, "user", created)
+        await factories.message(db, conversation, "agent", created + dt.timedelta(seconds=rng.uniform(1, 9)))
+        if rng.random() < 0.6:
+            await factories.requirements(db, lead_id, features=rng.sample(FEATURES, rng.randint(1, 3)),
+                                         integrations=rng.sample(("Stripe", "Slack"), rng.randint(0, 2)))
+        ids.append(lead_id)
+    return ids
+
+
+@pytest.fixture
+async def seeded(db: asyncpg.Connection) -> list[uuid.UUID]:
+    return await seed(db, 60, random.Random(25))
+
+
+@pytest.fixture(scope="session")
+def base_daemon(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The daemon of BASE_COMMIT on the same database (the new migration applied does not
+    change what it reads)."""
+    tree = tmp_path_factory.mktemp("base")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASE_COMMIT, "wsd"],
+                             check=True, capture_output=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(tree, filter="data")
+    running = start_daemon(tree, postgres, env={"PYTHONPATH": str(tree)})
+    yield running
+    running.stop()
+
+
+async def raw_answer(url: str, resource: str, action: str, payload: Any = None) -> bytes:
+    async with open_client(url) as connection:
+        message: dict[str, Any] = {"resource": resource, "action": action, "id": 1}
+        if payload is not None:
+            message["payload"] = payload
+        await connection.send(orjson.dumps(message).decode())
+        while True:  # change hints of the seeding may come first
+            answer = await connection.recv()
+            raw = answer if isinstance(answer, bytes) else answer.encode()
+            if orjson.loads(raw).get("id") == 1:
+                return raw
+
+
+def without_clock_reading(answer: bytes) -> bytes:
+    """Agent performance's windows end at the instant of the request: its since/until cut
+    out (in place, the rest of the bytes kept as they are)."""
+    return re.sub(rb'"(since|until)":"[^"]+"', rb'"\1":"-"', answer)
+
+
+async def test_without_a_period_every_answer_is_the_one_before_periods(
+        daemon: Daemon, base_daemon: Daemon, seeded: list[uuid.UUID]) -> None:
+    for resource, action in AGGREGATES:
+        for payload in (None, {}):
+            ours = without_clock_reading(await raw_answer(daemon.url, resource, action, payload))
+            theirs = without_clock_reading(await raw_answer(base_daemon.url, resource, action, payload))
+            assert b'"success"' in ours and ours == theirs, (resource, action)
+    for payload in ({"days": 30}, {"days": 1}):
+        assert (without_clock_reading(await raw_answer(daemon.url, "dashboard", "get_agent_performance", payload))
+                == without_clock_reading(await raw_answer(base_daemon.url, "dashboard", "get_agent_performance",
+                                                          payload)))
+    for payload in ({"limit": 2},):
+        assert (await raw_answer(daemon.url, "requirements", "get_popular_features", payload)
+                == await raw_answer(base_daemon.url, "requirements", "get_popular_features", payload))
+
+
+def local_bounds(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    since = dt.datetime.combine(first, dt.time(), MADRID)
+    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), MADRID)
+    return since, until
+
+
+async def test_period_funnels_count_the_periods_leads(admin: Client, db: asyncpg.Connection,
+                                                      seeded: list[uuid.UUID]) -> None:
+    today = now().astimezone(MADRID).date()
+    first, last = today - dt.timedelta(days=29), today
+    since, until = local_bounds(first, last)
+    answer = await admin.data("dashboard", "get_conversion_funnel", {"period": "last_30_days", "compare": True})
+    assert answer["mode"] == "cohort" and answer["period"]["from"] == first.isoformat()
+    for row in answer["steps"]:
+        expected = await db.fetchval(
+            "SELECT count(*) FROM lead_qualifications WHERE created_at >= $1 AND created_at < $2 "
+            "AND furthest_step >= $3::lead_step", since, until, row["step"])
+        assert row["reached"] == expected, row
+        assert row["filters"]["reached"] == {"created": {"from": first.isoformat(), "to": last.isoformat()},
+                                             "reached": row["step"]}
+    assert answer["steps"][0]["reached"] > 0
+    previous_since, previous_until = local_bounds(first - dt.timedelta(days=30), first - dt.timedelta(days=1))
+    previous_start = await db.fetchval(
+        "SELECT count(*) FROM lead_qualifications WHERE created_at >= $1 AND created_at < $2",
+        previous_since, previous_until)
+    assert answer["previous"]["steps"][0]["reached"] == previous_start
+    assert answer["change"]["steps"][0]["reached"]["absolute"] == answer["steps"][0]["reached"] - previous_start
+
+    activity = await admin.data("dashboard", "get_conversion_funnel", {"period": "last_30_days", "mode": "activity"})
+    for row in activity["steps"]:
+        expected = await db.fetchval(
+            "SELECT count(*) FROM lead_step_entries WHERE step = $3::lead_step AND entered_at >= $1 "
+            "AND entered_at < $2", since, until, row["step"])
+        assert row["entered"] == expected, row
+
+
+async def test_every_aggregate_takes_a_period_and_compare(admin: Client, seeded: list[uuid.UUID]) -> None:
+    today = now().astimezone(MADRID).date()
+    for resource, action in AGGREGATES:
+        for period in ("today", "last_7_days", "this_month", "this_quarter",
+                       {"from": (today - dt.timedelta(days=365)).isoformat(), "to": today.isoformat()}):
+            answer = await admin.data(resource, action, {"period": period, "compare": True})
+            assert set(answer["period"]) == {"from", "to", "since", "until"}
+            assert "previous" in answer and "change" in answer, (action, period)
+
+
+async def test_timeline_buckets_follow_the_granularity(admin: Client, db: asyncpg.Connection,
+                                                       seeded: list[uuid.UUID]) -> None:
+    answer = await admin.data("dashboard", "get_activity_timeline", {"period": "last_90_days", "granularity": "week"})
+    assert answer["granularity"] == "week"
+    since = dt.datetime.fromisoformat(answer["period"]["since"])
+    until = dt.datetime.fromisoformat(answer["period"]["until"])
+    assert dt.datetime.fromisoformat(answer["buckets"][0]["start"]) == since
+    assert all(dt.datetime.fromisoformat(b["start"]).astimezone(MADRID).weekday() == 0
+               for b in answer["buckets"][1:])
+    expected = await db.fetchval("SELECT count(*) FROM lead_qualifications WHERE created_at >= $1 "
+                                 "AND created_at < $2", since, until)
+    assert sum(b["new_leads"] for b in answer["buckets"]) == expected > 0
+    day = await admin.data("dashboard", "get_activity_timeline", {"period": "today"})
+    assert day["granularity"] == "hour" and len(day["buckets"]) in (23, 24, 25)
+
+
+@pytest.mark.parametrize(("resource", "action", "payload", "field"), [
+    ("dashboard", "get_conversion_funnel", {"period": {"from": "2026-03-10", "to": "2026-03-09"}}, "period.to"),
+    ("dashboard", "get_conversion_funnel", {"period": {"from": "2025-01-01", "to": "2026-01-02"}}, "period.to"),
+    ("dashboard", "get_conversion_funnel", {"period": "last_year"}, "period"),
+    ("dashboard", "get_conversion_funnel", {"mode": "cohort"}, "mode"),
+    ("dashboard", "get_dashboard_stats", {"compare": True}, "compare"),
+    ("dashboard", "get_activity_timeline", {"period": "last_90_days", "granularity": "hour"}, "granularity"),
+    ("dashboard", "get_agent_performance", {"period": "today", "days": 3}, "days"),
+    ("dashboard", "get_real_time_metrics", {"period": "today"}, "period"),
+    ("leads", "get_lead_with_complete_data", {"lead_id": str(uuid.uuid4()), "period": "today"}, "period"),
+])
+async def test_bad_periods_are_invalid_payload_naming_the_field(
+        admin: Client, resource: str, action: str, payload: dict[str, Any], field: str) -> None:
+    error = await admin.error(resource, action, payload)
+    assert error["code"] == "invalid_payload", error
+    assert error["details"]["field"] == field, error
+    assert await admin.data("dashboard", "get_dashboard_stats") is not None  # the connection stays open

@@ -1,0 +1,123 @@
+-- Reporting periods (issue 25): the per-period funnels kept like the figures of 0009, so a
+-- period of up to a year is a sum over a few thousand rows at any data size.
+--   * lead_cohort_counts: per UTC quarter-hour of creation and step, the leads created then
+--     that are at the step now (`current`) and whose furthest step is it (`furthest`): the
+--     cohort funnel and the pipeline of a period;
+--   * step_entry_counts: per UTC quarter-hour and step, the leads that first entered the step
+--     then (lead_step_entries): the activity funnel.
+-- Quarter-hours for the reason 0009 gives: a local day's bounds are whole UTC quarters.
+--
+-- Locking: lead_cohort_counts changes with the lead's step, so its trigger takes the
+-- advisory lock of lead_step_counts (0002) first; every step-count change is serialized
+-- behind that one lock and cannot deadlock with another. step_entry_counts changes one row
+-- per entry, sorted as in 0009.
+
+CREATE TABLE lead_cohort_counts (
+    quarter  timestamptz NOT NULL,
+    step     lead_step NOT NULL,
+    current  bigint NOT NULL DEFAULT 0,
+    furthest bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (quarter, step)
+);
+
+CREATE FUNCTION recomputed_lead_cohort_counts()
+    RETURNS TABLE (quarter timestamptz, step lead_step, current bigint, furthest bigint)
+    LANGUAGE sql STABLE AS $$
+    SELECT activity_quarter(l.created_at), s.step,
+           count(*) FILTER (WHERE l.current_step = s.step),
+           count(*) FILTER (WHERE l.furthest_step = s.step)
+      FROM lead_qualifications AS l
+      JOIN unnest(enum_range(NULL::lead_step)) AS s(step)
+        ON s.step IN (l.current_step, l.furthest_step)
+     GROUP BY 1, 2;
+$$;
+
+CREATE FUNCTION keep_lead_cohort_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(727272);
+    INSERT INTO lead_cohort_counts AS c (quarter, step, current, furthest)
+    SELECT activity_quarter(d.at), d.step, sum(d.dc), sum(d.df)
+      FROM (SELECT OLD.created_at, OLD.current_step, -1, 0 WHERE TG_OP <> 'INSERT'
+            UNION ALL SELECT OLD.created_at, OLD.furthest_step, 0, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL SELECT NEW.created_at, NEW.current_step, 1, 0 WHERE TG_OP <> 'DELETE'
+            UNION ALL SELECT NEW.created_at, NEW.furthest_step, 0, 1 WHERE TG_OP <> 'DELETE')
+           AS d(at, step, dc, df)
+     GROUP BY 1, 2
+    HAVING sum(d.dc) <> 0 OR sum(d.df) <> 0
+    ORDER BY 1, 2
+    ON CONFLICT (quarter, step) DO UPDATE
+       SET current = c.current + EXCLUDED.current, furthest = c.furthest + EXCLUDED.furthest;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER lead_cohort_counts_change AFTER INSERT OR DELETE ON lead_qualifications
+    FOR EACH ROW EXECUTE FUNCTION keep_lead_cohort_counts();
+CREATE TRIGGER lead_cohort_counts_update AFTER UPDATE ON lead_qualifications
+    FOR EACH ROW WHEN ((OLD.created_at, OLD.current_step, OLD.furthest_step)
+                       IS DISTINCT FROM (NEW.created_at, NEW.current_step, NEW.furthest_step))
+    EXECUTE FUNCTION keep_lead_cohort_counts();
+
+CREATE TABLE step_entry_counts (
+    quarter timestamptz NOT NULL,
+    step    lead_step NOT NULL,
+    leads   bigint NOT NULL,
+    PRIMARY KEY (quarter, step)
+);
+
+CREATE FUNCTION recomputed_step_entry_counts()
+    RETURNS TABLE (quarter timestamptz, step lead_step, leads bigint) LANGUAGE sql STABLE AS $$
+    SELECT activity_quarter(entered_at), step, count(*) FROM lead_step_entries GROUP BY 1, 2;
+$$;
+
+CREATE FUNCTION keep_step_entry_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO step_entry_counts AS c (quarter, step, leads)
+    SELECT activity_quarter(d.at), d.step, sum(d.delta)
+      FROM (SELECT OLD.entered_at, OLD.step, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL SELECT NEW.entered_at, NEW.step, 1 WHERE TG_OP <> 'DELETE') AS d(at, step, delta)
+     GROUP BY 1, 2
+    HAVING sum(d.delta) <> 0
+    ORDER BY 1, 2
+    ON CONFLICT (quarter, step) DO UPDATE SET leads = c.leads + EXCLUDED.leads;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER lead_step_entries_entry_counts AFTER INSERT OR DELETE ON lead_step_entries
+    FOR EACH ROW EXECUTE FUNCTION keep_step_entry_counts();
+CREATE TRIGGER lead_step_entries_entry_counts_update AFTER UPDATE ON lead_step_entries
+    FOR EACH ROW WHEN ((OLD.entered_at, OLD.step) IS DISTINCT FROM (NEW.entered_at, NEW.step))
+    EXECUTE FUNCTION keep_step_entry_counts();
+
+-- The drill-downs' ranges: leads created in a period at a furthest step, entries of a step
+-- in a period (with the interval the period's conversion medians read).
+CREATE INDEX lead_qualifications_furthest_created_idx ON lead_qualifications (furthest_step, created_at DESC, id DESC);
+CREATE INDEX lead_step_entries_step_entered_idx ON lead_step_entries (step, entered_at)
+    INCLUDE (lead_id, hours_from_previous);
+
+-- Rebuilding: 0011's function with the two tables added.
+CREATE OR REPLACE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    LOCK TABLE step_interval_counts, requirement_item_names, activity_counts, reply_delay_counts,
+               lead_cohort_counts, step_entry_counts
+        IN EXCLUSIVE MODE;
+    UPDATE lead_step_entries AS e SET hours_from_previous = r.hours
+      FROM recomputed_step_hours() AS r
+     WHERE e.lead_id = r.lead_id AND e.step = r.step AND e.hours_from_previous IS DISTINCT FROM r.hours;
+    DELETE FROM step_interval_counts;
+    INSERT INTO step_interval_counts SELECT * FROM recomputed_step_interval_counts();
+    DELETE FROM requirement_item_names;
+    INSERT INTO requirement_item_names SELECT * FROM recomputed_requirement_item_names();
+    UPDATE row_counts SET n = (SELECT count(*) FROM requirements) WHERE table_name = 'requirements';
+    DELETE FROM activity_counts;
+    INSERT INTO activity_counts SELECT * FROM recomputed_activity_counts();
+    DELETE FROM reply_delay_counts;
+    INSERT INTO reply_delay_counts SELECT * FROM recomputed_reply_delay_counts();
+    DELETE FROM lead_cohort_counts;
+    INSERT INTO lead_cohort_counts SELECT * FROM recomputed_lead_cohort_counts();
+    DELETE FROM step_entry_counts;
+    INSERT INTO step_entry_counts SELECT * FROM recomputed_step_entry_counts();
+END $$;
+
+-- The backfill.
+INSERT INTO lead_cohort_counts SELECT * FROM recomputed_lead_cohort_counts();
+INSERT INTO step_entry_counts SELECT * FROM recomputed_step_entry_counts();
