@@ -193,3 +193,66 @@ async def test_bad_periods_are_invalid_payload_naming_the_field(
     assert error["code"] == "invalid_payload", error
     assert error["details"]["field"] == field, error
     assert await admin.data("dashboard", "get_dashboard_stats") is not None  # the connection stays open
+
+
+def counts_with_filters(answer: Any, path: str = "") -> list[tuple[str, int, dict[str, Any]]]:
+    """Every (place, count, filter) of an answer: each `filters` entry names a count beside it."""
+    found: list[tuple[str, int, dict[str, Any]]] = []
+    if isinstance(answer, dict):
+        for name, wanted in answer.get("filters", {}).items():
+            if name in answer and isinstance(answer[name], int):
+                found.append((f"{path}.{name}", answer[name], wanted))
+            elif isinstance(answer.get("in_period"), dict) and name in answer["in_period"]:
+                found.append((f"{path}.in_period.{name}", answer["in_period"][name], wanted))
+            else:  # a map of counts (leads_by_step) with a map of filters
+                for key, inner in wanted.items():
+                    found.append((f"{path}.{name}.{key}", answer[name][key], inner))
+        for key, value in answer.items():
+            if key not in ("filters", "change"):
+                found += counts_with_filters(value, f"{path}.{key}")
+    elif isinstance(answer, list):
+        for n, value in enumerate(answer):
+            found += counts_with_filters(value, f"{path}[{n}]")
+    return found
+
+
+PERIOD_CALLS = [("dashboard", "get_dashboard_stats", {}), ("dashboard", "get_conversion_funnel", {}),
+                ("dashboard", "get_conversion_funnel", {"mode": "activity"}),
+                ("leads", "get_conversion_stats", {}), ("leads", "get_lead_pipeline", {}),
+                ("requirements", "get_popular_features", {}), ("requirements", "get_popular_integrations", {})]
+
+
+async def test_every_count_opens_exactly_its_leads(admin: Client, db: asyncpg.Connection,
+                                                  seeded: list[uuid.UUID]) -> None:
+    rng = random.Random(7)
+    checked = 0
+    for round_ in range(3):
+        for resource, action, extra in PERIOD_CALLS:
+            for period in ("last_7_days", "last_30_days", "this_quarter"):
+                answer = await admin.data(resource, action, {"period": period, "compare": True, **extra})
+                for place, count, wanted in counts_with_filters(answer):
+                    reply = await admin.request("leads", "get_all_leads", {"filter": wanted, "limit": 1000})
+                    assert reply["type"] == "success", reply
+                    assert reply["payload"]["total"] == count, (action, period, place, wanted)
+                    assert len(reply["payload"]["data"]) == count, (action, period, place)
+                    checked += 1
+        # Writes between rounds: step moves (forward and back) and a new lead today.
+        for lead_id in rng.sample(seeded, 8):
+            step = rng.choice(STEPS)
+            await admin.data("leads", "update_lead_step", {"lead_id": str(lead_id), "new_step": step})
+        await factories.lead(db, [("start", now(), "agent"), ("consent", now(), "agent")],
+                             full_name=f"Nuevo {round_}")
+    assert checked > 300
+
+
+@pytest.mark.parametrize(("wanted", "field"), [
+    ({"stage": "bant"}, "filter.stage"),
+    ({"step": 3}, "filter.step"),
+    ({"created": {"from": "2026-01-02", "to": "2026-01-01"}}, "filter.created.to"),
+    ({"agent": True}, "filter.agent"),
+    ({"wants_feature": ["Pagos"]}, "filter.wants_feature"),
+])
+async def test_bad_filters_are_invalid_payload_naming_the_field(admin: Client, wanted: dict[str, Any],
+                                                                field: str) -> None:
+    error = await admin.error("leads", "get_all_leads", {"filter": wanted})
+    assert error["code"] == "invalid_payload" and error["details"]["field"] == field, error

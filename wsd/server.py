@@ -452,7 +452,7 @@ class WsdServer:
         try:
             result = await call()
             if isinstance(result, Paged):
-                reply = success_reply(request.id, result.data, next_cursor=result.next_cursor)
+                reply = success_reply(request.id, result.data, **result.extra())
             else:
                 reply = success_reply(request.id, result)
         except WsdError as error:

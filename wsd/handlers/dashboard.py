@@ -29,11 +29,12 @@ ACTIVITY: frozenset[Topic] = frozenset({"users", "conversations", "messages", "l
 
 
 class AgentPerformance(Reported):
-    days: Annotated[int, msgspec.Meta(ge=1, le=90, description="7 when absent; not with `period`")] | None = None
+    days: Annotated[int, msgspec.Meta(ge=1, le=90, description="7 when absent; not with `period`")] | \
+        msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.days is not None and self.period is not None:
+        if self.days is not msgspec.UNSET and self.period is not None:
             raise ValueError("field `days` cannot be given with a `period`")
 
 
@@ -193,7 +194,7 @@ async def get_agent_performance(ctx: Context, payload: AgentPerformance) -> dict
             answer["previous"] = answer["previous"]["current"] | {"period": answer["previous"]["period"]}
             answer["change"] = answer["change"]["current"]
         return answer
-    days = payload.days or 7
+    days = 7 if isinstance(payload.days, msgspec.UnsetType) else payload.days
     until = utc_now()
     length = dt.timedelta(days=days)
     current, previous = await asyncio.gather(

@@ -7,7 +7,7 @@ The actions' roles and payloads: docs/protocol.md's generated reference (`wsd sc
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -15,7 +15,7 @@ import orjson
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
 from wsd.pagination import decode_cursor, page_of
-from wsd.periods import Period, Reported, reported, resolve, span
+from wsd.periods import DateRange, Period, Reported, reported, resolve, span
 from wsd.steps import LeadStep
 from wsd.topics import Topic
 
@@ -27,16 +27,40 @@ PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank means no search")]
 
 
+class EnteredStep(DateRange, kw_only=True):
+    step: LeadStep
+
+
+class LeadFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The leads behind a count: the `filters` entries of period answers, or any mix."""
+
+    step: LeadStep | None = None
+    reached: LeadStep | None = None
+    created: DateRange | None = None
+    entered: EnteredStep | None = None
+    agent: Literal["on", "off"] | None = None
+    meeting: Literal["scheduled", "cancelled", "completed"] | None = None
+    wants_feature: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    wants_integration: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    search: SearchText | None = None
+
+
 class AllLeads(Payload):
     limit: PageSize = 100
     cursor: str | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
+    filter: Annotated[LeadFilter, msgspec.Meta(
+        description="the leads behind a count; the answer then carries `total`")] | None = None
 
     def __post_init__(self) -> None:
         # An empty search box is the most common state of a frontend: it means "all leads".
         if self.search is not None and not self.search.strip():
             self.search = None
+        if self.filter is not None and (self.step is not None or self.search is not None):
+            raise ValueError("field `filter` takes step and search inside it, not beside it")
+        if self.filter is not None and self.filter.search is not None and not self.filter.search.strip():
+            self.filter.search = None
 
 
 class LeadId(Payload):
@@ -55,12 +79,36 @@ class AbandonedLeads(Payload):
 
 
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
-    """Leads newest first with user, bant_data and requirements joined, a page at a time."""
+    """Leads newest first with user, bant_data and requirements joined, a page at a time.
+
+    With `filter`: the leads it matches, and `total`, the count of all of them (for a
+    count's filter, that count)."""
     after_created_at, after_id = decode_cursor(payload.cursor)
+    if payload.filter is not None:
+        return await _filtered(ctx, payload.filter, payload.limit, after_created_at, after_id)
     rows = [row async for row in ctx.queries.leads.all_leads(
         ctx.pool, step=payload.step, search=payload.search, after_created_at=after_created_at,
         after_id=after_id, page_size=payload.limit + 1)]
     return page_of(rows, payload.limit, key="created_at", document="lead")
+
+
+async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_at: Any,
+                    after_id: Any) -> Paged:
+    zone = ctx.config.business.zone
+    created = resolve(wanted.created, zone) if wanted.created is not None else None
+    entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
+    rows = [row async for row in ctx.queries.leads.filtered_leads(
+        ctx.pool, step=wanted.step, reached=wanted.reached,
+        created_since=created.since if created else None, created_until=created.until if created else None,
+        entered_step=wanted.entered.step if wanted.entered else None,
+        entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
+        agent_enabled=None if wanted.agent is None else wanted.agent == "on",
+        meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
+        wants_integration=wanted.wants_integration, search=wanted.search,
+        after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
+    total = rows[0]["total"]
+    page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")
+    return Paged(page.data, page.next_cursor, total)
 
 
 async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
@@ -134,7 +182,7 @@ async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
 
 
 ACTIONS = ActionTable("leads", [
-    read("get_all_leads", get_all_leads, AllLeads, topics=LEAD_DOCUMENT),
+    read("get_all_leads", get_all_leads, AllLeads, topics={*LEAD_DOCUMENT, "meetings"}),  # filter.meeting
     read("get_lead_pipeline", get_lead_pipeline, Reported, topics={"leads", "users", "conversations"}),
     read("get_lead_with_complete_data", get_lead_with_complete_data, LeadId,
          topics={*LEAD_DOCUMENT, "meetings"}),
