@@ -35,7 +35,8 @@ def days(preset: str) -> tuple[tuple[dt.date, dt.date], tuple[dt.date, dt.date]]
     ("last_month", (D(2026, 2, 1), D(2026, 2, 28)), (D(2026, 1, 1), D(2026, 1, 31))),
     ("this_quarter", (D(2026, 1, 1), D(2026, 3, 31)), (D(2025, 10, 1), D(2025, 12, 31))),
 ])
-def test_presets_and_their_previous_periods(preset: str, expected: tuple, before: tuple) -> None:
+def test_presets_and_their_previous_periods(preset: str, expected: tuple[dt.date, dt.date],
+                                           before: tuple[dt.date, dt.date]) -> None:
     assert days(preset) == (expected, before)
 
 

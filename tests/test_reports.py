@@ -101,7 +101,8 @@ def without_clock_reading(answer: bytes) -> bytes:
 async def test_without_a_period_every_answer_is_the_one_before_periods(
         daemon: Daemon, base_daemon: Daemon, seeded: list[uuid.UUID]) -> None:
     for resource, action in AGGREGATES:
-        for payload in (None, {}):
+        payloads: tuple[dict[str, Any] | None, ...] = (None, {})
+        for payload in payloads:
             ours = without_clock_reading(await raw_answer(daemon.url, resource, action, payload))
             theirs = without_clock_reading(await raw_answer(base_daemon.url, resource, action, payload))
             assert b'"success"' in ours and ours == theirs, (resource, action)
@@ -256,3 +257,41 @@ async def test_bad_filters_are_invalid_payload_naming_the_field(admin: Client, w
                                                                 field: str) -> None:
     error = await admin.error("leads", "get_all_leads", {"filter": wanted})
     assert error["code"] == "invalid_payload" and error["details"]["field"] == field, error
+
+
+async def test_step_durations_are_exact_and_open_their_leads(admin: Client, db: asyncpg.Connection,
+                                                             seeded: list[uuid.UUID]) -> None:
+    # Some agents switched off, through wsd (the leads' copy follows).
+    conversations = await db.fetch("SELECT conversation_id FROM lead_qualifications LIMIT 15")
+    for row in conversations:
+        await admin.data("conversations", "update_agent_status",
+                         {"conversation_id": str(row["conversation_id"]), "enabled": False})
+    answer = await admin.data("leads", "get_step_durations")
+    assert [row["step"] for row in answer] == list(STEPS)
+    asked_at = now()
+    for row in answer:
+        threshold = row["stalled_after_hours"]
+        for agent in ("on", "off"):
+            part = row[f"agent_{agent}"]
+            exact = await db.fetchrow(
+                "SELECT count(*) AS leads, percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP ("
+                "  ORDER BY extract(epoch FROM $3::timestamptz - lead_step_since(l.id, l.current_step, l.created_at)) / 3600) AS p,"
+                " count(*) FILTER (WHERE lead_step_since(l.id, l.current_step, l.created_at)"
+                "                  < $3::timestamptz - make_interval(secs => $4::float8 * 3600)) AS stalled"
+                "  FROM lead_qualifications AS l LEFT JOIN conversations AS c ON c.id = l.conversation_id"
+                " WHERE l.current_step = $1::lead_step AND coalesce(c.agent_enabled, false) = $2",
+                row["step"], agent == "on", asked_at, threshold)
+            assert part["leads"] == exact["leads"], (row["step"], agent)
+            if exact["leads"]:
+                # Measured a moment apart: the same ranks, a few milliseconds later.
+                assert part["median_hours"] == pytest.approx(exact["p"][0], abs=0.01)
+                assert part["p90_hours"] == pytest.approx(exact["p"][1], abs=0.01)
+            else:
+                assert part["median_hours"] is None
+            assert part["stalled"] == (exact["stalled"] if threshold is not None else 0)
+            for name in ("leads", "stalled"):
+                reply = await admin.request("leads", "get_all_leads", {"filter": part["filters"][name]})
+                assert reply["payload"]["total"] == part[name], (row["step"], agent, name)
+        assert row["leads"] == row["agent_on"]["leads"] + row["agent_off"]["leads"]
+    assert sum(row["leads"] for row in answer) == len(seeded)
+    assert any(row["agent_off"]["leads"] for row in answer) and any(row["stalled"] for row in answer)

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from wsd.steps import STEPS
+
 __all__ = ["Config", "ConfigError", "MetricsConfig", "TokenEntry", "load_config", "DEFAULT_CONFIG_PATH"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
@@ -126,6 +128,19 @@ class MetricsConfig(_Section):
     outbox_cache_seconds: float = 5.0
 
 
+class ReportsConfig(_Section):
+    """Reporting: after how many hours at a step a lead is stalled (a step left out, such as
+    `completed`, never stalls)."""
+
+    stalled_hours: dict[str, float] = msgspec.field(default_factory=lambda: {
+        "start": 24.0, "consent": 24.0, "personal_data": 48.0, "bant": 48.0,
+        "requirements": 72.0, "meeting": 168.0})
+
+    def stalled_hours_by_step(self) -> list[float | None]:
+        """The thresholds in funnel order, None for a step that never stalls."""
+        return [self.stalled_hours.get(step) for step in STEPS]
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access_lines_per_second: int = 1000
@@ -141,6 +156,7 @@ class Config(_Section):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     live: LiveConfig = msgspec.field(default_factory=LiveConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     # Directory that relative paths (database.data_dir) are resolved against.
     base_dir: str = "."
@@ -210,6 +226,11 @@ def _check(config: Config) -> None:
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
     _check_metrics(config.metrics)
+    for step, hours in config.reports.stalled_hours.items():
+        if step not in STEPS:
+            raise ConfigError(f"reports.stalled_hours.{step}: not a step ({', '.join(STEPS)})")
+        if not hours > 0:
+            raise ConfigError(f"reports.stalled_hours.{step}: must be positive, got {hours}")
     o = config.outlook
     positive: tuple[tuple[str, float], ...] = (
         ("outlook.timeout_seconds", o.timeout_seconds), ("outlook.max_attempts", o.max_attempts),

@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
+from wsd.clock import utc_now
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
 from wsd.pagination import decode_cursor, page_of
 from wsd.periods import DateRange, Period, Reported, reported, resolve, span
-from wsd.steps import LeadStep
+from wsd.steps import STEPS, LeadStep
 from wsd.topics import Topic
 
 # A lead document: the lead with its user, BANT, requirements and its conversation's agent
@@ -39,6 +40,7 @@ class LeadFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     created: DateRange | None = None
     entered: EnteredStep | None = None
     agent: Literal["on", "off"] | None = None
+    stalled: bool | None = None
     meeting: Literal["scheduled", "cancelled", "completed"] | None = None
     wants_feature: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     wants_integration: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
@@ -102,7 +104,8 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
         created_since=created.since if created else None, created_until=created.until if created else None,
         entered_step=wanted.entered.step if wanted.entered else None,
         entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
-        agent_enabled=None if wanted.agent is None else wanted.agent == "on",
+        agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
+        now=utc_now(), stalled_hours=ctx.config.reports.stalled_hours_by_step(),
         meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
         wants_integration=wanted.wants_integration, search=wanted.search,
         after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
@@ -154,6 +157,36 @@ async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, A
     return document
 
 
+async def get_step_durations(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
+    """Time in step: per step in funnel order, the leads there now and how many are stalled,
+    and per agent on/off in their conversation (`agent_on`, `agent_off`; a lead without a
+    conversation counts as off) those two counts with the exact median and p90 of the hours
+    since each lead entered the step (latest entry; NULL without leads).
+
+    Stalled: at the step longer than `[reports] stalled_hours` of the step (`stalled_after_hours`;
+    null: never). Each count carries its drill-down filter.
+    """
+    thresholds = ctx.config.reports.stalled_hours_by_step()
+    rows = [row async for row in ctx.queries.reports.step_durations(ctx.pool, now=utc_now(),
+                                                                     stalled_hours=thresholds)]
+    answer = []
+    for step, threshold in zip(STEPS, thresholds):
+        split = {}
+        for row in (r for r in rows if r["step"] == step):
+            agent = "on" if row["agent_on"] else "off"
+            split[f"agent_{agent}"] = {
+                "leads": row["leads"], "median_hours": row["median_hours"], "p90_hours": row["p90_hours"],
+                "stalled": row["stalled"],
+                "filters": {"leads": {"step": step, "agent": agent},
+                            "stalled": {"step": step, "agent": agent, "stalled": True}}}
+        answer.append({"step": step, "stalled_after_hours": threshold,
+                       "leads": sum(part["leads"] for part in split.values()),
+                       "stalled": sum(part["stalled"] for part in split.values()),
+                       "filters": {"leads": {"step": step}, "stalled": {"step": step, "stalled": True}},
+                       **split})
+    return answer
+
+
 async def get_conversion_stats(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
     """Step-to-step conversion over the furthest step each lead reached.
 
@@ -188,5 +221,6 @@ ACTIONS = ActionTable("leads", [
          topics={*LEAD_DOCUMENT, "meetings"}),
     write("update_lead_step", update_lead_step, UpdateLeadStep, changes={"leads"}),
     read("get_conversion_stats", get_conversion_stats, Reported, cached=True, topics={"leads"}),
+    read("get_step_durations", get_step_durations, cached=True, topics={"leads", "conversations"}),
     read("get_abandoned_leads", get_abandoned_leads, AbandonedLeads, topics=LEAD_DOCUMENT),
 ])

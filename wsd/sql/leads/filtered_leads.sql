@@ -1,10 +1,12 @@
--- name: filtered_leads(step, reached, created_since, created_until, entered_step, entered_since, entered_until, agent_enabled, meeting_status, wants_feature, wants_integration, search, after_created_at, after_id, page_size)
+-- name: filtered_leads(step, reached, created_since, created_until, entered_step, entered_since, entered_until, agent_on, stalled, now, stalled_hours, meeting_status, wants_feature, wants_integration, search, after_created_at, after_id, page_size)
 -- Returns the leads matching every given filter (NULL: not filtered), newest first, up to
 -- page_size after the keyset (after_created_at, after_id): rows of {created_at, id, lead,
 -- total}, total being the count of every matching lead (not only this page). Filters: step
 -- now; furthest step at or past `reached`; created in [created_since, created_until); first
 -- entered entered_step in [entered_since, entered_until); agent on/off in the lead's
--- conversation; a meeting of that status (as clients see it); a feature or integration of
+-- conversation (off without one); stalled or not (at its step longer than that step's
+-- stalled_hours, 7 float8 in funnel order, NULL: never, measured at `now`); a meeting of
+-- that status (as clients see it); a feature or integration of
 -- that name (trimmed, case-folded); a search of name, email or company. A page past the end
 -- is one row with a NULL lead, carrying the total.
 WITH matched AS (
@@ -19,9 +21,10 @@ WITH matched AS (
                SELECT 1 FROM lead_step_entries AS e
                 WHERE e.lead_id = l.id AND e.step = :entered_step::lead_step
                   AND e.entered_at >= :entered_since::timestamptz AND e.entered_at < :entered_until::timestamptz))
-       AND (:agent_enabled::boolean IS NULL OR EXISTS (
-               SELECT 1 FROM conversations AS c
-                WHERE c.id = l.conversation_id AND c.agent_enabled = :agent_enabled::boolean))
+       AND (:agent_on::boolean IS NULL OR l.agent_on = :agent_on::boolean)
+       AND (:stalled::boolean IS NULL OR coalesce(l.step_entered_at < :now::timestamptz - make_interval(
+                secs => (:stalled_hours::float8[])[array_position(enum_range(NULL::lead_step), l.current_step)] * 3600),
+                false) = :stalled::boolean)
        AND (:meeting_status::text IS NULL OR EXISTS (
                SELECT 1 FROM meetings AS m WHERE m.lead_id = l.id AND meeting_status(m) = :meeting_status::text))
        AND (:wants_feature::text IS NULL OR EXISTS (

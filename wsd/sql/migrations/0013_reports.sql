@@ -94,7 +94,63 @@ CREATE INDEX lead_qualifications_furthest_created_idx ON lead_qualifications (fu
 CREATE INDEX lead_step_entries_step_entered_idx ON lead_step_entries (step, entered_at)
     INCLUDE (lead_id, hours_from_previous);
 
--- Rebuilding: 0011's function with the two tables added.
+-- ---------------------------------------------------------------------------------------
+-- Time in step: when each lead entered the step it is at now (the latest history row into
+-- it; its creation for a lead without one), and whether the agent is on in its
+-- conversation (false without one), both kept on the lead so that a step's leads sorted by
+-- how long they have been there, per agent on/off, are one index range: the exact median
+-- and p90 are read at their ranks, the stalled count is a range count.
+
+ALTER TABLE lead_qualifications ADD COLUMN step_entered_at timestamptz,
+                                ADD COLUMN agent_on boolean NOT NULL DEFAULT false;
+
+-- When the lead entered `step` last: its latest history row into it, else `fallback`.
+CREATE FUNCTION lead_step_since(lead uuid, step lead_step, fallback timestamptz) RETURNS timestamptz
+    LANGUAGE sql STABLE
+    RETURN coalesce((SELECT h.changed_at FROM lead_step_history AS h
+                      WHERE h.lead_id = lead AND h.to_step = step
+                      ORDER BY h.changed_at DESC, h.id DESC LIMIT 1), fallback);
+
+-- A step change is written history row first, then the lead's step (wsd, the agent worker
+-- and the demo writer all do): the row is there when the lead's step changes.
+CREATE FUNCTION keep_lead_step_time() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.current_step IS DISTINCT FROM OLD.current_step THEN
+        NEW.step_entered_at := lead_step_since(NEW.id, NEW.current_step, NEW.created_at);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.conversation_id IS DISTINCT FROM OLD.conversation_id THEN
+        NEW.agent_on := coalesce((SELECT c.agent_enabled FROM conversations AS c
+                                   WHERE c.id = NEW.conversation_id), false);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER lead_qualifications_step_time BEFORE INSERT OR UPDATE OF current_step, conversation_id
+    ON lead_qualifications FOR EACH ROW EXECUTE FUNCTION keep_lead_step_time();
+
+CREATE FUNCTION copy_agent_switch_to_leads() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE lead_qualifications SET agent_on = NEW.agent_enabled
+     WHERE conversation_id = NEW.id AND agent_on IS DISTINCT FROM NEW.agent_enabled;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER conversations_agent_on AFTER UPDATE OF agent_enabled ON conversations
+    FOR EACH ROW WHEN (OLD.agent_enabled IS DISTINCT FROM NEW.agent_enabled)
+    EXECUTE FUNCTION copy_agent_switch_to_leads();
+
+-- What the two columns should hold for every lead, from the raw rows.
+CREATE FUNCTION recomputed_lead_step_times()
+    RETURNS TABLE (id uuid, step_entered_at timestamptz, agent_on boolean) LANGUAGE sql STABLE AS $$
+    SELECT l.id, coalesce(h.changed_at, l.created_at), coalesce(c.agent_enabled, false)
+      FROM lead_qualifications AS l
+      LEFT JOIN conversations AS c ON c.id = l.conversation_id
+      LEFT JOIN (SELECT DISTINCT ON (lead_id, to_step) lead_id, to_step, changed_at
+                   FROM lead_step_history ORDER BY lead_id, to_step, changed_at DESC, id DESC) AS h
+        ON h.lead_id = l.id AND h.to_step = l.current_step;
+$$;
+
+CREATE INDEX lead_qualifications_step_time_idx ON lead_qualifications (current_step, agent_on, step_entered_at);
+
+-- Rebuilding: 0011's function with the tables and columns above added.
 CREATE OR REPLACE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     LOCK TABLE step_interval_counts, requirement_item_names, activity_counts, reply_delay_counts,
@@ -116,8 +172,14 @@ BEGIN
     INSERT INTO lead_cohort_counts SELECT * FROM recomputed_lead_cohort_counts();
     DELETE FROM step_entry_counts;
     INSERT INTO step_entry_counts SELECT * FROM recomputed_step_entry_counts();
+    UPDATE lead_qualifications AS l SET step_entered_at = r.step_entered_at, agent_on = r.agent_on
+      FROM recomputed_lead_step_times() AS r
+     WHERE l.id = r.id AND (l.step_entered_at, l.agent_on) IS DISTINCT FROM (r.step_entered_at, r.agent_on);
 END $$;
 
 -- The backfill.
+UPDATE lead_qualifications AS l SET step_entered_at = r.step_entered_at, agent_on = r.agent_on
+  FROM recomputed_lead_step_times() AS r
+ WHERE l.id = r.id;
 INSERT INTO lead_cohort_counts SELECT * FROM recomputed_lead_cohort_counts();
 INSERT INTO step_entry_counts SELECT * FROM recomputed_step_entry_counts();
