@@ -295,3 +295,38 @@ async def test_step_durations_are_exact_and_open_their_leads(admin: Client, db: 
         assert row["leads"] == row["agent_on"]["leads"] + row["agent_off"]["leads"]
     assert sum(row["leads"] for row in answer) == len(seeded)
     assert any(row["agent_off"]["leads"] for row in answer) and any(row["stalled"] for row in answer)
+
+
+@pytest.fixture
+def midnight_daemon(postgres: str, tmp_path: Path) -> Any:
+    """A daemon whose business clock starts 3 s before the next local midnight (Madrid),
+    with its safety re-run out of the way (an hour) so only the midnight re-run can move a
+    window."""
+    today = now().astimezone(MADRID).date()
+    midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), MADRID)
+    running = start_daemon(tmp_path, postgres, env={"WSD_CLOCK_START": (midnight - dt.timedelta(seconds=3)).isoformat()},
+                           sections={"live": {"safety_rerun_seconds": 3600.0}})
+    yield running, today
+    running.stop()
+
+
+async def test_a_live_last_7_days_moves_its_window_at_local_midnight(
+        midnight_daemon: tuple[Daemon, dt.date], db: asyncpg.Connection) -> None:
+    daemon, today = midnight_daemon
+    # Created on the first day of the window before midnight: counted until midnight, not after.
+    leaving = dt.datetime.combine(today - dt.timedelta(days=6), dt.time(12), MADRID)
+    await factories.lead(db, [("start", leaving, "agent")], full_name="Se va")
+    await factories.lead(db, [("start", now(), "agent")], full_name="Se queda")
+    async with open_client(daemon.url) as connection:
+        client = Client(connection)
+        subscribed = await client.data("live", "subscribe", {
+            "resource": "dashboard", "action": "get_conversion_funnel", "payload": {"period": "last_7_days"}})
+        first = subscribed["data"]
+        assert first["period"]["to"] == today.isoformat()
+        assert first["steps"][0]["reached"] == 2
+        while (message := await client.receive(timeout=10))["type"] != "update":
+            pass  # midnight comes within 3 s; nothing else re-runs the query (change hints may come)
+        moved = message["payload"]["data"]
+        assert moved["period"]["from"] == (today - dt.timedelta(days=5)).isoformat()
+        assert moved["period"]["to"] == (today + dt.timedelta(days=1)).isoformat()
+        assert moved["steps"][0]["reached"] == 1

@@ -18,6 +18,7 @@ from wsd import demo
 from wsd.auth import hash_token, new_token
 from wsd.cache import SingleFlightCache
 from wsd.calendar_sync import CalendarSync
+from wsd.clock import at_local_midnights
 from wsd.config import Config, TokenEntry, load_config
 from wsd.database import Database, apply_migrations, load_queries
 from wsd.demo_activity import run_demo_activity
@@ -179,6 +180,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                       "change listener": listener.run, "readiness probe": readiness.probe,
                       "slow client sweep": server.sweep_slow_clients,
                       "live periodic re-run": server.live.rerun_periodically,
+                      # "today" and every period preset move at local midnight.
+                      "local midnight re-run": lambda: at_local_midnights(config.business.zone, resync),
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
         if notifier.watchdog_seconds is not None:
             supervised["systemd watchdog"] = notifier.watchdog

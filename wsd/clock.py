@@ -16,12 +16,14 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import time
+from typing import Callable
 from zoneinfo import ZoneInfo
 
-__all__ = ["utc_now", "local_day_bounds", "local_today", "hour_floor"]
+__all__ = ["utc_now", "local_day_bounds", "local_today", "hour_floor", "at_local_midnights"]
 
 UTC = dt.timezone.utc
 
@@ -59,3 +61,14 @@ def hour_floor(instant: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     get buckets on their own half hours)."""
     local = instant.astimezone(zone)
     return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+async def at_local_midnights(zone: ZoneInfo, call: Callable[[], None]) -> None:
+    """Calls `call` just after each local midnight on the business clock, forever: what
+    "today" and the reporting periods name changes then."""
+    while True:
+        now = utc_now()
+        day = local_today(zone, now)
+        await asyncio.sleep((local_day_bounds(day, zone)[1] - now).total_seconds() + 0.05)
+        if local_today(zone) != day:  # a sleep may end a little early
+            call()
