@@ -30,6 +30,7 @@ from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
 from wsd.reload import Reloader
+from wsd.runtime import INSTANCE
 from wsd.sdnotify import Notifier, install_test_loop_block
 from wsd.server import WsdServer
 from wsd.supervisor import Fatal, supervise
@@ -144,7 +145,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         queries = load_queries()
         calendar = None
         if config.outlook.enabled:
-            calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook))
+            calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook, user_agent=f"wsd/{INSTANCE}"))
             stack.push_async_callback(calendar.graph.close)
         server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar)
 
