@@ -38,7 +38,7 @@ from wsd.topics import CHANGES_CHANNEL
 
 __all__ = ["run_daemon", "lifespan", "ensure_demo_token", "demo_token_path"]
 
-log = structlog.get_logger("wsd")
+log = structlog.get_logger("wsd.app")
 
 # Notification channels whose payloads are pushed to clients as events of this topic.
 # `changes` ({"topic": ...}) also drops cached answers and re-runs live queries of the topic.

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CalendarSync"]
 
-log = structlog.get_logger("wsd.outlook")
+log = structlog.get_logger("wsd.calendar_sync")
 
 LEASE_SECONDS = 120
 BATCH = 20
