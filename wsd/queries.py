@@ -165,6 +165,9 @@ class LeadsQueries(Protocol):
     async def move_lead_step(self, conn: Executor, *, lead_id: Any, new_step: Any) -> str:
         """Sets the lead's step; completed_at is set on entering `completed` and cleared on leaving it."""
 
+    async def plan_each_call(self, conn: Executor) -> str:
+        """Makes the transaction's statements planned for their own parameters (never a cached generic plan): a filter left out (NULL) then drops from the plan and the given ones use their indexes."""
+
     async def record_step_change(self, conn: Executor, *, lead_id: Any, from_step: Any, to_step: Any, source: Any) -> str:
         """Appends a step change to the lead's history (its trigger keeps furthest_step and the first-entry times current)."""
 
@@ -274,16 +277,16 @@ class ReportsQueries(Protocol):
         """Returns the 7 steps in funnel order {step, current, reached} over the leads created in [since, until) (whole UTC quarter-hours): how many of them are at the step now, and how many got at least as far (furthest step at or past it)."""
 
     def entered_steps(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the 7 steps in funnel order {step, entered}: the leads whose first entry into the step falls in [since, until) (whole UTC quarter-hours), from the kept step_entry_counts."""
+        """Returns the 7 steps in funnel order {step, entered}: the leads whose first entry into the step falls in [since, until) (whole UTC quarter-hours), from the kept step_entry_counts (one pass over the period's rows)."""
 
     async def period_activity(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
-        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), from the kept quarter-hour activity_counts (raw rows for partial quarters at the ends)."""
+        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept quarter-hour activity_counts (a period's bounds are local midnights, whole UTC quarter-hours)."""
 
     def period_conversion_stats(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did), read from one range of lead_step_entries_step_entered_idx per step."""
 
     def period_pipeline(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 most recently updated of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one)."""
+        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""
 
     def period_popular_items(self, conn: Executor, *, kind: Any, top: Any, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns the `top` most requested items of a kind ('features' or 'integrations') in the requirements of the leads created in [since, until) {name, count, share}: grouped like popular_items (trimmed, case-folded, most common spelling, first in sort order on a tie), share being the fraction of those requirements that ask for it (0 when there are none)."""

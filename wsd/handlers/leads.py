@@ -99,16 +99,18 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
     zone = ctx.config.business.zone
     created = resolve(wanted.created, zone) if wanted.created is not None else None
     entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
-    rows = [row async for row in ctx.queries.leads.filtered_leads(
-        ctx.pool, step=wanted.step, reached=wanted.reached,
-        created_since=created.since if created else None, created_until=created.until if created else None,
-        entered_step=wanted.entered.step if wanted.entered else None,
-        entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
-        agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
-        now=utc_now(), stalled_hours=ctx.config.reports.stalled_hours_by_step(),
-        meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
-        wants_integration=wanted.wants_integration, search=wanted.search,
-        after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
+    async with ctx.pool.acquire() as connection, connection.transaction(readonly=True):
+        await ctx.queries.leads.plan_each_call(connection)
+        rows = [row async for row in ctx.queries.leads.filtered_leads(
+            connection, step=wanted.step, reached=wanted.reached,
+            created_since=created.since if created else None, created_until=created.until if created else None,
+            entered_step=wanted.entered.step if wanted.entered else None,
+            entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
+            agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
+            now=utc_now(), stalled_hours=ctx.config.reports.stalled_hours_by_step(),
+            meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
+            wants_integration=wanted.wants_integration, search=wanted.search,
+            after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
     total = rows[0]["total"]
     page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")
     return Paged(page.data, page.next_cursor, total)

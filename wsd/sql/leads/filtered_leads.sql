@@ -8,11 +8,11 @@
 -- stalled_hours, 7 float8 in funnel order, NULL: never, measured at `now`); a meeting of
 -- that status (as clients see it); a feature or integration of
 -- that name (trimmed, case-folded); a search of name, email or company. A page past the end
--- is one row with a NULL lead, carrying the total.
+-- is one row with a NULL lead, carrying the total. Run it after plan_each_call: a generic
+-- plan would read every lead whatever the filter.
 WITH matched AS (
     SELECT l.id, l.created_at
       FROM lead_qualifications AS l
-      JOIN users AS u ON u.id = l.user_id
      WHERE (:step::lead_step IS NULL OR l.current_step = :step::lead_step)
        AND (:reached::lead_step IS NULL OR l.furthest_step >= :reached::lead_step)
        AND (:created_since::timestamptz IS NULL
@@ -33,8 +33,9 @@ WITH matched AS (
        AND (:wants_integration::text IS NULL OR EXISTS (
                SELECT 1 FROM requirements AS r JOIN integrations AS i ON i.requirements_id = r.id
                 WHERE r.lead_id = l.id AND normalized_name(i.name) = normalized_name(:wants_integration::text)))
-       AND (:search::text IS NULL
-            OR user_search_text(u.full_name, u.email, u.company) LIKE contains_pattern(:search::text))
+       AND (:search::text IS NULL OR EXISTS (
+               SELECT 1 FROM users AS u WHERE u.id = l.user_id
+                  AND user_search_text(u.full_name, u.email, u.company) LIKE contains_pattern(:search::text)))
 ), page AS (
     SELECT id, created_at FROM matched
      WHERE :after_created_at::timestamptz IS NULL

@@ -150,6 +150,14 @@ $$;
 
 CREATE INDEX lead_qualifications_step_time_idx ON lead_qualifications (current_step, agent_on, step_entered_at);
 
+-- A lead as a pipeline column shows it (leads.get_lead_pipeline, with or without a period).
+CREATE FUNCTION lead_summary(l lead_qualifications, u users, agent_enabled boolean)
+    RETURNS json LANGUAGE sql STABLE
+    RETURN json_build_object(
+        'id', l.id, 'user_id', l.user_id, 'full_name', u.full_name, 'company', u.company,
+        'email', u.email, 'consent', l.consent, 'agent_enabled', agent_enabled,
+        'created_at', l.created_at, 'updated_at', l.updated_at);
+
 -- Rebuilding: 0011's function with the tables and columns above added.
 CREATE OR REPLACE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
