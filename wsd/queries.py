@@ -48,6 +48,9 @@ class AggregatesQueries(Protocol):
     def step_interval_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (step, hour) whose kept count of intervals differs from the count over lead_step_entries (a missing row counts as 0)."""
 
+    def step_time_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (step, agent on/off, UTC day) whose kept count of leads at the step since that day (step_time_counts, 0013) differs from the count over lead_qualifications."""
+
 
 class ChangesQueries(Protocol):
     """The queries of wsd/sql/changes/."""

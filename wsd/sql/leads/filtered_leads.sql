@@ -10,7 +10,12 @@
 -- that name (trimmed, case-folded); a search of name, email or company. A page past the end
 -- is one row with a NULL lead, carrying the total. Run it after plan_each_call: a generic
 -- plan would read every lead whatever the filter.
-WITH matched AS (
+WITH cutoffs AS (  -- per step: entered before this, stalled (never: -infinity)
+    SELECT s.step, coalesce(:now::timestamptz - make_interval(secs => t.hours * 3600),
+                            '-infinity'::timestamptz) AS cutoff
+      FROM unnest(enum_range(NULL::lead_step)) WITH ORDINALITY AS s(step, position)
+      JOIN unnest(:stalled_hours::float8[]) WITH ORDINALITY AS t(hours, position) USING (position)
+), matched AS (
     SELECT l.id, l.created_at
       FROM lead_qualifications AS l
      WHERE (:step::lead_step IS NULL OR l.current_step = :step::lead_step)
@@ -22,9 +27,9 @@ WITH matched AS (
                 WHERE e.lead_id = l.id AND e.step = :entered_step::lead_step
                   AND e.entered_at >= :entered_since::timestamptz AND e.entered_at < :entered_until::timestamptz))
        AND (:agent_on::boolean IS NULL OR l.agent_on = :agent_on::boolean)
-       AND (:stalled::boolean IS NULL OR coalesce(l.step_entered_at < :now::timestamptz - make_interval(
-                secs => (:stalled_hours::float8[])[array_position(enum_range(NULL::lead_step), l.current_step)] * 3600),
-                false) = :stalled::boolean)
+       AND (:stalled::boolean IS NULL OR EXISTS (
+               SELECT 1 FROM cutoffs AS c
+                WHERE c.step = l.current_step AND (l.step_entered_at < c.cutoff) = :stalled::boolean))
        AND (:meeting_status::text IS NULL OR EXISTS (
                SELECT 1 FROM meetings AS m WHERE m.lead_id = l.id AND meeting_status(m) = :meeting_status::text))
        AND (:wants_feature::text IS NULL OR EXISTS (

@@ -148,7 +148,60 @@ CREATE FUNCTION recomputed_lead_step_times()
         ON h.lead_id = l.id AND h.to_step = l.current_step;
 $$;
 
-CREATE INDEX lead_qualifications_step_time_idx ON lead_qualifications (current_step, agent_on, step_entered_at);
+-- The backfill, before the index and the counts below exist.
+UPDATE lead_qualifications AS l SET step_entered_at = r.step_entered_at, agent_on = r.agent_on
+  FROM recomputed_lead_step_times() AS r
+ WHERE l.id = r.id;
+
+-- Agent on/off last: a step's leads in order of entry, for both values or (read from the
+-- index alone) one.
+CREATE INDEX lead_qualifications_step_time_idx ON lead_qualifications (current_step, step_entered_at, agent_on);
+
+-- Per step, agent on/off and UTC day of step_entered_at, the leads at the step now: where a
+-- rank of time in step lies is a running sum over a few hundred rows, and the rank is then
+-- one short range of the index above (that day's leads); a stalled count is whole days
+-- plus one day's range. Changed with the lead's step, so under 0002's advisory lock.
+CREATE TABLE step_time_counts (
+    step     lead_step NOT NULL,
+    agent_on boolean NOT NULL,
+    day      timestamptz NOT NULL,
+    leads    bigint NOT NULL,
+    PRIMARY KEY (step, agent_on, day)
+);
+
+CREATE FUNCTION step_time_day(at timestamptz) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN date_bin('1 day', at, timestamptz '2000-01-01 00:00:00+00');
+
+CREATE FUNCTION recomputed_step_time_counts()
+    RETURNS TABLE (step lead_step, agent_on boolean, day timestamptz, leads bigint) LANGUAGE sql STABLE AS $$
+    SELECT current_step, agent_on, step_time_day(step_entered_at), count(*)
+      FROM lead_qualifications WHERE step_entered_at IS NOT NULL
+     GROUP BY 1, 2, 3;
+$$;
+
+CREATE FUNCTION keep_step_time_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(727272);
+    INSERT INTO step_time_counts AS c (step, agent_on, day, leads)
+    SELECT d.step, d.agent_on, step_time_day(d.at), sum(d.delta)
+      FROM (SELECT OLD.current_step, OLD.agent_on, OLD.step_entered_at, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL
+            SELECT NEW.current_step, NEW.agent_on, NEW.step_entered_at, 1 WHERE TG_OP <> 'DELETE')
+           AS d(step, agent_on, at, delta)
+     WHERE d.at IS NOT NULL
+     GROUP BY 1, 2, 3
+    HAVING sum(d.delta) <> 0
+    ORDER BY 1, 2, 3
+    ON CONFLICT (step, agent_on, day) DO UPDATE SET leads = c.leads + EXCLUDED.leads;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER lead_qualifications_step_time_counts AFTER INSERT OR DELETE ON lead_qualifications
+    FOR EACH ROW EXECUTE FUNCTION keep_step_time_counts();
+CREATE TRIGGER lead_qualifications_step_time_counts_update AFTER UPDATE ON lead_qualifications
+    FOR EACH ROW WHEN ((OLD.current_step, OLD.agent_on, OLD.step_entered_at)
+                       IS DISTINCT FROM (NEW.current_step, NEW.agent_on, NEW.step_entered_at))
+    EXECUTE FUNCTION keep_step_time_counts();
 
 -- A lead as a pipeline column shows it (leads.get_lead_pipeline, with or without a period).
 CREATE FUNCTION lead_summary(l lead_qualifications, u users, agent_enabled boolean)
@@ -162,7 +215,7 @@ CREATE FUNCTION lead_summary(l lead_qualifications, u users, agent_enabled boole
 CREATE OR REPLACE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     LOCK TABLE step_interval_counts, requirement_item_names, activity_counts, reply_delay_counts,
-               lead_cohort_counts, step_entry_counts
+               lead_cohort_counts, step_entry_counts, step_time_counts
         IN EXCLUSIVE MODE;
     UPDATE lead_step_entries AS e SET hours_from_previous = r.hours
       FROM recomputed_step_hours() AS r
@@ -183,11 +236,11 @@ BEGIN
     UPDATE lead_qualifications AS l SET step_entered_at = r.step_entered_at, agent_on = r.agent_on
       FROM recomputed_lead_step_times() AS r
      WHERE l.id = r.id AND (l.step_entered_at, l.agent_on) IS DISTINCT FROM (r.step_entered_at, r.agent_on);
+    DELETE FROM step_time_counts;
+    INSERT INTO step_time_counts SELECT * FROM recomputed_step_time_counts();
 END $$;
 
 -- The backfill.
-UPDATE lead_qualifications AS l SET step_entered_at = r.step_entered_at, agent_on = r.agent_on
-  FROM recomputed_lead_step_times() AS r
- WHERE l.id = r.id;
+INSERT INTO step_time_counts SELECT * FROM recomputed_step_time_counts();
 INSERT INTO lead_cohort_counts SELECT * FROM recomputed_lead_cohort_counts();
 INSERT INTO step_entry_counts SELECT * FROM recomputed_step_entry_counts();
