@@ -37,14 +37,16 @@ def _data_schema(action: Action) -> dict[str, Any]:
     returns = typing.get_type_hints(action.handler).get("return", Any)
     origin = typing.get_origin(returns) or returns
     if returns is Paged:
-        return {"type": "array", "description": "one page; `next_cursor` beside `data` names the next"}
-    if origin is list:
-        return {"type": "array"}
-    if origin is dict:
-        return {"type": "object"}
+        return {"type": "array", "description": "one page; `next_cursor` beside `data` names the next "
+                                                "(and `total`, the count of all, for a filtered list)"}
     if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
-        return {"type": ["object", "null"]}
-    return {}
+        # e.g. an aggregate's list, or an object when asked for a period; a document or null
+        kinds = [_JSON_KIND.get(typing.get_origin(member) or member, "object") for member in typing.get_args(returns)]
+        return {"type": list(dict.fromkeys(kinds))}
+    return {"type": _JSON_KIND[origin]} if origin in _JSON_KIND else {}
+
+
+_JSON_KIND: dict[Any, str] = {list: "array", dict: "object", type(None): "null"}
 
 
 def action_schemas(tables: list[ActionTable]) -> dict[str, Any]:
