@@ -241,8 +241,13 @@ async def test_every_count_opens_exactly_its_leads(admin: Client, db: asyncpg.Co
         for lead_id in rng.sample(seeded, 8):
             step = rng.choice(STEPS)
             await admin.data("leads", "update_lead_step", {"lead_id": str(lead_id), "new_step": step})
-        await factories.lead(db, [("start", now(), "agent"), ("consent", now(), "agent")],
-                             full_name=f"Nuevo {round_}")
+        new_lead = await factories.lead(db, [("start", now(), "agent"), ("consent", now(), "agent")],
+                                        full_name=f"Nuevo {round_}")
+        await factories.requirements(db, new_lead, features=["Pagos", " pagos extra "], integrations=["Slack"])
+        for table in ("features", "integrations"):  # items added now to older requirements, and one removed
+            await db.execute(f"INSERT INTO {table} (requirements_id, name) SELECT id, $1 FROM requirements "
+                             "ORDER BY created_at LIMIT 5 ON CONFLICT DO NOTHING", rng.choice(FEATURES))
+        await db.execute("DELETE FROM features WHERE id = (SELECT id FROM features ORDER BY created_at DESC LIMIT 1)")
     assert checked > 300
 
 
@@ -252,6 +257,7 @@ async def test_every_count_opens_exactly_its_leads(admin: Client, db: asyncpg.Co
     ({"created": {"from": "2026-01-02", "to": "2026-01-01"}}, "filter.created.to"),
     ({"agent": True}, "filter.agent"),
     ({"wants_feature": ["Pagos"]}, "filter.wants_feature"),
+    ({"wanted": {"from": "2026-01-01", "to": "2026-01-31"}}, "filter.wanted"),
 ])
 async def test_bad_filters_are_invalid_payload_naming_the_field(admin: Client, wanted: dict[str, Any],
                                                                 field: str) -> None:

@@ -36,6 +36,9 @@ class AggregatesQueries(Protocol):
     def reply_delay_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (UTC hour, whole second of delay) whose kept count of agent replies (reply_delay_counts, 0010) differs from the count over messages (a missing row counts as 0)."""
 
+    def requirement_item_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (kind, UTC day, spelling) whose kept count of items added (or requirements created) that day (requirement_item_days, 0013) differs from the count over features, integrations and requirements."""
+
     def requirement_item_name_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (kind, spelling) whose kept count differs from the count over features and integrations, and for the kept count of requirements."""
 
@@ -150,7 +153,7 @@ class LeadsQueries(Protocol):
     def conversion_stats(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours}: how many leads ever reached each step (their furthest step, so moving a lead back does not shrink the funnel), reached_to / reached_from (0 when nobody reached from_step), and the median hours between first entering the two steps over the leads that entered both (NULL when none did)."""
 
-    def filtered_leads(self, conn: Executor, *, step: Any, reached: Any, created_since: Any, created_until: Any, entered_step: Any, entered_since: Any, entered_until: Any, agent_on: Any, stalled: Any, now: Any, stalled_hours: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, search: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+    def filtered_leads(self, conn: Executor, *, step: Any, reached: Any, created_since: Any, created_until: Any, entered_step: Any, entered_since: Any, entered_until: Any, agent_on: Any, stalled: Any, now: Any, stalled_hours: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, wanted_since: Any, wanted_until: Any, search: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns the leads matching every given filter (NULL: not filtered), newest first, up to page_size after the keyset (after_created_at, after_id): rows of {created_at, id, lead, total}, total being the count of every matching lead (not only this page)."""
 
     async def lead_by_id(self, conn: Executor, *, lead_id: Any) -> Any:
@@ -292,7 +295,7 @@ class ReportsQueries(Protocol):
         """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""
 
     def period_popular_items(self, conn: Executor, *, kind: Any, top: Any, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the `top` most requested items of a kind ('features' or 'integrations') in the requirements of the leads created in [since, until) {name, count, share}: grouped like popular_items (trimmed, case-folded, most common spelling, first in sort order on a tie), share being the fraction of those requirements that ask for it (0 when there are none)."""
+        """Returns the `top` items of a kind ('features' or 'integrations') most often added in [since, until) {name, count, share}: grouped like popular_items (trimmed, case-folded, most common spelling, first in sort order on a tie), share being count over the requirements created in the period (0 when there are none)."""
 
     def step_durations(self, conn: Executor, *, now: Any, stalled_hours: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns 14 rows, per step in funnel order and agent on/off in the lead's conversation (false without one): {step, agent_on, leads, median_hours, p90_hours, stalled}: the leads at the step now, percentile_cont(0.5) and (0.9) of the hours since each entered it (measured at `now`; NULL without leads), and how many have been there longer than the step's threshold (stalled_hours: 7 float8 in funnel order, NULL for a step that never stalls: 0)."""

@@ -44,7 +44,13 @@ class LeadFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     meeting: Literal["scheduled", "cancelled", "completed"] | None = None
     wants_feature: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     wants_integration: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    wanted: Annotated[DateRange, msgspec.Meta(
+        description="the wanted feature or integration was added in these days")] | None = None
     search: SearchText | None = None
+
+    def __post_init__(self) -> None:
+        if self.wanted is not None and self.wants_feature is None and self.wants_integration is None:
+            raise ValueError("field `wanted` needs `wants_feature` or `wants_integration`")
 
 
 class AllLeads(Payload):
@@ -99,6 +105,7 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
     zone = ctx.config.business.zone
     created = resolve(wanted.created, zone) if wanted.created is not None else None
     entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
+    added = resolve(wanted.wanted, zone) if wanted.wanted is not None else None
     async with ctx.pool.acquire() as connection, connection.transaction(readonly=True):
         await ctx.queries.leads.plan_each_call(connection)
         rows = [row async for row in ctx.queries.leads.filtered_leads(
@@ -109,7 +116,8 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
             agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
             now=utc_now(), stalled_hours=ctx.config.reports.stalled_hours_by_step(),
             meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
-            wants_integration=wanted.wants_integration, search=wanted.search,
+            wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
+            wanted_until=added.until if added else None, search=wanted.search,
             after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
     total = rows[0]["total"]
     page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")

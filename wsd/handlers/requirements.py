@@ -173,7 +173,8 @@ def _popularity(kind: str) -> Handler:
     async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]] | dict[str, Any]:
         """Top names across all requirements {name, count, share}, most requested first.
 
-        With a period: `items` over the requirements of the leads created in it."""
+        With a period: `items`, the names most often added in it, `share` over the
+        requirements created in it."""
         if payload.period is None:
             return [dict(row) async for row in ctx.queries.requirements.popular_items(
                 ctx.pool, kind=kind, top=payload.limit)]
@@ -181,7 +182,7 @@ def _popularity(kind: str) -> Handler:
         async def figures(period: Period) -> dict[str, Any]:
             rows = ctx.queries.reports.period_popular_items(
                 ctx.pool, kind=kind, top=payload.limit, since=period.since, until=period.until)
-            return {"items": [{**row, "filters": {"count": {"created": span(period), wants: row["name"]}}}
+            return {"items": [{**row, "filters": {"count": {wants: row["name"], "wanted": span(period)}}}
                               async for row in rows]}
 
         return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)

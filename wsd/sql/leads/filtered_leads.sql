@@ -1,4 +1,4 @@
--- name: filtered_leads(step, reached, created_since, created_until, entered_step, entered_since, entered_until, agent_on, stalled, now, stalled_hours, meeting_status, wants_feature, wants_integration, search, after_created_at, after_id, page_size)
+-- name: filtered_leads(step, reached, created_since, created_until, entered_step, entered_since, entered_until, agent_on, stalled, now, stalled_hours, meeting_status, wants_feature, wants_integration, wanted_since, wanted_until, search, after_created_at, after_id, page_size)
 -- Returns the leads matching every given filter (NULL: not filtered), newest first, up to
 -- page_size after the keyset (after_created_at, after_id): rows of {created_at, id, lead,
 -- total}, total being the count of every matching lead (not only this page). Filters: step
@@ -6,9 +6,9 @@
 -- entered entered_step in [entered_since, entered_until); agent on/off in the lead's
 -- conversation (off without one); stalled or not (at its step longer than that step's
 -- stalled_hours, 7 float8 in funnel order, NULL: never, measured at `now`); a meeting of
--- that status (as clients see it); a feature or integration of
--- that name (trimmed, case-folded); a search of name, email or company. A page past the end
--- is one row with a NULL lead, carrying the total. Run it after plan_each_call: a generic
+-- that status (as clients see it); a feature or integration of that name (trimmed,
+-- case-folded), added in [wanted_since, wanted_until) when given; a search of name, email or
+-- company. A page past the end is one row with a NULL lead, carrying the total. Run it after plan_each_call: a generic
 -- plan would read every lead whatever the filter.
 WITH cutoffs AS (  -- per step: entered before this, stalled (never: -infinity)
     SELECT s.step, coalesce(:now::timestamptz - make_interval(secs => t.hours * 3600),
@@ -34,10 +34,14 @@ WITH cutoffs AS (  -- per step: entered before this, stalled (never: -infinity)
                SELECT 1 FROM meetings AS m WHERE m.lead_id = l.id AND meeting_status(m) = :meeting_status::text))
        AND (:wants_feature::text IS NULL OR EXISTS (
                SELECT 1 FROM requirements AS r JOIN features AS f ON f.requirements_id = r.id
-                WHERE r.lead_id = l.id AND normalized_name(f.name) = normalized_name(:wants_feature::text)))
+                WHERE r.lead_id = l.id AND normalized_name(f.name) = normalized_name(:wants_feature::text)
+                  AND (:wanted_since::timestamptz IS NULL
+                       OR (f.created_at >= :wanted_since::timestamptz AND f.created_at < :wanted_until::timestamptz))))
        AND (:wants_integration::text IS NULL OR EXISTS (
                SELECT 1 FROM requirements AS r JOIN integrations AS i ON i.requirements_id = r.id
-                WHERE r.lead_id = l.id AND normalized_name(i.name) = normalized_name(:wants_integration::text)))
+                WHERE r.lead_id = l.id AND normalized_name(i.name) = normalized_name(:wants_integration::text)
+                  AND (:wanted_since::timestamptz IS NULL
+                       OR (i.created_at >= :wanted_since::timestamptz AND i.created_at < :wanted_until::timestamptz))))
        AND (:search::text IS NULL OR EXISTS (
                SELECT 1 FROM users AS u WHERE u.id = l.user_id
                   AND user_search_text(u.full_name, u.email, u.company) LIKE contains_pattern(:search::text)))

@@ -12,6 +12,11 @@
 -- behind that one lock and cannot deadlock with another. step_entry_counts changes one row
 -- per entry, sorted as in 0009.
 
+-- The UTC day holding `at` (the day buckets below).
+CREATE FUNCTION utc_day(at timestamptz) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN date_bin('1 day', at, timestamptz '2000-01-01 00:00:00+00');
+
 CREATE TABLE lead_cohort_counts (
     quarter  timestamptz NOT NULL,
     step     lead_step NOT NULL,
@@ -169,13 +174,9 @@ CREATE TABLE step_time_counts (
     PRIMARY KEY (step, agent_on, day)
 );
 
-CREATE FUNCTION step_time_day(at timestamptz) RETURNS timestamptz
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN date_bin('1 day', at, timestamptz '2000-01-01 00:00:00+00');
-
 CREATE FUNCTION recomputed_step_time_counts()
     RETURNS TABLE (step lead_step, agent_on boolean, day timestamptz, leads bigint) LANGUAGE sql STABLE AS $$
-    SELECT current_step, agent_on, step_time_day(step_entered_at), count(*)
+    SELECT current_step, agent_on, utc_day(step_entered_at), count(*)
       FROM lead_qualifications WHERE step_entered_at IS NOT NULL
      GROUP BY 1, 2, 3;
 $$;
@@ -184,7 +185,7 @@ CREATE FUNCTION keep_step_time_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(727272);
     INSERT INTO step_time_counts AS c (step, agent_on, day, leads)
-    SELECT d.step, d.agent_on, step_time_day(d.at), sum(d.delta)
+    SELECT d.step, d.agent_on, utc_day(d.at), sum(d.delta)
       FROM (SELECT OLD.current_step, OLD.agent_on, OLD.step_entered_at, -1 WHERE TG_OP <> 'INSERT'
             UNION ALL
             SELECT NEW.current_step, NEW.agent_on, NEW.step_entered_at, 1 WHERE TG_OP <> 'DELETE')
@@ -203,6 +204,69 @@ CREATE TRIGGER lead_qualifications_step_time_counts_update AFTER UPDATE ON lead_
                        IS DISTINCT FROM (NEW.current_step, NEW.agent_on, NEW.step_entered_at))
     EXECUTE FUNCTION keep_step_time_counts();
 
+-- ---------------------------------------------------------------------------------------
+-- Popular features and integrations over a period: per kind, UTC day of the item's
+-- creation, folded name and spelling, how many were added; kind `requirements` counts the
+-- requirements created that day (name and folded name ''), the share's divisor. A period
+-- is its whole UTC days from here, the partial days at its ends from the raw rows (by
+-- their created_at indexes below). Each row is counted by its own created_at, so a cascade
+-- deleting a lead's requirements and items uncounts each from its own row.
+CREATE TABLE requirement_item_days (
+    kind       text NOT NULL CHECK (kind IN ('features', 'integrations', 'requirements')),
+    day        timestamptz NOT NULL,
+    normalized text NOT NULL,
+    name       text NOT NULL,
+    items      bigint NOT NULL,
+    PRIMARY KEY (kind, day, normalized, name)
+);
+
+CREATE FUNCTION recomputed_requirement_item_days()
+    RETURNS TABLE (kind text, day timestamptz, normalized text, name text, items bigint)
+    LANGUAGE sql STABLE AS $$
+    SELECT 'features', utc_day(created_at), normalized_name(name), name, count(*) FROM features GROUP BY 2, 3, 4
+    UNION ALL
+    SELECT 'integrations', utc_day(created_at), normalized_name(name), name, count(*) FROM integrations
+     GROUP BY 2, 3, 4
+    UNION ALL
+    SELECT 'requirements', utc_day(created_at), '', '', count(*) FROM requirements GROUP BY 2;
+$$;
+
+-- One function for the three tables: a requirements row has no name (counted under '').
+CREATE FUNCTION keep_requirement_item_days() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO requirement_item_days AS c (kind, day, normalized, name, items)
+    SELECT TG_TABLE_NAME, utc_day(d.at), normalized_name(d.name), d.name, sum(d.delta)
+      FROM (SELECT OLD.created_at, coalesce(to_jsonb(OLD) ->> 'name', ''), -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL
+            SELECT NEW.created_at, coalesce(to_jsonb(NEW) ->> 'name', ''), 1 WHERE TG_OP <> 'DELETE')
+           AS d(at, name, delta)
+     GROUP BY 1, 2, 3, 4
+    HAVING sum(d.delta) <> 0
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (kind, day, normalized, name) DO UPDATE SET items = c.items + EXCLUDED.items;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER features_item_days AFTER INSERT OR DELETE ON features
+    FOR EACH ROW EXECUTE FUNCTION keep_requirement_item_days();
+CREATE TRIGGER features_item_days_update AFTER UPDATE OF name, created_at ON features
+    FOR EACH ROW WHEN ((OLD.name, OLD.created_at) IS DISTINCT FROM (NEW.name, NEW.created_at))
+    EXECUTE FUNCTION keep_requirement_item_days();
+CREATE TRIGGER integrations_item_days AFTER INSERT OR DELETE ON integrations
+    FOR EACH ROW EXECUTE FUNCTION keep_requirement_item_days();
+CREATE TRIGGER integrations_item_days_update AFTER UPDATE OF name, created_at ON integrations
+    FOR EACH ROW WHEN ((OLD.name, OLD.created_at) IS DISTINCT FROM (NEW.name, NEW.created_at))
+    EXECUTE FUNCTION keep_requirement_item_days();
+CREATE TRIGGER requirements_item_days AFTER INSERT OR DELETE ON requirements
+    FOR EACH ROW EXECUTE FUNCTION keep_requirement_item_days();
+CREATE TRIGGER requirements_item_days_update AFTER UPDATE OF created_at ON requirements
+    FOR EACH ROW WHEN (OLD.created_at IS DISTINCT FROM NEW.created_at)
+    EXECUTE FUNCTION keep_requirement_item_days();
+
+CREATE INDEX features_created_idx ON features (created_at) INCLUDE (name, requirements_id);
+CREATE INDEX integrations_created_idx ON integrations (created_at) INCLUDE (name, requirements_id);
+CREATE INDEX requirements_created_idx ON requirements (created_at);
+
 -- A lead as a pipeline column shows it (leads.get_lead_pipeline, with or without a period).
 CREATE FUNCTION lead_summary(l lead_qualifications, u users, agent_enabled boolean)
     RETURNS json LANGUAGE sql STABLE
@@ -215,7 +279,7 @@ CREATE FUNCTION lead_summary(l lead_qualifications, u users, agent_enabled boole
 CREATE OR REPLACE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     LOCK TABLE step_interval_counts, requirement_item_names, activity_counts, reply_delay_counts,
-               lead_cohort_counts, step_entry_counts, step_time_counts
+               lead_cohort_counts, step_entry_counts, step_time_counts, requirement_item_days
         IN EXCLUSIVE MODE;
     UPDATE lead_step_entries AS e SET hours_from_previous = r.hours
       FROM recomputed_step_hours() AS r
@@ -238,9 +302,13 @@ BEGIN
      WHERE l.id = r.id AND (l.step_entered_at, l.agent_on) IS DISTINCT FROM (r.step_entered_at, r.agent_on);
     DELETE FROM step_time_counts;
     INSERT INTO step_time_counts SELECT * FROM recomputed_step_time_counts();
+INSERT INTO requirement_item_days SELECT * FROM recomputed_requirement_item_days();
+    DELETE FROM requirement_item_days;
+    INSERT INTO requirement_item_days SELECT * FROM recomputed_requirement_item_days();
 END $$;
 
 -- The backfill.
 INSERT INTO step_time_counts SELECT * FROM recomputed_step_time_counts();
+INSERT INTO requirement_item_days SELECT * FROM recomputed_requirement_item_days();
 INSERT INTO lead_cohort_counts SELECT * FROM recomputed_lead_cohort_counts();
 INSERT INTO step_entry_counts SELECT * FROM recomputed_step_entry_counts();

@@ -59,10 +59,10 @@ SELECT t.step, t.agent_on, t.leads, p.p[1] AS median_hours, p.p[2] AS p90_hours,
        CASE WHEN t.cutoff IS NULL THEN 0 ELSE
            coalesce((SELECT sum(d.leads) FROM days AS d
                       WHERE d.step = t.step AND d.agent_on = t.agent_on
-                        AND d.day < step_time_day(t.cutoff)), 0)::bigint
+                        AND d.day < utc_day(t.cutoff)), 0)::bigint
            + (SELECT count(*) FROM lead_qualifications AS q
                WHERE q.current_step = t.step AND q.agent_on = t.agent_on
-                 AND q.step_entered_at >= step_time_day(t.cutoff) AND q.step_entered_at < t.cutoff) END
+                 AND q.step_entered_at >= utc_day(t.cutoff) AND q.step_entered_at < t.cutoff) END
            AS stalled
   FROM totals AS t
   LEFT JOIN percentiles AS p ON p.step = t.step AND p.agent_on = t.agent_on
