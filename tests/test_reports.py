@@ -336,3 +336,18 @@ async def test_a_live_last_7_days_moves_its_window_at_local_midnight(
         assert moved["period"]["from"] == (today - dt.timedelta(days=5)).isoformat()
         assert moved["period"]["to"] == (today + dt.timedelta(days=1)).isoformat()
         assert moved["steps"][0]["reached"] == 1
+
+
+async def test_period_conversion_medians_are_percentile_cont(admin: Client, db: asyncpg.Connection,
+                                                             seeded: list[uuid.UUID]) -> None:
+    for period in ("last_30_days", "this_quarter", "last_90_days"):
+        answer = await admin.data("leads", "get_conversion_stats", {"period": period})
+        since = dt.datetime.fromisoformat(answer["period"]["since"])
+        until = dt.datetime.fromisoformat(answer["period"]["until"])
+        for pair in answer["pairs"]:
+            exact = await db.fetchval(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY hours_from_previous) FROM lead_step_entries "
+                "WHERE step = $1::lead_step AND entered_at >= $2 AND entered_at < $3 "
+                "AND hours_from_previous IS NOT NULL", pair["to_step"], since, until)
+            assert pair["median_hours"] == exact, (period, pair)  # bit for bit
+        assert any(pair["median_hours"] is not None for pair in answer["pairs"])

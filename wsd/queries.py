@@ -51,6 +51,9 @@ class AggregatesQueries(Protocol):
     def step_interval_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (step, hour) whose kept count of intervals differs from the count over lead_step_entries (a missing row counts as 0)."""
 
+    def step_interval_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (step, UTC day of entry, whole hour of interval) whose kept count of entries (step_interval_days, 0013) differs from the count over lead_step_entries."""
+
     def step_time_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (step, agent on/off, UTC day) whose kept count of leads at the step since that day (step_time_counts, 0013) differs from the count over lead_qualifications."""
 
@@ -289,7 +292,7 @@ class ReportsQueries(Protocol):
         """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept quarter-hour activity_counts (a period's bounds are local midnights, whole UTC quarter-hours)."""
 
     def period_conversion_stats(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did), read from one range of lead_step_entries_step_entered_idx per step."""
+        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is exactly percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did)."""
 
     def period_pipeline(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""

@@ -7,10 +7,9 @@
 --     then (lead_step_entries): the activity funnel.
 -- Quarter-hours for the reason 0009 gives: a local day's bounds are whole UTC quarters.
 --
--- Locking: lead_cohort_counts changes with the lead's step, so its trigger takes the
--- advisory lock of lead_step_counts (0002) first; every step-count change is serialized
--- behind that one lock and cannot deadlock with another. step_entry_counts changes one row
--- per entry, sorted as in 0009.
+-- Locking: these counts change with a lead's step, so their triggers take the advisory lock
+-- of lead_step_counts (0002) first; every step-count change is serialized behind that one
+-- lock and cannot deadlock with another.
 
 -- The UTC day holding `at` (the day buckets below).
 CREATE FUNCTION utc_day(at timestamptz) RETURNS timestamptz
@@ -76,6 +75,9 @@ $$;
 
 CREATE FUNCTION keep_step_entry_counts() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- First of this table's count triggers (by name): every count row a step change locks
+    -- after this is locked under the one lock of 0002, so two changes cannot deadlock.
+    PERFORM pg_advisory_xact_lock(727272);
     INSERT INTO step_entry_counts AS c (quarter, step, leads)
     SELECT activity_quarter(d.at), d.step, sum(d.delta)
       FROM (SELECT OLD.entered_at, OLD.step, -1 WHERE TG_OP <> 'INSERT'
@@ -92,6 +94,53 @@ CREATE TRIGGER lead_step_entries_entry_counts AFTER INSERT OR DELETE ON lead_ste
 CREATE TRIGGER lead_step_entries_entry_counts_update AFTER UPDATE ON lead_step_entries
     FOR EACH ROW WHEN ((OLD.entered_at, OLD.step) IS DISTINCT FROM (NEW.entered_at, NEW.step))
     EXECUTE FUNCTION keep_step_entry_counts();
+
+-- Conversion medians over a period: per step, UTC day of entry and whole hour of the
+-- interval from the previous step (floor(hours_from_previous), as step_interval_counts of
+-- 0009 without days), the entries. The period's histogram (kept whole days, raw partial
+-- days at its ends) locates the hour holding each middle rank; the rank is then read from
+-- lead_step_entries_interval_hour_idx (that hour's entries inside the period, sorted).
+CREATE TABLE step_interval_days (
+    step        lead_step NOT NULL,
+    day         timestamptz NOT NULL,
+    hour_bucket bigint NOT NULL,
+    leads       bigint NOT NULL,
+    PRIMARY KEY (step, day, hour_bucket)
+);
+
+CREATE FUNCTION recomputed_step_interval_days()
+    RETURNS TABLE (step lead_step, day timestamptz, hour_bucket bigint, leads bigint) LANGUAGE sql STABLE AS $$
+    SELECT step, utc_day(entered_at), floor(hours_from_previous)::bigint, count(*)
+      FROM lead_step_entries WHERE hours_from_previous IS NOT NULL
+     GROUP BY 1, 2, 3;
+$$;
+
+CREATE FUNCTION keep_step_interval_days() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(727272);
+    INSERT INTO step_interval_days AS c (step, day, hour_bucket, leads)
+    SELECT d.step, utc_day(d.at), floor(d.hours)::bigint, sum(d.delta)
+      FROM (SELECT OLD.step, OLD.entered_at, OLD.hours_from_previous, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL
+            SELECT NEW.step, NEW.entered_at, NEW.hours_from_previous, 1 WHERE TG_OP <> 'DELETE')
+           AS d(step, at, hours, delta)
+     WHERE d.hours IS NOT NULL
+     GROUP BY 1, 2, 3
+    HAVING sum(d.delta) <> 0
+    ORDER BY 1, 2, 3
+    ON CONFLICT (step, day, hour_bucket) DO UPDATE SET leads = c.leads + EXCLUDED.leads;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER lead_step_entries_interval_days AFTER INSERT OR DELETE ON lead_step_entries
+    FOR EACH ROW EXECUTE FUNCTION keep_step_interval_days();
+CREATE TRIGGER lead_step_entries_interval_days_update AFTER UPDATE ON lead_step_entries
+    FOR EACH ROW WHEN ((OLD.step, OLD.entered_at, OLD.hours_from_previous)
+                       IS DISTINCT FROM (NEW.step, NEW.entered_at, NEW.hours_from_previous))
+    EXECUTE FUNCTION keep_step_interval_days();
+
+CREATE INDEX lead_step_entries_interval_hour_idx
+    ON lead_step_entries (step, floor(hours_from_previous), entered_at) INCLUDE (hours_from_previous)
+    WHERE hours_from_previous IS NOT NULL;
 
 -- The drill-downs' ranges: leads created in a period at a furthest step, entries of a step
 -- in a period (with the interval the period's conversion medians read).
@@ -279,7 +328,8 @@ CREATE FUNCTION lead_summary(l lead_qualifications, u users, agent_enabled boole
 CREATE OR REPLACE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     LOCK TABLE step_interval_counts, requirement_item_names, activity_counts, reply_delay_counts,
-               lead_cohort_counts, step_entry_counts, step_time_counts, requirement_item_days
+               lead_cohort_counts, step_entry_counts, step_time_counts, requirement_item_days,
+               step_interval_days
         IN EXCLUSIVE MODE;
     UPDATE lead_step_entries AS e SET hours_from_previous = r.hours
       FROM recomputed_step_hours() AS r
@@ -305,10 +355,13 @@ BEGIN
 INSERT INTO requirement_item_days SELECT * FROM recomputed_requirement_item_days();
     DELETE FROM requirement_item_days;
     INSERT INTO requirement_item_days SELECT * FROM recomputed_requirement_item_days();
+    DELETE FROM step_interval_days;
+    INSERT INTO step_interval_days SELECT * FROM recomputed_step_interval_days();
 END $$;
 
 -- The backfill.
 INSERT INTO step_time_counts SELECT * FROM recomputed_step_time_counts();
 INSERT INTO requirement_item_days SELECT * FROM recomputed_requirement_item_days();
+INSERT INTO step_interval_days SELECT * FROM recomputed_step_interval_days();
 INSERT INTO lead_cohort_counts SELECT * FROM recomputed_lead_cohort_counts();
 INSERT INTO step_entry_counts SELECT * FROM recomputed_step_entry_counts();
