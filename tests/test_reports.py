@@ -351,3 +351,15 @@ async def test_period_conversion_medians_are_percentile_cont(admin: Client, db: 
                 "AND hours_from_previous IS NOT NULL", pair["to_step"], since, until)
             assert pair["median_hours"] == exact, (period, pair)  # bit for bit
         assert any(pair["median_hours"] is not None for pair in answer["pairs"])
+
+
+async def test_a_time_in_step_filter_totals_from_kept_counts_as_counting_would(
+        admin: Client, db: asyncpg.Connection, seeded: list[uuid.UUID]) -> None:
+    """`stalled` with at most a step and an agent switch: the total comes from the kept
+    per-day counts; the same filter with a search beside it (counted) must agree."""
+    for wanted in ({"stalled": True}, {"stalled": False}, {"stalled": True, "agent": "on"},
+                   {"stalled": False, "step": "start"}, {"stalled": True, "step": "bant", "agent": "off"}):
+        kept = await admin.request("leads", "get_all_leads", {"filter": wanted, "limit": 1000})
+        counted = await admin.request("leads", "get_all_leads", {"filter": {**wanted, "search": "@"}, "limit": 1000})
+        assert kept["payload"]["total"] == counted["payload"]["total"] == len(kept["payload"]["data"]), wanted
+    assert kept["payload"]["total"] > 0

@@ -156,8 +156,8 @@ class LeadsQueries(Protocol):
     def conversion_stats(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours}: how many leads ever reached each step (their furthest step, so moving a lead back does not shrink the funnel), reached_to / reached_from (0 when nobody reached from_step), and the median hours between first entering the two steps over the leads that entered both (NULL when none did)."""
 
-    def filtered_leads(self, conn: Executor, *, step: Any, reached: Any, created_since: Any, created_until: Any, entered_step: Any, entered_since: Any, entered_until: Any, agent_on: Any, stalled: Any, now: Any, stalled_hours: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, wanted_since: Any, wanted_until: Any, search: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the leads matching every given filter (NULL: not filtered), newest first, up to page_size after the keyset (after_created_at, after_id): rows of {created_at, id, lead, total}, total being the count of every matching lead (not only this page)."""
+    def filtered_leads(self, conn: Executor, *, step: Any, reached: Any, created_since: Any, created_until: Any, entered_step: Any, entered_since: Any, entered_until: Any, agent_on: Any, stalled: Any, now: Any, stalled_hours: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, wanted_since: Any, wanted_until: Any, search: Any, count_all: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the leads matching every given filter (NULL: not filtered), newest first, up to page_size after the keyset (after_created_at, after_id): rows of {created_at, id, lead, total}, total being the count of every matching lead (not only this page; NULL unless count_all, for a caller that has it from kept counts)."""
 
     async def lead_by_id(self, conn: Executor, *, lead_id: Any) -> Any:
         """Returns the leads-list document of one lead, or NULL for an unknown id."""

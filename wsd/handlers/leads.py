@@ -102,11 +102,18 @@ async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
 
 async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_at: Any,
                     after_id: Any) -> Paged:
+    """A page of the filter's leads and their total, read in one snapshot. A filter that is
+    exactly a time-in-step figure's (stalled or not, at most a step and an agent switch) takes
+    its total from that figure's kept counts: counting them would read most leads."""
     zone = ctx.config.business.zone
     created = resolve(wanted.created, zone) if wanted.created is not None else None
     entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
     added = resolve(wanted.wanted, zone) if wanted.wanted is not None else None
-    async with ctx.pool.acquire() as connection, connection.transaction(readonly=True):
+    figure = wanted.stalled is not None and _TIME_IN_STEP_KEYS.issuperset(
+        name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
+    now, thresholds = utc_now(), ctx.config.reports.stalled_hours_by_step()
+    async with ctx.pool.acquire() as connection, \
+            connection.transaction(isolation="repeatable_read", readonly=True):
         await ctx.queries.leads.plan_each_call(connection)
         rows = [row async for row in ctx.queries.leads.filtered_leads(
             connection, step=wanted.step, reached=wanted.reached,
@@ -114,14 +121,26 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
             entered_step=wanted.entered.step if wanted.entered else None,
             entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
             agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
-            now=utc_now(), stalled_hours=ctx.config.reports.stalled_hours_by_step(),
+            now=now, stalled_hours=thresholds,
             meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
             wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
-            wanted_until=added.until if added else None, search=wanted.search,
+            wanted_until=added.until if added else None, search=wanted.search, count_all=not figure,
             after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
-    total = rows[0]["total"]
+        if figure:
+            groups = [row async for row in ctx.queries.reports.step_durations(
+                connection, now=now, stalled_hours=thresholds)]
+    if figure:
+        total = sum(row["stalled"] if wanted.stalled else row["leads"] - row["stalled"] for row in groups
+                    if wanted.step in (None, row["step"])
+                    and wanted.agent in (None, "on" if row["agent_on"] else "off"))
+    else:
+        total = rows[0]["total"]
     page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")
     return Paged(page.data, page.next_cursor, total)
+
+
+# The filter fields a time-in-step figure's filter may hold.
+_TIME_IN_STEP_KEYS = frozenset({"stalled", "step", "agent"})
 
 
 async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:

@@ -1,7 +1,8 @@
--- name: filtered_leads(step, reached, created_since, created_until, entered_step, entered_since, entered_until, agent_on, stalled, now, stalled_hours, meeting_status, wants_feature, wants_integration, wanted_since, wanted_until, search, after_created_at, after_id, page_size)
+-- name: filtered_leads(step, reached, created_since, created_until, entered_step, entered_since, entered_until, agent_on, stalled, now, stalled_hours, meeting_status, wants_feature, wants_integration, wanted_since, wanted_until, search, count_all, after_created_at, after_id, page_size)
 -- Returns the leads matching every given filter (NULL: not filtered), newest first, up to
 -- page_size after the keyset (after_created_at, after_id): rows of {created_at, id, lead,
--- total}, total being the count of every matching lead (not only this page). Filters: step
+-- total}, total being the count of every matching lead (not only this page; NULL unless
+-- count_all, for a caller that has it from kept counts). Filters: step
 -- now; furthest step at or past `reached`; created in [created_since, created_until); first
 -- entered entered_step in [entered_since, entered_until); agent on/off in the lead's
 -- conversation (off without one); stalled or not (at its step longer than that step's
@@ -15,7 +16,7 @@ WITH cutoffs AS (  -- per step: entered before this, stalled (never: -infinity)
                             '-infinity'::timestamptz) AS cutoff
       FROM unnest(enum_range(NULL::lead_step)) WITH ORDINALITY AS s(step, position)
       JOIN unnest(:stalled_hours::float8[]) WITH ORDINALITY AS t(hours, position) USING (position)
-), matched AS (
+), matched AS NOT MATERIALIZED (  -- the page and the count each plan their own read
     SELECT l.id, l.created_at
       FROM lead_qualifications AS l
      WHERE (:step::lead_step IS NULL OR l.current_step = :step::lead_step)
@@ -53,7 +54,7 @@ WITH cutoffs AS (  -- per step: entered before this, stalled (never: -infinity)
      LIMIT :page_size
 )
 SELECT p.created_at, p.id, CASE WHEN p.id IS NOT NULL THEN lead_document(l, u, b, r) END AS lead, t.total
-  FROM (SELECT count(*) AS total FROM matched) AS t
+  FROM (SELECT CASE WHEN :count_all::boolean THEN (SELECT count(*) FROM matched) END AS total) AS t
   LEFT JOIN page AS p ON true
   LEFT JOIN lead_qualifications AS l ON l.id = p.id
   LEFT JOIN users AS u ON u.id = l.user_id
