@@ -25,7 +25,7 @@ from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
 from wsd.leader import lead
 from wsd.listener import ChangeListener
-from wsd.live import ChangeHints
+from wsd.live import HINT_TOPIC, ChangeHints
 from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
@@ -163,7 +163,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         def resync() -> None:
             cache.invalidate()
             server.live.rerun_all()
-            server.publish("changes", {"topic": "*"})
+            server.publish(HINT_TOPIC, {"topic": "*"})
 
         listener = ChangeListener(lambda: database.connect("wsd-listener"), EVENT_CHANNELS,
                                   relay, resync)
