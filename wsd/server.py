@@ -150,7 +150,7 @@ class WsdServer:
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
         self._listening: Listening | None = None
-        self.static = StaticFiles(config.server.path)
+        self.static = StaticFiles(config.server.path, config.business.timezone)
 
     # -- lifecycle -------------------------------------------------------------------------
 
