@@ -275,16 +275,29 @@ function arrange(parent, nodes) {
   }
 }
 
+/** Runs `change` on a scrolled list and scrolls it back so that the card in view (the
+ * focused one if it is there, else the first visible) stays where the reader saw it. */
+function keepInView(list, focused, change) {
+  if (list.scrollTop === 0) return change();  // at the top, new cards appear on top
+  const top = list.getBoundingClientRect().top;
+  const anchor = (focused && list.contains(focused) ? focused.closest("li") : null)
+    ?? [...list.children].find((item) => item.getBoundingClientRect().bottom > top);
+  const before = anchor?.getBoundingClientRect().top;
+  change();
+  if (anchor && anchor.parentNode === list) list.scrollTop += anchor.getBoundingClientRect().top - before;
+}
+
 function drawPipeline(columns) {
   const focused = document.activeElement;
   const seen = new Set();
   const order = columns.map((column) => {
     const node = columnFor(column.step);
     node.querySelector(".count").textContent = fmt(column.count);
-    arrange(node.querySelector("ul"), column.leads.map((lead) => {
+    const list = node.querySelector("ul");
+    keepInView(list, focused, () => arrange(list, column.leads.map((lead) => {
       seen.add(lead.id);
       return cardFor(lead).item;
-    }));
+    })));
     return node;
   });
   arrange($("pipeline"), order);
