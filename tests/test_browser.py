@@ -410,3 +410,32 @@ async def test_meeting_times_are_in_the_business_zone_and_say_so(postgres: str, 
     finally:
         await context.close()
         daemon.stop()
+
+
+async def test_the_current_hour_does_not_flatten_the_others(daemon: Daemon, db: asyncpg.Connection,
+                                                           browser) -> None:  # noqa: F811
+    """30 messages now (a burst) beside 6 an hour ago: the scale stops at twice the full
+    hours' median (12), so the earlier bar keeps half the height instead of a fifth; the
+    current one is cut at the top and says its total."""
+    conversation_id = await factories.conversation(db)
+    now = dt.datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)   # Madrid's offset is whole hours
+    for n in range(6):
+        await factories.message(db, conversation_id, "user", hour - dt.timedelta(minutes=30 + n))
+    for n in range(30):
+        await factories.message(db, conversation_id, "user", now - dt.timedelta(milliseconds=n))
+    tab = await new_tab(browser)
+    await log_in(tab, daemon, ADMIN_TOKEN)
+    await ready(tab)
+    await tab.page.wait_for_selector("#activity .over")
+    chart = await tab.page.evaluate("""() => {
+      const svg = document.querySelector('#activity svg');
+      const axis = [...svg.querySelectorAll('text[text-anchor="end"]')].map((t) => t.textContent);
+      const bars = [...svg.querySelectorAll('rect.bar')].map((r) => [Number(r.getAttribute('x')), Number(r.getAttribute('height'))]);
+      return {axis, bars, over: svg.querySelector('.over').textContent};
+    }""")
+    assert chart["over"] == "↑30"
+    assert chart["axis"][:3] == ["0", "6", "12"]
+    (earlier_x, earlier), (current_x, current) = sorted(chart["bars"])[-2:]
+    assert earlier_x < current_x and earlier == pytest.approx(current / 2, abs=0.5) and earlier > 80
+    await tab.page.context.close()

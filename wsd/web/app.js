@@ -181,9 +181,13 @@ function drawActivity(timeline) {
   const width = Math.max(300, $("activity").clientWidth || 720);
   const height = width < 500 ? 180 : 220, left = 34, bottom = 22, top = 18;
   const totals = buckets.map((b) => SERIES.reduce((sum, [key]) => sum + (b[key] ?? 0), 0));
-  // The scale comes from the 23 full hours: the current hour (a burst of the agent, say)
-  // must not flatten them. A taller current bar is cut at the top and says its total.
-  const max = Math.max(4, ...totals.slice(0, -1));
+  // A burst (the demo agent's current hour, say) must not flatten the other hours: the
+  // scale reaches at most twice the median of the full hours that had any activity, and a
+  // taller bar is cut at the top with its total written over it.
+  const busy = totals.slice(0, -1).filter((total) => total > 0).sort((a, b) => a - b);
+  const typical = busy.length ? busy[Math.floor(busy.length / 2)] : 0;
+  const max = Math.max(4, Math.min(Math.max(...totals), 2 * typical));
+  const lastOver = [-Infinity, -Infinity];  // x of the last total written on each of 2 rows
   const step = (width - left) / buckets.length;
   const plot = height - bottom - top;
   const scale = (v) => (plot * v) / max;
@@ -206,11 +210,16 @@ function drawActivity(timeline) {
         y -= h;
       }
     }
-    if (totals[i] > max) {
-      const over = svg("text", { x: Math.min(left + i * step + step / 2, width - 14), y: top - 5, "text-anchor": "middle",
-        "font-size": 11, "font-weight": 600, fill: "#1d2433", class: "over" });
+    const overX = left + i * step + step / 2;
+    const row = lastOver.findIndex((x) => overX - x >= 34);  // above the plot, else over the bar
+    if (totals[i] > max && row >= 0) {
+      const atEdge = overX > width - 18;  // anchored at its end so that it is not cut off
+      const over = svg("text", { x: atEdge ? width - 1 : overX, y: row === 0 ? top - 5 : top + 12,
+        "text-anchor": atEdge ? "end" : "middle", "font-size": 11, "font-weight": 600, fill: "#1d2433",
+        stroke: "#fff", "stroke-width": 3, "paint-order": "stroke", class: "over" });
       over.textContent = `↑${fmt(totals[i])}`;
       chart.append(over);
+      lastOver[row] = overX;
     }
     if (i % (width < 500 ? 6 : 3) === 0 || i === buckets.length - 1) {
       const last = i === buckets.length - 1;  // anchored at its end so it is never cut off
