@@ -14,6 +14,7 @@ import orjson
 
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
+from wsd.fields import Cursor
 from wsd.pagination import decode_cursor, page_of
 from wsd.steps import LeadStep
 from wsd.topics import Topic
@@ -28,7 +29,7 @@ SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank mean
 
 class AllLeads(Payload):
     limit: PageSize = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
 
@@ -50,7 +51,7 @@ class UpdateLeadStep(Payload):
 class AbandonedLeads(Payload):
     days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
     limit: PageSize = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
