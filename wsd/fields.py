@@ -56,7 +56,7 @@ def _calendar_date(year: str, leap_year: str) -> str:
 
 # Any date msgspec reads (years 0001–9999), and the dates of FIRST_DAY..LAST_DAY.
 _ANY_DATE = _calendar_date(r"(?!0000)[0-9]{4}", r"[0-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00")
-_DAY = _calendar_date(r"19[0-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9][0-9]|99[0-8][0-9]",
+_DAY = _calendar_date(r"19[0-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9][0-9]|99[0-8][0-9]|999[0-8]",
                       r"(?:19|[2-9][0-9])(?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[3579][26])00")
 DATE_PATTERN = f"^{_ANY_DATE}(?!\\n)$"
 DAY_PATTERN = f"^{_DAY}(?!\\n)$"
@@ -85,7 +85,7 @@ Day = Annotated[dt.date, msgspec.Meta(
     description=f"a date from {FIRST_DAY} to {LAST_DAY}")]
 # An instant with its UTC offset (checked by `instant_in_range` in the payload type).
 Instant = Annotated[dt.datetime, msgspec.Meta(
-    extra_json_schema={"pattern": INSTANT_PATTERN},
+    extra_json_schema={"format": "date-time", "pattern": INSTANT_PATTERN},
     description=f"RFC 3339 with a UTC offset (`Z` or `+01:00`), local date from {FIRST_DAY} to {LAST_DAY}")]
 # A page's position: only a `next_cursor` this server sent (else `invalid_payload`).
 Cursor = Annotated[str, msgspec.Meta(

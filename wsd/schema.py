@@ -228,7 +228,8 @@ def _field_text(name: str, schema: dict[str, Any], required: bool, components: d
         elif "enum" in option:
             kinds.append(" \\| ".join(f"`{value}`" for value in option["enum"]))
         elif option.get("type") == "array" and "$ref" in option.get("items", {}):
-            kinds.append(f"[{option['items']['$ref'].rsplit('/', 1)[1]}]")
+            most = f" (at most {option['maxItems']})" if "maxItems" in option else ""
+            kinds.append(f"[{option['items']['$ref'].rsplit('/', 1)[1]}]{most}")
         else:
             kind = option.get("format") or option.get("type", "any")
             bounds = [f"{label} {option[key]}" for key, label in
@@ -243,27 +244,47 @@ def _field_text(name: str, schema: dict[str, Any], required: bool, components: d
     return text
 
 
+def _type_text(schema: dict[str, Any]) -> str:
+    """A reply's `data` in a few characters: `Meeting`, `[Lead]`, `{date: [Meeting]}`."""
+    if "$ref" in schema:
+        return f"`{_ref_name(schema)}`"
+    if "anyOf" in schema:
+        return " or ".join(_type_text(option) for option in schema["anyOf"])
+    if schema.get("type") == "array":
+        return f"[{_type_text(schema['items'])}]"
+    if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
+        key = schema.get("propertyNames", {}).get("format", "string")
+        return f"{{{key}: {_type_text(schema['additionalProperties'])}}}"
+    return str(schema.get("type", "any"))
+
+
 def markdown_reference(tables: list[ActionTable]) -> str:
     """The action reference block of docs/protocol.md, from the registry alone."""
     schemas = action_schemas(tables)
     components = schemas["components"]["schemas"]
+    payload_names = {_ref_name(entry["payload"]) for entry in schemas["actions"].values()}
     lines = [MARK_BEGIN, ""]
     for table in tables:
-        lines += [f"#### {table.resource}", "", "| action | role | payload | | topics |", "|---|---|---|---|---|"]
+        lines += [f"#### {table.resource}", "", "| action | role | payload | data | | topics |",
+                  "|---|---|---|---|---|---|"]
+        rules = []
         for action in table.actions:
             entry = schemas["actions"][f"{table.resource}.{action.name}"]
-            payload = components[entry["payload"]["$ref"].rsplit("/", 1)[1]]
+            payload = components[_ref_name(entry["payload"])]
             required = set(payload.get("required", []))
             fields = [_field_text(name, field, name in required, components)
                       for name, field in payload.get("properties", {}).items()]
+            if payload.get("minProperties"):
+                fields.append(f"at least {payload['minProperties'] - len(required)} of the optional fields")
             notes = ", ".join(note for note, on in (("write", action.writes), ("cached", action.cached)) if on)
             topics = ", ".join(sorted(action.changes if action.writes else action.topics)) or "—"
-            lines.append(f"| `{action.name}` | {action.role} | {'; '.join(fields) or '—'} | {notes} | "
+            data = _type_text(entry["data"]) + (", paged" if _paged(action) else "")
+            lines.append(f"| `{action.name}` | {action.role} | {'; '.join(fields) or '—'} | {data} | {notes} | "
                          f"{'changes' if action.writes else 'depends on'} {topics} |")
-        lines.append("")
-    nested = sorted(name for name in components if name not in {
-        schemas["actions"][key]["payload"]["$ref"].rsplit("/", 1)[1] for key in schemas["actions"]}
-        and name != "ErrorReply")
+            if payload.get("description", "").startswith("Beyond this schema"):
+                rules.append(f"- `{action.name}`: {' '.join(payload['description'].split())}")
+        lines += ["", *rules, *([""] if rules else [])]
+    nested = sorted(name for name in components if name not in payload_names and name != "ErrorReply")
     for name in nested:
         schema = components[name]
         required = set(schema.get("required", []))
