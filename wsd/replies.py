@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -22,6 +22,10 @@ from wsd.steps import LeadStep
 from wsd.topics import Topic
 
 __all__ = ["REPLIES", "LoginReply", "Subscribed", "Unsubscribed", "ChangeHint", "AgentStatusEvent"]
+
+# Every time wsd sends carries its offset (UTC, or the business zone's for slots): `tz=True`
+# is what makes msgspec's schema say `format: date-time`.
+Moment = Annotated[dt.datetime, msgspec.Meta(tz=True)]
 
 
 class Reply(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,9 +61,9 @@ class _LeadFields(Reply):
     agent_enabled: bool | None  # its conversation's switch; null without a conversation
     current_step: LeadStep
     consent: bool
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    completed_at: dt.datetime | None
+    created_at: Moment
+    updated_at: Moment
+    completed_at: Moment | None
     user: LeadUser
     bant_data: Bant | None
 
@@ -71,7 +75,7 @@ class Lead(_LeadFields):
 
 
 class AbandonedLead(Lead):
-    last_activity_at: dt.datetime
+    last_activity_at: Moment
     days_inactive: int
 
 
@@ -83,8 +87,8 @@ class PipelineLead(Reply):
     email: str | None
     consent: bool
     agent_enabled: bool | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: Moment
+    updated_at: Moment
 
 
 class PipelineStep(Reply):
@@ -119,8 +123,8 @@ class Requirement(Reply):
     lead_id: uuid.UUID
     app_type: str
     deadline: dt.date | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: Moment
+    updated_at: Moment
     features: list[Item]
     integrations: list[Item]
 
@@ -138,21 +142,21 @@ class Meeting(Reply):
     lead_id: uuid.UUID
     user_id: uuid.UUID
     subject: str
-    start_time: dt.datetime
-    end_time: dt.datetime
+    start_time: Moment
+    end_time: Moment
     attendee_email: str
     status: Literal["scheduled", "cancelled", "completed"]
     outlook_event_id: str | None
     sync_status: Literal["synced", "pending", "failed", "disabled"]
     last_error: str | None
-    last_synced_at: dt.datetime | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    last_synced_at: Moment | None
+    created_at: Moment
+    updated_at: Moment
 
 
 class Slot(Reply):
-    start: dt.datetime
-    end: dt.datetime
+    start: Moment
+    end: Moment
 
 
 class Slots(Reply):
@@ -180,14 +184,14 @@ class Conversation(Reply):
     agent_enabled: bool
     status: Literal["open", "closed"]
     message_count: int
-    last_message_at: dt.datetime | None
+    last_message_at: Moment | None
 
 
 class StepChange(Reply):
     from_step: LeadStep | None  # null on the lead's creation
     to_step: LeadStep
     source: Literal["agent", "manual", "meeting"]
-    changed_at: dt.datetime
+    changed_at: Moment
 
 
 class LeadDocument(_LeadFields):
@@ -204,7 +208,7 @@ class LeadDocument(_LeadFields):
 class AgentStatus(Reply):
     id: uuid.UUID
     agent_enabled: bool
-    updated_at: dt.datetime
+    updated_at: Moment
 
 
 # -- dashboard -----------------------------------------------------------------------------------
@@ -224,7 +228,7 @@ class FunnelStep(Reply):
 
 
 class Bucket(Reply):
-    hour: dt.datetime
+    hour: Moment
     new_leads: int
     messages: int
     step_changes: int
@@ -233,7 +237,7 @@ class Bucket(Reply):
 
 
 class RecentEvent(Reply):
-    at: dt.datetime
+    at: Moment
     kind: Literal["new_lead", "message", "step_change", "meeting_created", "agent_toggle"]
     ids: dict[str, Any]
 
@@ -251,8 +255,8 @@ class ResponseTimes(Reply):
 
 
 class AgentPeriod(Reply):
-    since: dt.datetime
-    until: dt.datetime
+    since: Moment
+    until: Moment
     conversations_handled: int
     handoffs: int
     leads_advanced: int
@@ -290,10 +294,10 @@ class LiveFigures(Reply):
 
 
 class OutlookState(Reply):
-    window_start: dt.datetime | None
-    window_end: dt.datetime | None
-    last_success_at: dt.datetime | None
-    last_attempt_at: dt.datetime | None
+    window_start: Moment | None
+    window_end: Moment | None
+    last_success_at: Moment | None
+    last_attempt_at: Moment | None
     last_error: str | None
     pending_meetings: int
     failed_meetings: int
