@@ -139,9 +139,9 @@ def _request(resource: str, action: str, payload: dict[str, Any], summary: str) 
                 "id": {"type": ["string", "number"]}, "payload": payload}}}
 
 
-def _reply(name: str, data: dict[str, Any], paged: bool = False) -> dict[str, Any]:
+def _reply(name: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"name": f"{name} reply",
-            "payload": {"oneOf": [_success(data, paged), {"$ref": REF.format(name="ErrorReply")}]}}
+            "payload": {"oneOf": [_success(data), {"$ref": REF.format(name="ErrorReply")}]}}
 
 
 def _exchange(name: str, summary: str) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
         name = key.replace(".", "_")
         messages[f"{name}_request"] = _request(action["resource"], action["action"], action["payload"],
                                                action["summary"])
-        messages[f"{name}_reply"] = {**_reply(key, action["data"]), "payload": action["reply"]}
+        messages[f"{name}_reply"] = {"name": f"{key} reply", "payload": action["reply"]}
         operations[name] = _exchange(name, f"{action['summary']} (role: {action['role']})")
         if not action["writes"]:
             reads.append({"type": "object", "required": ["resource", "action"], "additionalProperties": False,
