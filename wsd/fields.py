@@ -5,6 +5,10 @@ need the value first (a length *after* trimming, a date PostgreSQL and `zoneinfo
 shift by a day). They raise `ValueError("field `x` ...")`, which the dispatcher turns into
 `invalid_payload` with `details.field` = "x".
 
+Each rule also has its JSON Schema words here (the `*_PATTERN`s, `trimmed_text`, `Day`,
+`Instant`), which `wsd schema` publishes; tests/test_schema_contract.py holds the two to
+the same answers.
+
 Example:
     >>> trimmed("  Chat en vivo ", "name", 200)
     'Chat en vivo'
@@ -43,7 +47,8 @@ _SOLID = f"[^{_WHITE}\\u0000]"
 EMAIL_PATTERN = f"^[^@{_WHITE}\\u0000]+@[^@{_WHITE}\\u0000]+\\.[^@.{_WHITE}\\u0000]+(?!\\n)$"
 
 # Hyphenated or 32 hex digits, either case: what msgspec reads as a UUID.
-UUID_PATTERN = "^(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|[0-9A-Fa-f]{32})(?!\\n)$"
+UUID_PATTERN = ("^(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+                "|[0-9A-Fa-f]{32})(?!\\n)$")
 
 
 def _calendar_date(year: str, leap_year: str) -> str:
@@ -55,7 +60,8 @@ def _calendar_date(year: str, leap_year: str) -> str:
 
 
 # Any date msgspec reads (years 0001–9999), and the dates of FIRST_DAY..LAST_DAY.
-_ANY_DATE = _calendar_date(r"(?!0000)[0-9]{4}", r"[0-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00")
+_ANY_DATE = _calendar_date(r"(?!0000)[0-9]{4}",
+                           r"[0-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00")
 _DAY = _calendar_date(r"19[0-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9][0-9]|99[0-8][0-9]|999[0-8]",
                       r"(?:19|[2-9][0-9])(?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[3579][26])00")
 DATE_PATTERN = f"^{_ANY_DATE}(?!\\n)$"

@@ -77,9 +77,9 @@ def _tighten(schema: dict[str, Any]) -> None:
 
 
 def _payload_components(payloads: list[type[Payload]], schemas: list[dict[str, Any]],
-                        components: dict[str, Any]) -> set[str]:
+                        components: dict[str, Any]) -> None:
     """Merge each payload type's `schema_rules` into its component and tighten every
-    component a payload reaches; returns their names."""
+    component a payload reaches (not the reply types: they describe what wsd sends)."""
     reached: set[str] = set()
     waiting = [_ref_name(schema) for schema in schemas]
     for payload_type, schema in zip(payloads, schemas):
@@ -91,7 +91,6 @@ def _payload_components(payloads: list[type[Payload]], schemas: list[dict[str, A
             waiting += [_ref_name(node) for node in _subschemas(components[name]) if "$ref" in node]
     for name in reached:
         _tighten(components[name])
-    return reached
 
 
 def _success(data: dict[str, Any], paged: bool = False) -> dict[str, Any]:
@@ -102,6 +101,15 @@ def _success(data: dict[str, Any], paged: bool = False) -> dict[str, Any]:
             "type": ["string", "null"], "description": "the next page's `cursor`; null on the last page"}
     return {"type": "object", "required": ["type", "id", "payload"],
             "properties": {"type": {"const": "success"}, "id": _ID, "payload": payload}}
+
+
+def _schema_ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(name=name)}
+
+
+def _answer(data: dict[str, Any], paged: bool = False) -> dict[str, Any]:
+    """A reply: success with this `data`, or an error."""
+    return {"oneOf": [_success(data, paged), _schema_ref("ErrorReply")]}
 
 
 def _paged(action: Action) -> bool:
@@ -128,7 +136,7 @@ def action_schemas(tables: list[ActionTable]) -> dict[str, Any]:
             "resource": resource, "action": action.name, "role": action.role, "writes": action.writes,
             "cached": action.cached, "summary": (action.handler.__doc__ or "").strip().split("\n\n")[0],
             "payload": payload, "data": data,
-            "reply": {"oneOf": [_success(data, _paged(action)), {"$ref": REF.format(name="ErrorReply")}]}}
+            "reply": _answer(data, _paged(action))}
     return {"actions": described, "components": {"schemas": {**components, "ErrorReply": _ERROR}}}
 
 
@@ -140,8 +148,7 @@ def _request(resource: str, action: str, payload: dict[str, Any], summary: str) 
 
 
 def _reply(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"name": f"{name} reply",
-            "payload": {"oneOf": [_success(data), {"$ref": REF.format(name="ErrorReply")}]}}
+    return {"name": f"{name} reply", "payload": _answer(data)}
 
 
 def _exchange(name: str, summary: str) -> dict[str, Any]:
@@ -155,10 +162,6 @@ def _exchange(name: str, summary: str) -> dict[str, Any]:
 def _pushed(name: str, summary: str) -> dict[str, Any]:
     return {"action": "send", "channel": {"$ref": "#/channels/wsd"}, "summary": summary,
             "messages": [{"$ref": f"#/channels/wsd/messages/{name}"}]}
-
-
-def _schema_ref(name: str) -> dict[str, Any]:
-    return {"$ref": REF.format(name=name)}
 
 
 def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
@@ -199,8 +202,9 @@ def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
             "payload": {"type": "object", "required": ["data"], "properties": {
                 "data": {"description": "the subscribed action's new `data`"},
                 "next_cursor": {"type": ["string", "null"]}}}}}}
-    for topic, schema, summary in (("changes", "ChangeHint", "A topic changed (a hint; live queries keep answers current)"),
-                                   ("agent_status", "AgentStatusEvent", "The AI agent was switched in a conversation")):
+    events = (("changes", "ChangeHint", "A topic changed (a hint; live queries keep answers current)"),
+              ("agent_status", "AgentStatusEvent", "The AI agent was switched in a conversation"))
+    for topic, schema, summary in events:
         messages[f"event_{topic}"] = {"name": f"event {topic}", "summary": summary, "payload": {
             "type": "object", "required": ["type", "topic", "payload"], "properties": {
                 "type": {"const": "event"}, "topic": {"const": topic}, "payload": _schema_ref(schema)}}}
