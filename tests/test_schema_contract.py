@@ -58,6 +58,12 @@ def schema_errors(schema: dict[str, Any], value: Any) -> list[str]:
     return [error.message for error in validator.iter_errors(value)]
 
 
+def test_every_schema_is_valid_draft_2020_12() -> None:
+    for key, entry in SCHEMAS["actions"].items():
+        for part in ("payload", "data", "reply"):
+            jsonschema.Draft202012Validator.check_schema(inlined(entry[part]))
+
+
 # -- the patterns say what the payload types check --------------------------------------------
 
 def _msgspec_reads(text: str, kind: type) -> bool:
@@ -382,6 +388,7 @@ def test_the_asyncapi_document_parses_and_covers_login_live_queries_updates_and_
     result = json.loads(done.stdout)
     assert result["parsed"]
     assert [d for d in result["diagnostics"] if d["severity"] == 0] == []
+    assert result["patterns"] >= 8 and result["broken"] == []  # every pattern is ECMAScript too
     operations = set(result["operations"])
     assert {"auth_login", "live_subscribe", "live_unsubscribe", "live_update", "event_changes",
             "event_agent_status"} <= operations
