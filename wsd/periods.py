@@ -33,7 +33,7 @@ import msgspec
 
 from wsd.clock import local_day_bounds, local_today, utc_now
 from wsd.dispatcher import Payload
-from wsd.fields import day_in_range
+from wsd.fields import Day, day_in_range
 
 __all__ = ["Preset", "DateRange", "PeriodSpec", "Period", "Granularity", "resolve", "MAX_DAYS",
            "MAX_BUCKETS", "bucket_starts", "change", "changes", "Reported", "reported", "span"]
@@ -51,10 +51,11 @@ _DAY_COUNTS = {"today": 1, "last_7_days": 7, "last_30_days": 30, "last_90_days":
 
 
 class DateRange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A custom period: local dates, both inclusive, at most 366 days."""
+    """Beyond this schema: `to` is on or after `from`, and the range at most 366 days
+    (`invalid_payload` on `to`). Local dates in business.timezone, both inclusive."""
 
-    from_: dt.date = msgspec.field(name="from")
-    to: dt.date
+    from_: Day = msgspec.field(name="from")
+    to: Day
 
     def __post_init__(self) -> None:
         day_in_range(self.from_, "from")
@@ -158,8 +159,9 @@ def change(current: float, previous: float) -> dict[str, float | None]:
 
 
 class Reported(Payload):
-    """The fields every aggregate takes: without `period` its answer is the all-time (or
-    fixed-window) one the seed describes; `compare` needs a period."""
+    """Beyond this schema: `compare` needs a `period`; a custom period's `to` is on or after
+    its `from` and at most 366 days after (`invalid_payload` on the field). Without `period`
+    the answer is the seed's (all-time or its fixed window)."""
 
     period: PeriodSpec | None = None
     compare: bool = False

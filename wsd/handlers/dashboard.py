@@ -29,6 +29,10 @@ ACTIVITY: frozenset[Topic] = frozenset({"users", "conversations", "messages", "l
 
 
 class AgentPerformance(Reported):
+    """Beyond this schema: `compare` needs a `period`, `days` is not given with one, a
+    custom period's `to` is on or after its `from` and at most 366 days after
+    (`invalid_payload` on the field)."""
+
     days: Annotated[int, msgspec.Meta(ge=1, le=90, description="7 when absent; not with `period`")] | \
         msgspec.UnsetType = msgspec.UNSET
 
@@ -39,6 +43,9 @@ class AgentPerformance(Reported):
 
 
 class Funnel(Reported):
+    """Beyond this schema: `compare` and `mode` need a `period`, a custom period's `to` is on
+    or after its `from` and at most 366 days after (`invalid_payload` on the field)."""
+
     mode: Literal["cohort", "activity"] | None = msgspec.field(default=None)
 
     def __post_init__(self) -> None:
@@ -48,6 +55,10 @@ class Funnel(Reported):
 
 
 class Timeline(Reported):
+    """Beyond this schema: `compare` and `granularity` need a `period`, a custom period's `to`
+    is on or after its `from` and at most 366 days after, and the period holds at most 1,000
+    buckets of the granularity (`invalid_payload` on the field)."""
+
     granularity: Granularity | None = None
 
     def __post_init__(self) -> None:

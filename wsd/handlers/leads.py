@@ -15,6 +15,7 @@ import orjson
 from wsd.clock import utc_now
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
+from wsd.fields import Cursor
 from wsd.pagination import decode_cursor, page_of
 from wsd.periods import DateRange, Period, Reported, reported, resolve, span
 from wsd.steps import STEPS, LeadStep
@@ -24,7 +25,10 @@ from wsd.topics import Topic
 # switch; messages move its activity.
 LEAD_DOCUMENT: frozenset[Topic] = frozenset({"leads", "users", "requirements", "messages", "conversations"})
 
-PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+# Left out or null: the server's [limits] default_page_size; the reply's next_cursor says
+# whether more follow.
+DefaultedPageSize = Annotated[int, msgspec.Meta(ge=1, le=1000, description="left out or null: the server's "
+                                                                         "[limits] default_page_size")] | None
 SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank means no search")]
 
 
@@ -33,7 +37,9 @@ class EnteredStep(DateRange, kw_only=True):
 
 
 class LeadFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The leads behind a count: the `filters` entries of period answers, or any mix."""
+    """Beyond this schema: `wanted` needs `wants_feature` or `wants_integration`; a range's
+    `to` is on or after its `from` and at most 366 days after (`invalid_payload` on the
+    field). The leads behind a count: the `filters` entries of period answers, or any mix."""
 
     step: LeadStep | None = None
     reached: LeadStep | None = None
@@ -54,8 +60,11 @@ class LeadFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class AllLeads(Payload):
-    limit: PageSize = 100
-    cursor: str | None = None
+    """Beyond this schema: with `filter`, `step` and `search` go inside it; the filter's own
+    rules (`invalid_payload` on the field)."""
+
+    limit: DefaultedPageSize = None
+    cursor: Cursor | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
     filter: Annotated[LeadFilter, msgspec.Meta(
@@ -82,8 +91,8 @@ class UpdateLeadStep(Payload):
 
 class AbandonedLeads(Payload):
     days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
-    limit: PageSize = 100
-    cursor: str | None = None
+    limit: DefaultedPageSize = None
+    cursor: Cursor | None = None
 
 
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
@@ -91,13 +100,14 @@ async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
 
     With `filter`: the leads it matches, and `total`, the count of all of them (for a
     count's filter, that count)."""
-    after_created_at, after_id = decode_cursor(payload.cursor)
+    after = decode_cursor(payload.cursor)
+    size = payload.limit or ctx.config.limits.default_page_size
     if payload.filter is not None:
-        return await _filtered(ctx, payload.filter, payload.limit, after_created_at, after_id)
+        return await _filtered(ctx, payload.filter, size, after.at, after.id)
     rows = [row async for row in ctx.queries.leads.all_leads(
-        ctx.pool, step=payload.step, search=payload.search, after_created_at=after_created_at,
-        after_id=after_id, page_size=payload.limit + 1)]
-    return page_of(rows, payload.limit, key="created_at", document="lead")
+        ctx.pool, step=payload.step, search=payload.search, after_created_at=after.at,
+        after_id=after.id, page_size=size + 1)]
+    return page_of(rows, size, key="created_at", document="lead")
 
 
 async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_at: Any,
@@ -236,11 +246,12 @@ async def get_conversion_stats(ctx: Context, payload: Reported) -> list[dict[str
 
 async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
     """Unfinished leads with no activity for more than `days` days, oldest first."""
-    after_activity_at, after_id = decode_cursor(payload.cursor)
+    after = decode_cursor(payload.cursor)
+    size = payload.limit or ctx.config.limits.default_page_size
     rows = [row async for row in ctx.queries.leads.abandoned_leads(
-        ctx.pool, days=payload.days, after_activity_at=after_activity_at, after_id=after_id,
-        page_size=payload.limit + 1)]
-    return page_of(rows, payload.limit, key="last_activity_at", document="lead")
+        ctx.pool, days=payload.days, after_activity_at=after.at, after_id=after.id,
+        page_size=size + 1)]
+    return page_of(rows, size, key="last_activity_at", document="lead")
 
 
 ACTIONS = ActionTable("leads", [
