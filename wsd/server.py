@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -57,6 +57,7 @@ log = structlog.get_logger("wsd.server")
 
 LOGIN = ("auth", "login")
 MAX_FAILED_LOGINS = 5
+POLICY_VIOLATION = 1008
 SWEEP_SECONDS = 0.5
 
 
@@ -77,6 +78,8 @@ class Session:
     # Live updates held back while the client is behind: the newest per subscription only.
     held_updates: dict[str, bytes] = field(default_factory=dict)
     context: Context | None = None   # what its requests' handlers get, built once per caller
+    # Its token was removed or changed by a reload: nothing it sends from then on runs.
+    revoked: bool = False
 
     def unread_bytes(self) -> int:
         """Bytes written for this client that its socket has not taken yet."""
@@ -293,6 +296,14 @@ class WsdServer:
             self._unauthenticated += 1
         return session
 
+    def revoke(self, session: Session) -> Coroutine[Any, Any, None]:
+        """Its token was removed or changed: close it with 1008 ("token revoked"). Marked
+        first, so that nothing it sends after this moment runs — websockets still reads
+        frames during the closing handshake (up to a second), and a client may keep
+        sending through it."""
+        session.revoked = True
+        return session.connection.close(POLICY_VIOLATION, "token revoked")
+
     def close_session(self, session: Session) -> None:
         if session not in self.sessions:
             return
@@ -310,6 +321,8 @@ class WsdServer:
 
         Returns a reason when the connection must be closed with 1008.
         """
+        if session.revoked:
+            return None   # already closing with 1008; frames still arriving are not run
         try:
             request = parse_request(frame)
         except WsdError as error:
