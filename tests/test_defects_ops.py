@@ -102,3 +102,79 @@ async def test_writes_sent_after_a_revoking_reload_never_run(postgres, db, tmp_p
         client.close()
     finally:
         assert daemon.stop() == 0
+
+
+# -- 11: behind a trusted proxy the throttle counts the client, not the proxy -----------------------
+
+async def _clear_of_the_minute_boundary() -> None:
+    """The failure throttle's window is the monotonic clock's minute (the same clock in every
+    process here): start a burst of failures well inside one."""
+    if time.monotonic() % 60 > 45:
+        await asyncio.sleep(60 - time.monotonic() % 60 + 0.1)
+
+
+async def _handshake(port: int, token: str, forwarded_for: str | None, source: str = "127.0.0.1") -> int:
+    client = await RawClient.open(port, source)
+    headers = [f"Authorization: Bearer {token}"]
+    if forwarded_for is not None:
+        headers.append(f"X-Forwarded-For: {forwarded_for}")
+    try:
+        return await client.handshake(*headers)
+    finally:
+        client.close()
+
+
+async def test_failed_logins_behind_a_trusted_proxy_count_per_client(postgres, tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path, postgres, trusted_proxies=["127.0.0.1"],
+                          auth={"max_failures_per_minute": 3})
+    try:
+        await _clear_of_the_minute_boundary()
+        # Through the proxy (127.0.0.1): one client's wrong tokens throttle that client only.
+        for _ in range(3):
+            assert await _handshake(daemon.port, "wrong", "203.0.113.7") == 401
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "203.0.113.7") == 429
+        # ...also when it writes an address of its own in front (the proxy appends the real one).
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "198.51.100.1, 203.0.113.7") == 429
+        # A colleague behind the same proxy is not locked out, nor the proxy itself.
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "203.0.113.8") == 101
+        assert await _handshake(daemon.port, ADMIN_TOKEN, None) == 101
+        # A chain of trusted proxies: the client is the rightmost hop that is not one of them.
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "203.0.113.7, 127.0.0.1") == 429
+        refused = log_events(daemon, "handshake refused")
+        assert {(e["reason"], e["address"]) for e in refused} >= {("invalid_token", "203.0.113.7"),
+                                                                   ("auth_throttled", "203.0.113.7")}
+
+        # A peer that is not a trusted proxy (127.0.0.2): its X-Forwarded-For is ignored.
+        for index in range(3):
+            assert await _handshake(daemon.port, "wrong", f"192.0.2.{index}", source="127.0.0.2") == 401
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "192.0.2.99", source="127.0.0.2") == 429
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "192.0.2.99") == 101   # via the proxy
+        assert not [e for e in log_events(daemon, "handshake refused")
+                    if e["address"].startswith("192.0.2.")]
+    finally:
+        assert daemon.stop() == 0
+
+
+async def test_logins_on_the_socket_use_the_forwarded_address(postgres, tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path, postgres, trusted_proxies=["127.0.0.0/8"],
+                          auth={"max_failures_per_minute": 2})
+    try:
+        await _clear_of_the_minute_boundary()
+        for attempt in range(2):
+            client = await RawClient.open(daemon.port)
+            assert await client.handshake("X-Forwarded-For: 203.0.113.20") == 101
+            client.send("auth", "login", {"token": "guess"}, f"login-{attempt}")
+            reply = await asyncio.wait_for(client.reader.read(200), 10)
+            assert b"unauthorized" in reply
+            client.close()
+        assert log_events(daemon, "login failed")[0]["address"] == "203.0.113.20"
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "203.0.113.20") == 429
+        assert await _handshake(daemon.port, ADMIN_TOKEN, "203.0.113.21") == 101
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    from wsd.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=r"server.trusted_proxies\[1\]"):
+        load_config(environ={"WSD_SERVER_TRUSTED_PROXIES": '["10.0.0.0/8", "proxy.local"]'})

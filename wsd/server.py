@@ -34,6 +34,7 @@ from websockets.http11 import Request, Response
 
 from wsd.auth import TokenBook, bearer_token
 from wsd.calendar_sync import CalendarSync
+from wsd.client_address import ClientAddresses
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
@@ -148,6 +149,7 @@ class WsdServer:
         self._per_token: Counter[str] = Counter()
         self._unauthenticated = 0
         self._failures = FailureThrottle(config.auth.max_failures_per_minute)
+        self._addresses = ClientAddresses(config.server.trusted_proxies)
         self._refusals = QuietLog(log)
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
@@ -240,7 +242,7 @@ class WsdServer:
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         settings = self.config.server
-        address = _address_of(connection)
+        address = self._client_address(connection, request)
         if not origin_allowed(request, settings.allowed_origins):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed", address,
                                 "origin")
@@ -276,6 +278,12 @@ class WsdServer:
         token = bearer_token(request.headers.get("Authorization")) if request is not None else None
         return self.tokens.authenticate(token) if token else None
 
+    def _client_address(self, connection: Connection | Handshake, request: Request | None) -> str:
+        """Who the throttle and the logs see: the peer, or behind a trusted proxy the client
+        its X-Forwarded-For names."""
+        forwarded = request.headers.get_all("X-Forwarded-For") if request is not None else []
+        return self._addresses.of(connection.remote_address, forwarded)
+
     def _refuse(self, connection: Handshake, status: HTTPStatus, text: str, address: str,
                 reason: str) -> Response:
         self._refusals.warning("handshake refused", reason=reason, address=address)
@@ -287,7 +295,8 @@ class WsdServer:
     def open_session(self, connection: Connection) -> Session:
         """A connection whose handshake completed: its session, counted against the limits.
         The transport reads its frames into `_on_frame` and calls `close_session` at the end."""
-        session = Session(connection, _address_of(connection), self.config.server.max_send_buffer_bytes,
+        session = Session(connection, self._client_address(connection, connection.request),
+                          self.config.server.max_send_buffer_bytes,
                           caller=self._caller_of(connection.request))
         self.sessions.add(session)
         if session.caller is not None:
@@ -511,8 +520,3 @@ class WsdServer:
         for session in self.sessions:
             if session.caller is not None:
                 session.push_event(message)
-
-
-def _address_of(connection: Connection | Handshake) -> str:
-    peer = connection.remote_address
-    return str(peer[0]) if peer else "unknown"
