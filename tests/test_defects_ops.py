@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,102 @@ def test_trusted_proxies_must_be_addresses_or_networks() -> None:
     from wsd.config import ConfigError, load_config
     with pytest.raises(ConfigError, match=r"server.trusted_proxies\[1\]"):
         load_config(environ={"WSD_SERVER_TRUSTED_PROXIES": '["10.0.0.0/8", "proxy.local"]'})
+
+
+# -- 12, 13: workers die with their parent; the port always gets a listener back soon -------------
+
+def _port_answers(port: int) -> bool:
+    """A worker answers /healthz on the port (a bare connect is not enough: the socket of a
+    worker just killed takes connections for a few milliseconds more)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def _worker_pids(daemon: Any) -> set[int]:
+    return {entry["pid"] for entry in log_events(daemon, "worker started")}
+
+
+async def test_workers_die_with_their_parent_killed_9(postgres, db, tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path, postgres, workers=2)
+    try:
+        await eventually(lambda: len(log_events(daemon, "listening")) == 2, 30)
+        workers = _worker_pids(daemon)
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+        killed = time.monotonic()
+        daemon.process.kill()
+        daemon.process.wait()
+        await eventually(lambda: not any(alive(pid) for pid in workers), 10, every=0.02)
+        gone_after = time.monotonic() - killed
+        assert not _port_answers(daemon.port)
+        assert len(log_events(daemon, "parent process gone; stopping")) == 2
+        assert [e["status"] for e in log_events(daemon, "stopped")] == [0, 0]
+        print(f"kill -9 of the parent -> both workers gone in {gone_after:.2f} s")
+    finally:
+        for pid in _worker_pids(daemon):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_worker_drains_when_its_parent_link_closes(postgres, db, tmp_path: Path) -> None:
+    """The link alone (no signal at all): a worker whose parent end is closed stops, cleanly."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT, free_port, write_config
+    port = free_port()
+    config = write_config(tmp_path / "worker.toml", postgres, port)
+    ours, theirs = socket.socketpair()
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "wsd", "serve", "--worker", "--config", str(config)],
+            stdout=log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),), cwd=tmp_path,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("WSD_")},
+                 "PYTHONPATH": str(ROOT), "WSD_PARENT_FD": str(theirs.fileno())})
+    theirs.close()
+    try:
+        ours.settimeout(30)
+        assert ours.recv(64) == b"listening\n"
+        assert _port_answers(port)
+        ours.close()
+        assert worker.wait(timeout=15) == 0
+        assert "parent process gone; stopping" in log_path.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+async def test_repeated_kills_never_leave_the_port_without_a_listener_for_long(
+        postgres, db, tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path, postgres, workers=2)
+    outages: list[float] = []
+    try:
+        await eventually(lambda: len(log_events(daemon, "listening")) == 2, 30)
+        for _ in range(6):
+            await asyncio.sleep(0.3)   # the parent has heard "listening" from what answered
+            victims = _children(daemon.process.pid)
+            crashes_before = len(log_events(daemon, "background task crashed"))
+            killed = time.monotonic()
+            for pid in victims:
+                os.kill(pid, signal.SIGKILL)
+            await eventually(lambda: not any(alive(pid) for pid in victims), 5, every=0.01)
+            await eventually(lambda: _port_answers(daemon.port), 30, every=0.02)
+            outages.append(time.monotonic() - killed)
+            crashes = await eventually(lambda: (lambda new: len(new) == len(victims) and new)(
+                log_events(daemon, "background task crashed")[crashes_before:]))
+            # The worker whose death left nobody listening is replaced without a backoff.
+            assert min(c["restart_in_seconds"] for c in crashes) == 0.2, crashes
+        print("kill -> port answers again, per round:", [round(o, 2) for o in outages])
+        assert max(outages) < 5.0, outages   # the slots' backoff has reached 5 s by now
+    finally:
+        assert daemon.stop() == 0
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of `pid` (its workers), from /proc."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children |= {int(child) for child in (task / "children").read_text().split()}
+    return {child for child in children if alive(child)}
