@@ -97,6 +97,8 @@ async def test_writes_sent_after_a_revoking_reload_never_run(postgres, db, tmp_p
             "SELECT name FROM features WHERE requirements_id = $1", uuid.UUID(requirements_id))}
         committed_after = sorted(n for n in names if int(n[1:]) >= after_reload)
         assert len(names) >= 100   # the stream did write before the reload
+        print(f"{sent - after_reload + 1} writes sent after the reload, {len(committed_after)} of them committed;"
+              f" {len(names)} committed in all")
         assert committed_after == [], f"{len(committed_after)} writes ran after the reload"
         [reloaded] = log_events(daemon, "config reloaded")
         assert reloaded["connections_closed"] == 1
@@ -173,6 +175,22 @@ async def test_logins_on_the_socket_use_the_forwarded_address(postgres, tmp_path
         assert await _handshake(daemon.port, ADMIN_TOKEN, "203.0.113.21") == 101
     finally:
         assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("peer, forwarded, client", [
+    ("10.0.0.5", ["203.0.113.7"], "203.0.113.7"),
+    ("10.0.0.5", ["198.51.100.1, 203.0.113.7"], "203.0.113.7"),     # a hop the client wrote
+    ("10.0.0.5", ["198.51.100.1", "203.0.113.7, 10.0.0.9"], "203.0.113.7"),   # two headers, two proxies
+    ("10.0.0.5", ["10.0.0.8, 10.0.0.9"], "10.0.0.8"),           # every hop a proxy: the leftmost
+    ("10.0.0.5", ["not-an-address, 10.0.0.9"], "10.0.0.9"),     # garbage: the last hop known
+    ("10.0.0.5", [], "10.0.0.5"),
+    ("::ffff:10.0.0.5", ["203.0.113.7"], "203.0.113.7"),        # IPv4-mapped peer
+    ("192.0.2.1", ["203.0.113.7"], "192.0.2.1"),                # not a trusted proxy
+])
+def test_the_client_is_the_rightmost_untrusted_hop(peer: str, forwarded: list[str], client: str) -> None:
+    from wsd.client_address import ClientAddresses
+    assert ClientAddresses(["10.0.0.0/8"]).of((peer, 443), forwarded) == client
+    assert ClientAddresses([]).of((peer, 443), forwarded) == peer
 
 
 def test_trusted_proxies_must_be_addresses_or_networks() -> None:

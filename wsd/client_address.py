@@ -21,13 +21,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterable, Sequence
 
-__all__ = ["ClientAddresses", "parse_address", "in_networks"]
+__all__ = ["ClientAddresses"]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_address(text: str) -> Address | None:
+def _parse(text: str) -> Address | None:
     """An IP address (an IPv4-mapped IPv6 one as its IPv4 address), or None."""
     try:
         address = ipaddress.ip_address(text.strip())
@@ -38,7 +38,7 @@ def parse_address(text: str) -> Address | None:
     return address
 
 
-def in_networks(address: Address, networks: Iterable[Network]) -> bool:
+def _in(address: Address, networks: Iterable[Network]) -> bool:
     return any(address in network for network in networks)
 
 
@@ -61,15 +61,15 @@ class ClientAddresses:
         address = str(peer[0])
         if not self._trusted or not forwarded_for:
             return address
-        parsed = parse_address(address)
-        if parsed is None or not in_networks(parsed, self._trusted):
+        parsed = _parse(address)
+        if parsed is None or not _in(parsed, self._trusted):
             return address
         hops = [hop for header in forwarded_for for hop in header.split(",")]
         for hop in reversed(hops):
-            parsed = parse_address(hop)
+            parsed = _parse(hop)
             if parsed is None:
                 return address   # not an address: the hop to its right is the last one known
             address = str(parsed)
-            if not in_networks(parsed, self._trusted):
+            if not _in(parsed, self._trusted):
                 return address
         return address   # every hop a trusted proxy: the leftmost
