@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import os
 import signal
 import socket
@@ -270,13 +271,15 @@ async def test_repeated_kills_never_leave_the_port_without_a_listener_for_long(
         postgres, db, tmp_path: Path) -> None:
     daemon = start_daemon(tmp_path, postgres, workers=2)
     outages: list[float] = []
+    restarts: list[float] = []
     try:
         await eventually(lambda: len(log_events(daemon, "listening")) == 2, 30)
         for _ in range(6):
             await asyncio.sleep(0.3)   # the parent has heard "listening" from what answered
             victims = _children(daemon.process.pid)
             crashes_before = len(log_events(daemon, "background task crashed"))
-            killed = time.monotonic()
+            started_before = len(log_events(daemon, "worker started"))
+            killed, killed_at = time.monotonic(), time.time()
             for pid in victims:
                 os.kill(pid, signal.SIGKILL)
             await eventually(lambda: not any(alive(pid) for pid in victims), 5, every=0.01)
@@ -284,10 +287,15 @@ async def test_repeated_kills_never_leave_the_port_without_a_listener_for_long(
             outages.append(time.monotonic() - killed)
             crashes = await eventually(lambda: (lambda new: len(new) == len(victims) and new)(
                 log_events(daemon, "background task crashed")[crashes_before:]))
-            # The worker whose death left nobody listening is replaced without a backoff.
+            # The worker whose death left nobody listening is replaced without a backoff...
             assert min(c["restart_in_seconds"] for c in crashes) == 0.2, crashes
+            first = log_events(daemon, "worker started")[started_before]
+            restarts.append(dt.datetime.fromisoformat(first["timestamp"]).timestamp() - killed_at)
+        print("kill -> a replacement started, per round:", [round(r, 2) for r in restarts])
         print("kill -> port answers again, per round:", [round(o, 2) for o in outages])
-        assert max(outages) < 5.0, outages   # the slots' backoff has reached 5 s by now
+        # ...so one starts at once in every round (the slots' backoffs reach 3.2 and 5 s by
+        # round 5); what the port waits for beyond that is a worker's own start.
+        assert max(restarts) < 2.0, restarts
     finally:
         assert daemon.stop() == 0
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import Callable, Mapping
+from typing import Callable, MutableMapping
 
 import structlog
 
@@ -38,9 +38,10 @@ class ParentLink:
         self._link.setblocking(False)
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> ParentLink | None:
-        """The link a `--workers` parent passed down; None for a process started otherwise."""
-        fd = environ.get(PARENT_FD)
+    def from_environment(cls, environ: MutableMapping[str, str] = os.environ) -> ParentLink | None:
+        """The link a `--workers` parent passed down; None for a process started otherwise.
+        The variable is taken out, so nothing this process starts thinks it has the link."""
+        fd = environ.pop(PARENT_FD, None)
         return cls(socket.socket(fileno=int(fd))) if fd else None
 
     def watch(self, on_gone: Callable[[], None]) -> None:

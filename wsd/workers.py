@@ -124,11 +124,13 @@ class Workers:
             theirs.close()   # the worker's copy only: its end-of-file must mean our death
         self._processes[slot] = process
         log.info("worker started", slot=slot, pid=process.pid)
-        heard = asyncio.create_task(self._until_listening(slot, ours))
+        loop = asyncio.get_running_loop()
+        ours.setblocking(False)
+        loop.add_reader(ours.fileno(), self._hear, slot, ours)
         try:
             status = await process.wait()
         finally:
-            heard.cancel()
+            loop.remove_reader(ours.fileno())
             ours.close()
         self._lost_listener.discard(slot)
         if slot in self._listening:
@@ -140,10 +142,18 @@ class Workers:
         raise RuntimeError(f"worker {slot} (pid {process.pid}) exited with status {status} "
                            f"after {time.monotonic() - started:.1f} s")
 
-    async def _until_listening(self, slot: int, ours: socket.socket) -> None:
-        ours.setblocking(False)
-        if await asyncio.get_running_loop().sock_recv(ours, 64):   # LISTENING; b"" when it died
+    def _hear(self, slot: int, ours: socket.socket) -> None:
+        """Worker `slot` said it listens (`wsd.parent.LISTENING`), or its end closed."""
+        try:
+            said = ours.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            said = b""
+        if said:
             self._listening.add(slot)
+        else:   # it died: process.wait() is about to return
+            asyncio.get_running_loop().remove_reader(ours.fileno())
 
     def restart_delay(self, slot: int, backoff: float) -> float:
         """The wait before worker `slot` is started again: its backoff, except when it died
