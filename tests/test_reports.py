@@ -353,6 +353,23 @@ async def test_period_conversion_medians_are_percentile_cont(admin: Client, db: 
         assert any(pair["median_hours"] is not None for pair in answer["pairs"])
 
 
+async def test_a_figure_filter_totals_from_kept_counts_as_counting_would(
+        admin: Client, db: asyncpg.Connection, seeded: list[uuid.UUID]) -> None:
+    """A filter that is exactly one kept figure's (agent on/off, a step, no filter at all,
+    the activity funnel's `entered`, a popular feature or integration by name, spelled as
+    users type it) takes its total from the kept counts; the same filter with a search beside
+    it (counted) must agree, and so must the leads listed."""
+    today = dt.datetime.now(MADRID).date()
+    days = {"from": (today - dt.timedelta(days=29)).isoformat(), "to": today.isoformat()}
+    for wanted in ({"agent": "on"}, {"agent": "off"}, {"step": "start"}, {},
+                   {"entered": {"step": "bant", **days}}, {"entered": {"step": "consent", **days}},
+                   {"wants_feature": "  PAGOS "}, {"wants_feature": "Mapa"}, {"wants_integration": "stripe"}):
+        kept = await admin.request("leads", "get_all_leads", {"filter": wanted, "limit": 1000})
+        counted = await admin.request("leads", "get_all_leads", {"filter": {**wanted, "search": "@"}, "limit": 1000})
+        assert kept["payload"]["total"] == counted["payload"]["total"] == len(kept["payload"]["data"]), wanted
+        assert kept["payload"]["total"] > 0, wanted
+
+
 async def test_a_time_in_step_filter_totals_from_kept_counts_as_counting_would(
         admin: Client, db: asyncpg.Connection, seeded: list[uuid.UUID]) -> None:
     """`stalled` with at most a step and an agent switch: the total comes from the kept

@@ -180,6 +180,9 @@ class LeadsQueries(Protocol):
     async def record_step_change(self, conn: Executor, *, lead_id: Any, from_step: Any, to_step: Any, source: Any) -> str:
         """Appends a step change to the lead's history (its trigger keeps furthest_step and the first-entry times current)."""
 
+    async def wanted_item_leads(self, conn: Executor, *, kind: Any, name: Any) -> Any:
+        """Returns how many leads want a feature or integration (kind 'features' or 'integrations') of that name (trimmed, case-folded), from the kept requirement_item_names: a lead has one requirements row and each name once in it, so its items of the name are its leads."""
+
 
 class MeetingsQueries(Protocol):
     """The queries of wsd/sql/meetings/."""

@@ -6,6 +6,7 @@ The actions' roles and payloads: docs/protocol.md's generated reference (`wsd sc
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -113,14 +114,14 @@ async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
 async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_at: Any,
                     after_id: Any) -> Paged:
     """A page of the filter's leads and their total, read in one snapshot. A filter that is
-    exactly a time-in-step figure's (stalled or not, at most a step and an agent switch) takes
-    its total from that figure's kept counts: counting them would read most leads."""
+    exactly one figure's takes its total from that figure's kept counts (`_kept_total`):
+    counting its leads would read most of them."""
     zone = ctx.config.business.zone
     created = resolve(wanted.created, zone) if wanted.created is not None else None
     entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
     added = resolve(wanted.wanted, zone) if wanted.wanted is not None else None
-    figure = wanted.stalled is not None and _TIME_IN_STEP_KEYS.issuperset(
-        name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
+    given = frozenset(name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
+    kept = given <= _TIME_IN_STEP_KEYS or given in _KEPT_ALONE
     now, thresholds = utc_now(), ctx.config.reports.stalled_hours_by_step()
     async with ctx.pool.acquire() as connection, \
             connection.transaction(isolation="repeatable_read", readonly=True):
@@ -134,23 +135,37 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
             now=now, stalled_hours=thresholds,
             meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
             wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
-            wanted_until=added.until if added else None, search=wanted.search, count_all=not figure,
+            wanted_until=added.until if added else None, search=wanted.search, count_all=not kept,
             after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
-        if figure:
-            groups = [row async for row in ctx.queries.reports.step_durations(
-                connection, now=now, stalled_hours=thresholds)]
-    if figure:
-        total = sum(row["stalled"] if wanted.stalled else row["leads"] - row["stalled"] for row in groups
-                    if wanted.step in (None, row["step"])
-                    and wanted.agent in (None, "on" if row["agent_on"] else "off"))
-    else:
-        total = rows[0]["total"]
+        total = await _kept_total(ctx, connection, wanted, entered, now) if kept else rows[0]["total"]
     page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")
     return Paged(page.data, page.next_cursor, total)
 
 
-# The filter fields a time-in-step figure's filter may hold.
+async def _kept_total(ctx: Context, connection: Any, wanted: LeadFilter, entered: Period | None,
+                      now: dt.datetime) -> int:
+    """The total of a filter that is exactly one figure's, from the counts that figure is
+    read from (the same snapshot as the page): time in step (stalled or not, leads at a step,
+    agent on/off, or every lead), the activity funnel's `entered`, popular items' names."""
+    if entered is not None and wanted.entered is not None:
+        rows = ctx.queries.reports.entered_steps(connection, since=entered.since, until=entered.until)
+        return sum([row["entered"] async for row in rows if row["step"] == wanted.entered.step])
+    for kind, name in (("features", wanted.wants_feature), ("integrations", wanted.wants_integration)):
+        if name is not None:
+            count: int = await ctx.queries.leads.wanted_item_leads(connection, kind=kind, name=name)
+            return count
+    groups = [row async for row in ctx.queries.reports.step_durations(
+        connection, now=now, stalled_hours=ctx.config.reports.stalled_hours_by_step())]
+    return sum(row["leads"] if wanted.stalled is None else
+               row["stalled"] if wanted.stalled else row["leads"] - row["stalled"] for row in groups
+               if wanted.step in (None, row["step"]) and wanted.agent in (None, "on" if row["agent_on"] else "off"))
+
+
+# The filter fields a time-in-step figure's filter may hold (any of them, or none: every lead).
 _TIME_IN_STEP_KEYS = frozenset({"stalled", "step", "agent"})
+# Filters whose total is a kept figure when given alone: the activity funnel's step entries in
+# a period, and a name of popular features or integrations (over all time).
+_KEPT_ALONE = frozenset({frozenset({"entered"}), frozenset({"wants_feature"}), frozenset({"wants_integration"})})
 
 
 async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
