@@ -18,6 +18,9 @@ class AggregatesQueries(Protocol):
     def activity_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (kind, quarter-hour) whose kept count (or reply seconds total) differs from the count over the raw tables."""
 
+    def activity_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (kind, UTC day) whose kept roll-up (activity_days, 0016) differs from the sum of that day's kept quarter-hour activity_counts (a missing row counts as 0)."""
+
     def exact_conversion_medians(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {to_step, median_hours} for each step after `start`: the median hours between first entering the step before it and it, over the leads that entered both, computed with percentile_cont over every pair of entries (what conversion_stats reads from kept rows)."""
 
@@ -35,6 +38,9 @@ class AggregatesQueries(Protocol):
 
     def reply_delay_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (UTC hour, whole second of delay) whose kept count of agent replies (reply_delay_counts, 0010) differs from the count over messages (a missing row counts as 0)."""
+
+    def reply_delay_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (UTC day, whole second of delay) whose kept roll-up (reply_delay_days, 0016) differs from the sum of that day's kept reply_delay_counts (a missing row counts as 0)."""
 
     def requirement_item_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (kind, UTC day, spelling) whose kept count of items added (or requirements created) that day (requirement_item_days, 0013) differs from the count over features, integrations and requirements."""
@@ -295,7 +301,7 @@ class ReportsQueries(Protocol):
         """Returns the 7 steps in funnel order {step, entered}: the leads whose first entry into the step falls in [since, until) (whole UTC quarter-hours), from the kept step_entry_counts (one pass over the period's rows)."""
 
     async def period_activity(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
-        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept quarter-hour activity_counts (a period's bounds are local midnights, whole UTC quarter-hours)."""
+        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept counts by activity_in (whole UTC days, then quarter-hours; a period's bounds are local midnights, whole UTC quarter-hours, so no raw rows are read)."""
 
     def period_conversion_stats(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is exactly percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did)."""

@@ -1,0 +1,150 @@
+-- Per-UTC-day roll-ups of 0009's activity_counts and 0011's reply_delay_counts, so that a
+-- reporting period of weeks or months sums a few rows per day instead of 96 quarter-hours
+-- (or 24 hours of per-second delay counts) per day: agent performance and the period stats
+-- over 90 days read ~900 day rows per kind instead of ~8,640 quarters.
+--   * activity_days: per UTC day and kind, the sum of that day's activity_counts rows;
+--   * reply_delay_days: per UTC day and whole second of delay, the sum of that day's
+--     reply_delay_counts rows.
+-- Kept by row triggers on those two kept tables: every change of a quarter (hour) row adds
+-- its difference to its day's row, in the same transaction. So whatever changes the kept
+-- rows keeps the days right with them, recount_kept_aggregates() included (its DELETE and
+-- INSERT of every kept row subtract and add back).
+--
+-- Locking: a day row is locked only right after a quarter (hour) row of the same kind (second)
+-- and day, within the statement that changed that row, in the order of the kept rows (sorted
+-- by kind and quarter, or hour and second); so the day rows add no new lock order. Rows at
+-- zero are kept (readers skip them).
+
+CREATE TABLE activity_days (
+    day    timestamptz NOT NULL,
+    kind   text NOT NULL,
+    events bigint NOT NULL,
+    total  numeric NOT NULL,
+    PRIMARY KEY (kind, day)
+);
+
+CREATE FUNCTION keep_activity_days() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO activity_days AS d (day, kind, events, total)
+    SELECT utc_day(c.quarter), c.kind, sum(c.sign * c.events), sum(c.sign * c.total)
+      FROM (SELECT OLD.quarter, OLD.kind, OLD.events, OLD.total, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL
+            SELECT NEW.quarter, NEW.kind, NEW.events, NEW.total, 1 WHERE TG_OP <> 'DELETE')
+           AS c(quarter, kind, events, total, sign)
+     GROUP BY 1, 2
+    HAVING sum(c.sign * c.events) <> 0 OR sum(c.sign * c.total) <> 0
+    ORDER BY 2, 1
+    ON CONFLICT (kind, day) DO UPDATE SET events = d.events + EXCLUDED.events, total = d.total + EXCLUDED.total;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER activity_counts_days AFTER INSERT OR UPDATE OR DELETE ON activity_counts
+    FOR EACH ROW EXECUTE FUNCTION keep_activity_days();
+
+CREATE TABLE reply_delay_days (
+    day     timestamptz NOT NULL,
+    second  double precision NOT NULL,
+    replies bigint NOT NULL,
+    PRIMARY KEY (day, second)
+);
+
+CREATE FUNCTION keep_reply_delay_days() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO reply_delay_days AS d (day, second, replies)
+    SELECT utc_day(c.hour), c.second, sum(c.sign * c.replies)
+      FROM (SELECT OLD.hour, OLD.second, OLD.replies, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL
+            SELECT NEW.hour, NEW.second, NEW.replies, 1 WHERE TG_OP <> 'DELETE') AS c(hour, second, replies, sign)
+     GROUP BY 1, 2
+    HAVING sum(c.sign * c.replies) <> 0
+    ORDER BY 1, 2
+    ON CONFLICT (day, second) DO UPDATE SET replies = d.replies + EXCLUDED.replies;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER reply_delay_counts_days AFTER INSERT OR UPDATE OR DELETE ON reply_delay_counts
+    FOR EACH ROW EXECUTE FUNCTION keep_reply_delay_days();
+
+-- What the day rows must hold: the sums of the kept rows (verify-aggregates compares them).
+CREATE FUNCTION recomputed_activity_days()
+    RETURNS TABLE (day timestamptz, kind text, events bigint, total numeric) LANGUAGE sql STABLE AS $$
+    SELECT utc_day(quarter), kind, sum(events)::bigint, sum(total) FROM activity_counts GROUP BY 1, 2;
+$$;
+CREATE FUNCTION recomputed_reply_delay_days()
+    RETURNS TABLE (day timestamptz, second double precision, replies bigint) LANGUAGE sql STABLE AS $$
+    SELECT utc_day(hour), second, sum(replies)::bigint FROM reply_delay_counts GROUP BY 1, 2;
+$$;
+
+-- 0009's activity_in with whole UTC days read from activity_days: [since, until) is cut into
+-- the partial quarters at its ends (raw rows), the whole quarters before its first whole
+-- day and after its last (activity_counts), and its whole days (activity_days).
+CREATE OR REPLACE FUNCTION activity_in(since timestamptz, until timestamptz)
+    RETURNS TABLE (kind text, events bigint, total numeric) LANGUAGE sql STABLE AS $$
+    WITH whole AS (  -- [first, last): the whole quarters inside the window (may be empty)
+        SELECT first, greatest(activity_quarter(until), first) AS last
+          FROM (SELECT least(CASE WHEN activity_quarter(since) = since THEN since
+                                  ELSE activity_quarter(since) + interval '15 minutes' END,
+                             until) AS first) AS f
+    ), days AS (  -- [first_day, last_day): the whole UTC days inside [first, last) (may be empty)
+        SELECT w.first, w.last, d.first_day, greatest(utc_day(w.last), d.first_day) AS last_day
+          FROM whole AS w,
+               LATERAL (SELECT least(CASE WHEN utc_day(w.first) = w.first THEN w.first
+                                          ELSE utc_day(w.first) + interval '1 day' END,
+                                     w.last) AS first_day) AS d
+    )
+    SELECT p.kind, sum(p.events)::bigint, sum(p.total)
+      FROM (SELECT a.kind, a.events, a.total FROM activity_days AS a, days AS d
+             WHERE a.day >= d.first_day AND a.day < d.last_day
+            UNION ALL
+            SELECT c.kind, c.events, c.total FROM activity_counts AS c, days AS d
+             WHERE c.quarter >= d.first AND c.quarter < d.first_day
+            UNION ALL
+            SELECT c.kind, c.events, c.total FROM activity_counts AS c, days AS d
+             WHERE c.quarter >= d.last_day AND c.quarter < d.last
+            UNION ALL
+            SELECT e.* FROM days AS d, activity_between(since, d.first) AS e
+            UNION ALL
+            SELECT e.* FROM days AS d, activity_between(d.last, until) AS e) AS p
+     GROUP BY p.kind;
+$$;
+
+-- 0011's reply_delays_in with whole UTC days read from reply_delay_days, cut the same way
+-- (raw ends, whole hours around the days, whole days).
+CREATE OR REPLACE FUNCTION reply_delays_in(since timestamptz, until timestamptz)
+    RETURNS TABLE (second double precision, replies bigint) LANGUAGE sql STABLE AS $$
+    WITH whole AS (  -- [first, last): the whole hours inside the window (may be empty)
+        SELECT first, greatest(reply_hour(until), first) AS last
+          FROM (SELECT least(CASE WHEN reply_hour(since) = since THEN since
+                                  ELSE reply_hour(since) + interval '1 hour' END,
+                             until) AS first) AS f
+    ), days AS (  -- [first_day, last_day): the whole UTC days inside [first, last) (may be empty)
+        SELECT w.first, w.last, d.first_day, greatest(utc_day(w.last), d.first_day) AS last_day
+          FROM whole AS w,
+               LATERAL (SELECT least(CASE WHEN utc_day(w.first) = w.first THEN w.first
+                                          ELSE utc_day(w.first) + interval '1 day' END,
+                                     w.last) AS first_day) AS d
+    )
+    SELECT p.second, sum(p.replies)::bigint
+      FROM (SELECT r.second, r.replies FROM reply_delay_days AS r, days AS d
+             WHERE r.day >= d.first_day AND r.day < d.last_day
+            UNION ALL
+            SELECT c.second, c.replies FROM reply_delay_counts AS c, days AS d
+             WHERE c.hour >= d.first AND c.hour < d.first_day
+            UNION ALL
+            SELECT c.second, c.replies FROM reply_delay_counts AS c, days AS d
+             WHERE c.hour >= d.last_day AND c.hour < d.last
+            UNION ALL  -- the ends as two ranges (an OR of them would scan every reply)
+            SELECT floor(m.response_seconds), 1 FROM days AS d, messages AS m
+             WHERE m.role = 'agent' AND m.response_seconds IS NOT NULL
+               AND m.created_at >= since AND m.created_at < d.first
+            UNION ALL
+            SELECT floor(m.response_seconds), 1 FROM days AS d, messages AS m
+             WHERE m.role = 'agent' AND m.response_seconds IS NOT NULL
+               AND m.created_at >= d.last AND m.created_at < until) AS p
+     GROUP BY p.second
+    HAVING sum(p.replies) <> 0;
+$$;
+
+-- The backfill.
+INSERT INTO activity_days SELECT * FROM recomputed_activity_days();
+INSERT INTO reply_delay_days SELECT * FROM recomputed_reply_delay_days();
