@@ -30,6 +30,9 @@ class AggregatesQueries(Protocol):
     def lead_cohort_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (quarter-hour of creation, step) whose kept current/furthest counts (lead_cohort_counts, 0013) differ from the counts over lead_qualifications (a missing row counts as 0)."""
 
+    def lead_cohort_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (UTC day of creation, step) whose kept roll-up (lead_cohort_days, 0016) differs from the sum of that day's kept lead_cohort_counts (a missing row counts as 0)."""
+
     def lead_step_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each step whose kept current/furthest counts (0002) differ from the counts over lead_qualifications."""
 
@@ -304,10 +307,10 @@ class ReportsQueries(Protocol):
         """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept counts by activity_in (whole UTC days, then quarter-hours; a period's bounds are local midnights, whole UTC quarter-hours, so no raw rows are read)."""
 
     def period_conversion_stats(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is exactly percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did)."""
+        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept counts, cohort_in); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is exactly percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did)."""
 
     def period_pipeline(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""
+        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept counts, cohort_in), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""
 
     def period_popular_items(self, conn: Executor, *, kind: Any, top: Any, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns the `top` items of a kind ('features' or 'integrations') most often added in [since, until) {name, count, share}: grouped like popular_items (trimmed, case-folded, most common spelling, first in sort order on a tie), share being count over the requirements created in the period (0 when there are none)."""

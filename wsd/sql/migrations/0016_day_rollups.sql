@@ -1,19 +1,22 @@
--- Per-UTC-day roll-ups of 0009's activity_counts and 0011's reply_delay_counts, so that a
--- reporting period of weeks or months sums a few rows per day instead of 96 quarter-hours
--- (or 24 hours of per-second delay counts) per day: agent performance and the period stats
--- over 90 days read ~900 day rows per kind instead of ~8,640 quarters.
+-- Per-UTC-day roll-ups of 0009's activity_counts, 0011's reply_delay_counts and 0013's
+-- lead_cohort_counts, so that a reporting period of weeks or months sums a few rows per day
+-- instead of 96 quarter-hours (or 24 hours of per-second delay counts) per day: a 90-day
+-- period reads 90 day rows per kind (step) instead of 8,640 quarters.
 --   * activity_days: per UTC day and kind, the sum of that day's activity_counts rows;
 --   * reply_delay_days: per UTC day and whole second of delay, the sum of that day's
---     reply_delay_counts rows.
--- Kept by row triggers on those two kept tables: every change of a quarter (hour) row adds
+--     reply_delay_counts rows;
+--   * lead_cohort_days: per UTC day of creation and step, the sum of that day's
+--     lead_cohort_counts rows.
+-- Kept by row triggers on those kept tables: every change of a quarter (hour) row adds
 -- its difference to its day's row, in the same transaction. So whatever changes the kept
 -- rows keeps the days right with them, recount_kept_aggregates() included (its DELETE and
 -- INSERT of every kept row subtract and add back).
 --
 -- Locking: a day row is locked only right after a quarter (hour) row of the same kind (second)
 -- and day, within the statement that changed that row, in the order of the kept rows (sorted
--- by kind and quarter, or hour and second); so the day rows add no new lock order. Rows at
--- zero are kept (readers skip them).
+-- by kind and quarter, or hour and second); so the day rows add no new lock order (the
+-- cohort counts are serialized behind 0013's advisory lock anyway). Rows at zero are kept
+-- (readers skip them).
 
 CREATE TABLE activity_days (
     day    timestamptz NOT NULL,
@@ -65,6 +68,33 @@ END $$;
 CREATE TRIGGER reply_delay_counts_days AFTER INSERT OR UPDATE OR DELETE ON reply_delay_counts
     FOR EACH ROW EXECUTE FUNCTION keep_reply_delay_days();
 
+CREATE TABLE lead_cohort_days (
+    day      timestamptz NOT NULL,
+    step     lead_step NOT NULL,
+    current  bigint NOT NULL,
+    furthest bigint NOT NULL,
+    PRIMARY KEY (day, step)
+);
+
+CREATE FUNCTION keep_lead_cohort_days() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO lead_cohort_days AS d (day, step, current, furthest)
+    SELECT utc_day(c.quarter), c.step, sum(c.sign * c.current), sum(c.sign * c.furthest)
+      FROM (SELECT OLD.quarter, OLD.step, OLD.current, OLD.furthest, -1 WHERE TG_OP <> 'INSERT'
+            UNION ALL
+            SELECT NEW.quarter, NEW.step, NEW.current, NEW.furthest, 1 WHERE TG_OP <> 'DELETE')
+           AS c(quarter, step, current, furthest, sign)
+     GROUP BY 1, 2
+    HAVING sum(c.sign * c.current) <> 0 OR sum(c.sign * c.furthest) <> 0
+    ORDER BY 1, 2
+    ON CONFLICT (day, step) DO UPDATE
+       SET current = d.current + EXCLUDED.current, furthest = d.furthest + EXCLUDED.furthest;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER lead_cohort_counts_days AFTER INSERT OR UPDATE OR DELETE ON lead_cohort_counts
+    FOR EACH ROW EXECUTE FUNCTION keep_lead_cohort_days();
+
 -- What the day rows must hold: the sums of the kept rows (verify-aggregates compares them).
 CREATE FUNCTION recomputed_activity_days()
     RETURNS TABLE (day timestamptz, kind text, events bigint, total numeric) LANGUAGE sql STABLE AS $$
@@ -73,6 +103,35 @@ $$;
 CREATE FUNCTION recomputed_reply_delay_days()
     RETURNS TABLE (day timestamptz, second double precision, replies bigint) LANGUAGE sql STABLE AS $$
     SELECT utc_day(hour), second, sum(replies)::bigint FROM reply_delay_counts GROUP BY 1, 2;
+$$;
+
+CREATE FUNCTION recomputed_lead_cohort_days()
+    RETURNS TABLE (day timestamptz, step lead_step, current bigint, furthest bigint) LANGUAGE sql STABLE AS $$
+    SELECT utc_day(quarter), step, sum(current)::bigint, sum(furthest)::bigint FROM lead_cohort_counts GROUP BY 1, 2;
+$$;
+
+-- Per step, the leads created in [since, until) (whole UTC quarter-hours, as a period's
+-- local midnights are) that are at the step now (`current`) and whose furthest step is it
+-- (`furthest`): whole UTC days from lead_cohort_days, the quarters around them from
+-- lead_cohort_counts. Steps without leads are left out.
+CREATE FUNCTION cohort_in(since timestamptz, until timestamptz)
+    RETURNS TABLE (step lead_step, current bigint, furthest bigint) LANGUAGE sql STABLE AS $$
+    WITH days AS (  -- [first_day, last_day): the whole UTC days inside the period (may be empty)
+        SELECT d.first_day, greatest(utc_day(until), d.first_day) AS last_day
+          FROM (SELECT least(CASE WHEN utc_day(since) = since THEN since
+                                  ELSE utc_day(since) + interval '1 day' END,
+                             until) AS first_day) AS d
+    )
+    SELECT p.step, sum(p.current)::bigint, sum(p.furthest)::bigint
+      FROM (SELECT c.step, c.current, c.furthest FROM lead_cohort_days AS c, days AS d
+             WHERE c.day >= d.first_day AND c.day < d.last_day
+            UNION ALL
+            SELECT c.step, c.current, c.furthest FROM lead_cohort_counts AS c, days AS d
+             WHERE c.quarter >= since AND c.quarter < d.first_day
+            UNION ALL
+            SELECT c.step, c.current, c.furthest FROM lead_cohort_counts AS c, days AS d
+             WHERE c.quarter >= d.last_day AND c.quarter < until) AS p
+     GROUP BY p.step;
 $$;
 
 -- 0009's activity_in with whole UTC days read from activity_days: [since, until) is cut into
@@ -148,3 +207,4 @@ $$;
 -- The backfill.
 INSERT INTO activity_days SELECT * FROM recomputed_activity_days();
 INSERT INTO reply_delay_days SELECT * FROM recomputed_reply_delay_days();
+INSERT INTO lead_cohort_days SELECT * FROM recomputed_lead_cohort_days();

@@ -1,7 +1,7 @@
 -- name: period_conversion_stats(since, until)
 -- Returns one row per consecutive pair of steps {from_step, to_step, reached_from,
 -- reached_to, rate, median_hours} over a period: reached_* count the leads created in
--- [since, until) whose furthest step is at or past the step (kept lead_cohort_counts);
+-- [since, until) whose furthest step is at or past the step (kept counts, cohort_in);
 -- rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is
 -- exactly percentile_cont(0.5) of the hours from first entering from_step to first
 -- entering to_step, over the leads that first entered to_step in [since, until) (NULL when
@@ -14,10 +14,7 @@ WITH whole AS (  -- [first, last): the whole UTC days inside the period (may be 
                               ELSE utc_day(:since::timestamptz) + interval '1 day' END,
                          :until::timestamptz) AS first) AS f
 ), cohort AS (
-    SELECT step, sum(furthest) AS furthest
-      FROM lead_cohort_counts
-     WHERE quarter >= :since::timestamptz AND quarter < :until::timestamptz
-     GROUP BY step
+    SELECT step, furthest FROM cohort_in(:since::timestamptz, :until::timestamptz)
 ), reached AS (
     SELECT s.step, s.position,
            (sum(coalesce(c.furthest, 0)) OVER (ORDER BY s.position DESC))::bigint AS leads
