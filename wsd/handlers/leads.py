@@ -115,28 +115,38 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
                     after_id: Any) -> Paged:
     """A page of the filter's leads and their total, read in one snapshot. A filter that is
     exactly one figure's takes its total from that figure's kept counts (`_kept_total`):
-    counting its leads would read most of them."""
+    counting its leads would read most of them. A meeting, item or search filter given alone
+    is read from its own rows (`single_filter_leads`), any other from the leads."""
     zone = ctx.config.business.zone
     created = resolve(wanted.created, zone) if wanted.created is not None else None
     entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
     added = resolve(wanted.wanted, zone) if wanted.wanted is not None else None
     given = frozenset(name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
     kept = given <= _TIME_IN_STEP_KEYS or given in _KEPT_ALONE
+    driver = _SINGLE_FILTERS.get(given - {"wanted"})
     now, thresholds = utc_now(), ctx.config.reports.stalled_hours_by_step()
     async with ctx.pool.acquire() as connection, \
             connection.transaction(isolation="repeatable_read", readonly=True):
         await ctx.queries.leads.plan_each_call(connection)
-        rows = [row async for row in ctx.queries.leads.filtered_leads(
-            connection, step=wanted.step, reached=wanted.reached,
-            created_since=created.since if created else None, created_until=created.until if created else None,
-            entered_step=wanted.entered.step if wanted.entered else None,
-            entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
-            agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
-            now=now, stalled_hours=thresholds,
-            meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
-            wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
-            wanted_until=added.until if added else None, search=wanted.search, count_all=not kept,
-            after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
+        if driver is not None:
+            found = ctx.queries.leads.single_filter_leads(
+                connection, driver=driver, meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
+                wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
+                wanted_until=added.until if added else None, search=wanted.search, count_all=not kept,
+                after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)
+        else:
+            found = ctx.queries.leads.filtered_leads(
+                connection, step=wanted.step, reached=wanted.reached,
+                created_since=created.since if created else None, created_until=created.until if created else None,
+                entered_step=wanted.entered.step if wanted.entered else None,
+                entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
+                agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
+                now=now, stalled_hours=thresholds,
+                meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
+                wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
+                wanted_until=added.until if added else None, search=wanted.search, count_all=not kept,
+                after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)
+        rows = [row async for row in found]
         total = await _kept_total(ctx, connection, wanted, entered, now) if kept else rows[0]["total"]
     page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")
     return Paged(page.data, page.next_cursor, total)
@@ -166,6 +176,8 @@ _TIME_IN_STEP_KEYS = frozenset({"stalled", "step", "agent"})
 # Filters whose total is a kept figure when given alone: the activity funnel's step entries in
 # a period, and a name of popular features or integrations (over all time).
 _KEPT_ALONE = frozenset({frozenset({"entered"}), frozenset({"wants_feature"}), frozenset({"wants_integration"})})
+# Filters read from their own rows when given alone (`wanted` aside): single_filter_leads.
+_SINGLE_FILTERS = {frozenset({name}): name for name in ("meeting", "wants_feature", "wants_integration", "search")}
 
 
 async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
