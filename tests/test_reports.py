@@ -384,7 +384,8 @@ async def test_a_time_in_step_filter_totals_from_kept_counts_as_counting_would(
 
 async def test_a_filter_given_alone_is_read_from_its_own_rows_as_the_leads_would_give_it(
         admin: Client, db: asyncpg.Connection, seeded: list[uuid.UUID]) -> None:
-    """A meeting, item or search filter given alone takes its own reading (single_filter_leads);
+    """A step-entry, meeting, item or search filter given alone takes its own reading
+    (single_filter_leads);
     beside `reached: start` (every lead) it goes through the general one. Both give the same
     leads in the same order and the same total, and paging by cursor walks the same list."""
     leads = await db.fetch("SELECT id, user_id FROM lead_qualifications WHERE id = ANY($1) ORDER BY id", seeded)
@@ -396,7 +397,8 @@ async def test_a_filter_given_alone_is_read_from_its_own_rows_as_the_leads_would
                                     status="cancelled" if n % 3 == 2 else "scheduled")
     today = dt.datetime.now(MADRID).date()
     days = {"from": (today - dt.timedelta(days=60)).isoformat(), "to": today.isoformat()}
-    for wanted in ({"meeting": "scheduled"}, {"meeting": "completed"}, {"meeting": "cancelled"},
+    for wanted in ({"entered": {"step": "consent", **days}}, {"entered": {"step": "completed", **days}},
+                   {"meeting": "scheduled"}, {"meeting": "completed"}, {"meeting": "cancelled"},
                    {"wants_feature": "pagos"}, {"wants_feature": "Mapa", "wanted": days},
                    {"wants_integration": "Slack"}, {"wants_integration": "STRIPE", "wanted": days},
                    {"search": "cliente 1"}, {"search": "nadie"}):

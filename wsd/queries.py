@@ -189,7 +189,7 @@ class LeadsQueries(Protocol):
     async def record_step_change(self, conn: Executor, *, lead_id: Any, from_step: Any, to_step: Any, source: Any) -> str:
         """Appends a step change to the lead's history (its trigger keeps furthest_step and the first-entry times current)."""
 
-    def single_filter_leads(self, conn: Executor, *, driver: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, wanted_since: Any, wanted_until: Any, search: Any, count_all: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+    def single_filter_leads(self, conn: Executor, *, driver: Any, entered_step: Any, entered_since: Any, entered_until: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, wanted_since: Any, wanted_until: Any, search: Any, count_all: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns the leads of a filter given alone, newest first, up to page_size after the keyset (after_created_at, after_id), as filtered_leads does: rows of {created_at, id, lead, total} (total NULL unless count_all; a page past the end is one row with a NULL lead)."""
 
     async def wanted_item_leads(self, conn: Executor, *, kind: Any, name: Any) -> Any:

@@ -115,8 +115,8 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
                     after_id: Any) -> Paged:
     """A page of the filter's leads and their total, read in one snapshot. A filter that is
     exactly one figure's takes its total from that figure's kept counts (`_kept_total`):
-    counting its leads would read most of them. A meeting, item or search filter given alone
-    is read from its own rows (`single_filter_leads`), any other from the leads."""
+    counting its leads would read most of them. A step-entry, meeting, item or search filter
+    given alone is read its own way (`single_filter_leads`), any other from the leads."""
     zone = ctx.config.business.zone
     created = resolve(wanted.created, zone) if wanted.created is not None else None
     entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
@@ -130,7 +130,9 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
         await ctx.queries.leads.plan_each_call(connection)
         if driver is not None:
             found = ctx.queries.leads.single_filter_leads(
-                connection, driver=driver, meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
+                connection, driver=driver, entered_step=wanted.entered.step if wanted.entered else None,
+                entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
+                meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
                 wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
                 wanted_until=added.until if added else None, search=wanted.search, count_all=not kept,
                 after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)
@@ -177,7 +179,8 @@ _TIME_IN_STEP_KEYS = frozenset({"stalled", "step", "agent"})
 # a period, and a name of popular features or integrations (over all time).
 _KEPT_ALONE = frozenset({frozenset({"entered"}), frozenset({"wants_feature"}), frozenset({"wants_integration"})})
 # Filters read from their own rows when given alone (`wanted` aside): single_filter_leads.
-_SINGLE_FILTERS = {frozenset({name}): name for name in ("meeting", "wants_feature", "wants_integration", "search")}
+_SINGLE_FILTERS = {frozenset({name}): name
+                   for name in ("entered", "meeting", "wants_feature", "wants_integration", "search")}
 
 
 async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
