@@ -267,3 +267,22 @@ async def test_period_figures_read_the_day_roll_ups_and_verify_checks_them(admin
     assert "activity_day [messages " in done.stdout and "reply_delay_day [" in done.stdout
     await db.execute("UPDATE activity_days SET events = events - 100 WHERE kind = 'messages' AND day = $1", day)
     await db.execute("UPDATE reply_delay_days SET replies = replies - 1 WHERE day = $1 AND second = 1", day)
+
+
+async def test_reply_percentiles_read_from_either_end_of_a_second(admin: Client, db) -> None:
+    """Twenty replies within one second of delay (3.00 to 3.95 s, with a tie), a few outside
+    the window: the median's ranks sit low in that second, p90's high, so the values are
+    read counting from the low end and from the high end; both bit-equal percentile_cont."""
+    conversation_id = await factories.conversation(db)
+    delays = [3 + n / 20 for n in range(19)] + [3.5]
+    at = now() - dt.timedelta(days=3)
+    for n, delay in enumerate(delays):
+        sent = at + dt.timedelta(minutes=n)
+        await factories.message(db, conversation_id, "user", sent)
+        await factories.message(db, conversation_id, "agent", sent + dt.timedelta(seconds=delay))
+    for days_ago, delay in ((9, 3.01), (10, 3.99)):  # the same second, outside the 7-day window
+        sent = now() - dt.timedelta(days=days_ago)
+        await factories.message(db, conversation_id, "user", sent)
+        await factories.message(db, conversation_id, "agent", sent + dt.timedelta(seconds=delay))
+    await assert_reply_percentiles_exact(admin, db, 7)
+    await assert_reply_percentiles_exact(admin, db, 30)

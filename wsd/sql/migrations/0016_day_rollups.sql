@@ -95,6 +95,14 @@ END $$;
 CREATE TRIGGER lead_cohort_counts_days AFTER INSERT OR UPDATE OR DELETE ON lead_cohort_counts
     FOR EACH ROW EXECUTE FUNCTION keep_lead_cohort_days();
 
+-- Agent performance's median and p90 read the values at their ranks inside one second of
+-- delay: this index holds each second's replies in value order with their time, so a rank
+-- is an OFFSET into that order (the window checked in the index) from the nearer end,
+-- instead of sorting all of the window's replies of that second (~90,000 over 90 days at 1M
+-- leads).
+CREATE INDEX messages_reply_value_idx ON messages (floor(response_seconds), response_seconds)
+    INCLUDE (created_at) WHERE role = 'agent' AND response_seconds IS NOT NULL;
+
 -- What the day rows must hold: the sums of the kept rows (verify-aggregates compares them).
 CREATE FUNCTION recomputed_activity_days()
     RETURNS TABLE (day timestamptz, kind text, events bigint, total numeric) LANGUAGE sql STABLE AS $$
