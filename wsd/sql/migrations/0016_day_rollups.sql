@@ -103,6 +103,12 @@ CREATE TRIGGER lead_cohort_counts_days AFTER INSERT OR UPDATE OR DELETE ON lead_
 CREATE INDEX messages_reply_value_idx ON messages (floor(response_seconds), response_seconds)
     INCLUDE (created_at) WHERE role = 'agent' AND response_seconds IS NOT NULL;
 
+-- The same for the period conversion stats' medians: each whole hour of interval's step
+-- entries in value order with their entry time.
+CREATE INDEX lead_step_entries_interval_value_idx
+    ON lead_step_entries (step, floor(hours_from_previous), hours_from_previous) INCLUDE (entered_at)
+    WHERE hours_from_previous IS NOT NULL;
+
 -- What the day rows must hold: the sums of the kept rows (verify-aggregates compares them).
 CREATE FUNCTION recomputed_activity_days()
     RETURNS TABLE (day timestamptz, kind text, events bigint, total numeric) LANGUAGE sql STABLE AS $$
