@@ -222,3 +222,7 @@ $$;
 INSERT INTO activity_days SELECT * FROM recomputed_activity_days();
 INSERT INTO reply_delay_days SELECT * FROM recomputed_reply_delay_days();
 INSERT INTO lead_cohort_days SELECT * FROM recomputed_lead_cohort_days();
+
+-- Statistics for the new tables now, so the first reports after the migration are planned
+-- on them rather than on defaults (autovacuum would only get to them later).
+ANALYZE activity_days, reply_delay_days, lead_cohort_days;
