@@ -1,7 +1,7 @@
 """Live-query subscribers, run as their own process (pinned by the harness to its own core).
 
-Opens CONNECTIONS WebSocket connections, subscribes each to every entry of SUBSCRIPTIONS,
-prints one JSON line `{"ready": ...}`, then records when each update arrives until a line
+Opens CONNECTIONS WebSocket connections, subscribes each to every entry of SUBSCRIPTIONS
+(or, when SUBSCRIPTIONS is a list of lists, connection n to every entry of list n), prints one JSON line `{"ready": ...}`, then records when each update arrives until a line
 arrives on stdin; then writes one JSON object of arrivals to OUT and exits.
 
 Reading must cost as little as possible so that the client's own delay does not show up
@@ -111,7 +111,9 @@ async def open_one(url: str, token: str, subscriptions: list[dict], gate: asynci
 
 async def run(url: str, token: str, connections: int, subscriptions: list[dict], probe: int) -> dict:
     gate = asyncio.Semaphore(OPEN_AT_ONCE)
-    opened = await asyncio.gather(*(open_one(url, token, subscriptions, gate) for _ in range(connections)))
+    per_connection = subscriptions if subscriptions and isinstance(subscriptions[0], list) else None
+    opened = await asyncio.gather(*(open_one(url, token, per_connection[n] if per_connection else subscriptions,
+                                             gate) for n in range(connections)))
     record = Record()
     readers = [asyncio.create_task(read_updates(ws, n, ids, probe, record))
                for n, (ws, ids) in enumerate(opened)]
