@@ -57,7 +57,9 @@ async def live_distinct(leads: int, queries: int, seconds: float, agent_rate: fl
 
 async def _run(data: Data, per_connection: list[list[dict]], seconds: float, agent_rate: float,
                env: dict[str, str]) -> dict[str, Any]:
-    settings = {**LIVE_ENV, "WSD_LIVE_MAX_QUERIES_PER_TOKEN": "100000", "WSD_LIVE_MAX_QUERIES": "100000", **env}
+    # A connection sends its 100 subscribes at once; one token holds them all.
+    settings = {**LIVE_ENV, "WSD_SERVER_MAX_INFLIGHT_PER_CONNECTION": str(PER_CONNECTION),
+                "WSD_LIVE_MAX_QUERIES_PER_TOKEN": "100000", "WSD_LIVE_MAX_QUERIES": "100000", **env}
     with Daemon(data.dsn, cache_ttl=2.0, cpus=SERVER_CPUS, env=settings) as daemon:
         async with metrics_connection(daemon) as ws:
             subscribers = await Subscribers.start(daemon, len(per_connection), per_connection)
