@@ -6,12 +6,14 @@ lead, user, message or conversation marks them all. The scenario holds `queries`
 (100 per connection) while `wsd demo-activity` writes for `seconds`, once with the re-run
 budget (`live.max_reruns_per_second`, default 500) and once with it out of reach; a run with
 no live query at all is the floor (the agent's writes alone). PostgreSQL and wsd CPU are
-measured as in live-load (bench/live.py), on the same pinning.
+measured as in live-load (bench/live.py), on the same pinning. The runs write into a
+throw-away copy of the seeded database, so the seeded one stays at its size.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 import asyncpg
 
@@ -31,11 +33,31 @@ async def lead_ids(dsn: str, count: int) -> list[str]:
     return [row[0] for row in rows]
 
 
+@asynccontextmanager
+async def scratch_copy(data: Data) -> AsyncIterator[None]:
+    """`data.dsn` names a copy of the seeded database (CREATE DATABASE … TEMPLATE) until the
+    end of the block; the copy is dropped then."""
+    seeded = data.dsn
+    admin = await asyncpg.connect(seeded)
+    template = await admin.fetchval("SELECT current_database()")
+    await admin.close()
+    admin = await asyncpg.connect(seeded.replace(f"/{template}?", "/template1?"))
+    await admin.execute("DROP DATABASE IF EXISTS live_distinct")
+    await admin.execute(f'CREATE DATABASE live_distinct TEMPLATE "{template}"')
+    data.dsn = seeded.replace(f"/{template}?", "/live_distinct?")
+    try:
+        yield
+    finally:
+        data.dsn = seeded
+        await admin.execute("DROP DATABASE live_distinct WITH (FORCE)")
+        await admin.close()
+
+
 async def live_distinct(leads: int, queries: int, seconds: float, agent_rate: float,
                         budgets: list[str]) -> dict[str, Any]:
     """The floor, then `queries` distinct queries under each re-run budget in `budgets`
     ("default" or a number; "none" for out of reach)."""
-    async with Data(leads) as data:
+    async with Data(leads) as data, scratch_copy(data):
         ids = await lead_ids(data.dsn, queries)
         assert len(ids) == queries, f"{leads} leads hold fewer than {queries} distinct queries"
         per_connection = [[{"resource": "leads", "action": "get_lead_with_complete_data",
