@@ -10,7 +10,7 @@ its subscription id. Only the subscription named PROBE (an index into SUBSCRIPTI
 none) is looked into further: its `"total_users":N` is read, so that the harness can tell
 which commit a push reflects when commits come faster than re-runs.
 
-Usage: python -m bench.live_client URL TOKEN CONNECTIONS SUBSCRIPTIONS_JSON PROBE OUT
+Usage: python -m bench.live_client URL TOKEN CONNECTIONS SUBSCRIPTIONS_JSON|@FILE PROBE OUT
 Output: {"ready": n, "subscriptions": n, "arrivals": {"t": [...], "sub": [...], "conn": [...]},
          "probe": {"t": [...], "conn": [...], "value": [...]}, "errors": [...]}
 Times are time.monotonic() (CLOCK_MONOTONIC: one clock for every process of the machine).
@@ -23,6 +23,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -137,7 +138,8 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    result = asyncio.run(run(url, token, int(connections), orjson.loads(subscriptions), probe))
+    listed = Path(subscriptions[1:]).read_bytes() if subscriptions.startswith("@") else subscriptions
+    result = asyncio.run(run(url, token, int(connections), orjson.loads(listed), probe))
     with open(out, "wb") as file:
         file.write(orjson.dumps(result))
 
