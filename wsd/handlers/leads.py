@@ -14,6 +14,7 @@ import orjson
 
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
+from wsd.fields import Cursor
 from wsd.pagination import decode_cursor, page_of
 from wsd.steps import LeadStep
 from wsd.topics import Topic
@@ -22,7 +23,6 @@ from wsd.topics import Topic
 # switch; messages move its activity.
 LEAD_DOCUMENT: frozenset[Topic] = frozenset({"leads", "users", "requirements", "messages", "conversations"})
 
-PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 # Left out or null: the server's [limits] default_page_size; the reply's next_cursor says
 # whether more follow.
 DefaultedPageSize = Annotated[int, msgspec.Meta(ge=1, le=1000, description="left out or null: the server's "
@@ -32,7 +32,7 @@ SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank mean
 
 class AllLeads(Payload):
     limit: DefaultedPageSize = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
 
@@ -54,7 +54,7 @@ class UpdateLeadStep(Payload):
 class AbandonedLeads(Payload):
     days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
     limit: DefaultedPageSize = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
