@@ -31,6 +31,7 @@ from wsd.live import HINT_TOPIC, ChangeHints
 from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
+from wsd.parent import ParentLink
 from wsd.reload import Reloader
 from wsd.runtime import INSTANCE
 from wsd.sdnotify import Notifier, install_test_loop_block
@@ -254,6 +255,9 @@ async def run_daemon(config: Config, with_demo: bool = False, demo_activity: boo
     loop.add_signal_handler(signal.SIGHUP, lambda: reloader[0].reload() if reloader else
                             log.warning("SIGHUP ignored: still starting"))
     install_test_loop_block(loop)
+    parent = ParentLink.from_environment() if worker else None
+    if parent is not None:
+        parent.watch(stop.set)   # the parent died (even by kill -9): drain as on SIGTERM
     token = ensure_demo_token(config) if with_demo else None
 
     def reload_config() -> Config:
@@ -267,6 +271,8 @@ async def run_daemon(config: Config, with_demo: bool = False, demo_activity: boo
         async with lifespan(config, with_demo and not worker, demo_activity, reuse_port=worker,
                             notifier=notifier) as server:
             reloader.append(Reloader(server, reload_config))
+            if parent is not None:
+                parent.listening()
             if token is not None and not worker:
                 await _print_demo_banner(server, _url(config, server), _page_url(config, server), token)
             await stop.wait()

@@ -48,6 +48,9 @@ class ServerConfig(_Section):
     max_messages_before_login: int = 5
     listen_backlog: int = 511
     workers: int = 1
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client: the
+    # address the failed-login throttle and the logs use (wsd.client_address).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     # The WebSocket library under the same server logic: websockets (default) or picows
     # (the optional `picows` extra, `pip install 'wsd[picows]'`).
     transport: Literal["websockets", "picows"] = "websockets"
@@ -219,6 +222,7 @@ def _check(config: Config) -> None:
     for index, token in enumerate(config.auth.tokens):
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
+    _check_networks("server.trusted_proxies", s.trusted_proxies)
     _check_metrics(config.metrics)
     o = config.outlook
     positive: tuple[tuple[str, float], ...] = (
@@ -233,13 +237,16 @@ def _check(config: Config) -> None:
                 raise ConfigError(f"outlook.{key}: required when outlook.enabled is true")
 
 
-def _check_metrics(m: MetricsConfig) -> None:
-    for index, address in enumerate(m.allowed_addresses):
+def _check_networks(key: str, entries: list[str]) -> None:
+    for index, address in enumerate(entries):
         try:
             ipaddress.ip_network(address, strict=False)
         except ValueError:
-            raise ConfigError(f"metrics.allowed_addresses[{index}]: not an IP address or network: "
-                              f"{address!r}") from None
+            raise ConfigError(f"{key}[{index}]: not an IP address or network: {address!r}") from None
+
+
+def _check_metrics(m: MetricsConfig) -> None:
+    _check_networks("metrics.allowed_addresses", m.allowed_addresses)
     if m.token_sha256 and not _SHA256.match(m.token_sha256):
         raise ConfigError("metrics.token_sha256: expected 64 lowercase hex digits (or empty)")
     if m.outbox_cache_seconds < 0:
