@@ -8,9 +8,8 @@
 --   * lead_cohort_days: per UTC day of creation and step, the sum of that day's
 --     lead_cohort_counts rows.
 -- Kept by row triggers on those kept tables: every change of a quarter (hour) row adds
--- its difference to its day's row, in the same transaction. So whatever changes the kept
--- rows keeps the days right with them, recount_kept_aggregates() included (its DELETE and
--- INSERT of every kept row subtract and add back).
+-- its difference to its day's row, in the same transaction, so whatever changes the kept
+-- rows keeps the days right with them; recount_kept_aggregates() rebuilds them too (below).
 --
 -- Locking: a day row is locked only right after a quarter (hour) row of the same kind (second)
 -- and day, within the statement that changed that row, in the order of the kept rows (sorted
@@ -217,6 +216,24 @@ CREATE OR REPLACE FUNCTION reply_delays_in(since timestamptz, until timestamptz)
      GROUP BY p.second
     HAVING sum(p.replies) <> 0;
 $$;
+
+-- Rebuilding: 0013's recount_kept_aggregates() keeps its body under another name, and the
+-- new one rebuilds the day tables after it. The triggers above do not suffice there: the
+-- demo seeder recounts with triggers off (session_replication_role = replica). The counts'
+-- tables are locked first (by 0013's function), then the days', the order writers take
+-- them in.
+ALTER FUNCTION recount_kept_aggregates() RENAME TO recount_kept_counts;
+CREATE FUNCTION recount_kept_aggregates() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM recount_kept_counts();
+    LOCK TABLE activity_days, reply_delay_days, lead_cohort_days IN EXCLUSIVE MODE;
+    DELETE FROM activity_days;
+    INSERT INTO activity_days SELECT * FROM recomputed_activity_days();
+    DELETE FROM reply_delay_days;
+    INSERT INTO reply_delay_days SELECT * FROM recomputed_reply_delay_days();
+    DELETE FROM lead_cohort_days;
+    INSERT INTO lead_cohort_days SELECT * FROM recomputed_lead_cohort_days();
+END $$;
 
 -- The backfill.
 INSERT INTO activity_days SELECT * FROM recomputed_activity_days();
