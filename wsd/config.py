@@ -206,9 +206,16 @@ def _check(config: Config) -> None:
         raise ConfigError("business.workdays: ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
     if b.min_notice_minutes < 0:
         raise ConfigError("business.min_notice_minutes: must not be negative")
+    first_named: dict[str, int] = {}
     for index, token in enumerate(config.auth.tokens):
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
+        # Idempotency keys, connection limits and logs go by name: two tokens of one name
+        # would replay each other's stored results.
+        if token.name in first_named:
+            raise ConfigError(f"auth.tokens[{index}].name: {token.name!r} is already the name of "
+                              f"auth.tokens[{first_named[token.name]}]; token names must be unique")
+        first_named[token.name] = index
     _check_metrics(config.metrics)
     o = config.outlook
     positive: tuple[tuple[str, float], ...] = (

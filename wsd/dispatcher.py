@@ -161,6 +161,9 @@ _UNAVAILABLE = (
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # Class 53: out of connection slots ("too many clients": TooManyConnectionsError when the
+    # pool opens one), memory or disk. The server is there but cannot take the work now.
+    asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
     # A connection that broke under a statement is left "in another operation".
     asyncpg.InternalClientError,

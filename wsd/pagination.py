@@ -31,16 +31,23 @@ def encode_cursor(at: dt.datetime, row_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str | None) -> tuple[dt.datetime | None, uuid.UUID | None]:
-    """`(None, None)` for the first page; `invalid_payload` for anything not made here."""
+    """`(None, None)` for the first page; `invalid_payload` on `cursor` for any string
+    `encode_cursor` did not write, byte for byte (a key decoded from it must encode back to
+    it), so no forged shape reaches a query."""
     if cursor is None:
         return None, None
     try:
-        at, row_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        instant = dt.datetime.fromisoformat(at)
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (type(key) is list and len(key) == 2 and all(type(part) is str for part in key)):
+            raise ValueError("not a [timestamp, id] pair")
+        instant = dt.datetime.fromisoformat(key[0])
+        row_id = uuid.UUID(key[1])
+        if instant.tzinfo is None or encode_cursor(instant, row_id) != cursor:
+            raise ValueError("not in the form this server writes")
         instant_in_range(instant, "cursor")  # a forged year 9999 would overflow in asyncpg
-        return instant, uuid.UUID(row_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+    except ValueError:   # base64's, JSON's, the timestamp's and the uuid's errors included
         raise InvalidPayload("cursor is not one this server issued", {"field": "cursor"}) from None
+    return instant, row_id
 
 
 def page_of(rows: Sequence[Any], page_size: int, key: str, document: str) -> Paged:

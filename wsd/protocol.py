@@ -25,6 +25,13 @@ __all__ = ["Encoded", "Request", "parse_request", "encode", "success_reply", "er
 RequestId = str | int | float | None
 # orjson writes integers of at most 64 bits; a larger id is echoed as its exact digits.
 _ORJSON_INTS = range(-(2**63), 2**64)
+# The longest integer id: Python's own bound on turning digits into an int (the default of
+# `sys.set_int_max_str_digits`), where msgspec stops. Longer ids are `bad_request` on `id`.
+MAX_ID_DIGITS = 4300
+# The deepest a frame may nest (the envelope is level 1, its payload level 2): payloads nest
+# 4 levels at most, and past ~1,000 the decoder itself runs out of recursion. Deeper frames
+# are `bad_json`, before anything (validation, the NUL scan, the cache key) recurses into them.
+MAX_DEPTH = 32
 
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -99,9 +106,21 @@ def parse_request(frame: str | bytes) -> Request:
     # 12345678901234567890123 into a float, so the id could not be echoed and a huge `limit`
     # read as "expected int, got float"), and refuses numbers out of a double's range.
     try:
-        return _ENVELOPE_DECODER.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        request = _ENVELOPE_DECODER.decode(frame)
+    except msgspec.ValidationError as error:
+        if str(error).endswith("out of range - at `$.id`"):
+            raise BadRequest("malformed request envelope", {"fields": {"id": (
+                f"a number out of range: integers of at most {MAX_ID_DIGITS} digits, or a "
+                "float within a double's range")}}) from None
         return _malformed(frame)
+    except msgspec.DecodeError:
+        return _malformed(frame)
+    except RecursionError:
+        raise _too_deep() from None
+    if request.payload and _opening_brackets(frame) > MAX_DEPTH and \
+            _deeper_than(request.payload, MAX_DEPTH - 1):
+        raise _too_deep()
+    return request
 
 
 _ENVELOPE_DECODER = msgspec.json.Decoder(Request)
@@ -114,6 +133,8 @@ def _malformed(frame: str | bytes) -> Request:
         body = msgspec.json.decode(frame)
     except msgspec.DecodeError as error:
         raise BadJson(f"message is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(body, dict):
         raise BadRequest("message must be a JSON object", {"got": type(body).__name__})
     request_id = body.get("id")
@@ -135,6 +156,36 @@ def _malformed(frame: str | bytes) -> Request:
         raise BadRequest("malformed request envelope", {"fields": problems},
                          request_id=_request_id(request_id))
     return Request(body["resource"], body["action"], _request_id(request_id), payload)
+
+
+def _too_deep() -> BadJson:
+    return BadJson(f"message nests deeper than {MAX_DEPTH} levels", {"max_depth": MAX_DEPTH})
+
+
+def _opening_brackets(frame: str | bytes) -> int:
+    """An upper bound on the frame's depth (brackets inside strings count too), found at C
+    speed: a frame with fewer cannot be too deep, so the walk below is skipped."""
+    if isinstance(frame, str):
+        return frame.count("{") + frame.count("[")
+    return frame.count(b"{") + frame.count(b"[")
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether `value` nests more than `levels` levels (a scalar is 0), walked without
+    recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > levels:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def success_reply(request_id: RequestId, data: Any, **extra: Any) -> bytes:
