@@ -144,6 +144,7 @@ class WsdServer:
         self.slow_clients_dropped = 0
         self._per_token: Counter[str] = Counter()
         self._unauthenticated = 0
+        self._handshakes = 0   # TCP connections accepted whose HTTP handshake has not ended
         self._failures = FailureThrottle(config.auth.max_failures_per_minute)
         self._refusals = QuietLog(log)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -221,6 +222,23 @@ class WsdServer:
 
     # -- handshake -------------------------------------------------------------------------
 
+    def handshake_started(self, peer: Any) -> bool:
+        """A TCP connection was accepted: it counts against `server.max_handshakes` until
+        `handshake_ended`. False past the bound: the transport closes it at once, so partial
+        requests cannot hold sockets and memory beyond it (each is also cut off after
+        `server.open_timeout_seconds`)."""
+        if self._handshakes >= self.config.server.max_handshakes:
+            self._refusals.warning("handshake refused", reason="max_handshakes",
+                                   address=_address(peer))
+            self.metrics.refused("max_handshakes")
+            return False
+        self._handshakes += 1
+        return True
+
+    def handshake_ended(self) -> None:
+        """A counted handshake ended: upgraded, answered, timed out or dropped."""
+        self._handshakes -= 1
+
     async def _process_request(self, connection: Handshake, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
@@ -237,7 +255,7 @@ class WsdServer:
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         settings = self.config.server
-        address = _address_of(connection)
+        address = _address(connection.remote_address)
         if not origin_allowed(request, settings.allowed_origins):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed", address,
                                 "origin")
@@ -284,7 +302,8 @@ class WsdServer:
     def open_session(self, connection: Connection) -> Session:
         """A connection whose handshake completed: its session, counted against the limits.
         The transport reads its frames into `_on_frame` and calls `close_session` at the end."""
-        session = Session(connection, _address_of(connection), self.config.server.max_send_buffer_bytes,
+        session = Session(connection, _address(connection.remote_address),
+                          self.config.server.max_send_buffer_bytes,
                           caller=self._caller_of(connection.request))
         self.sessions.add(session)
         if session.caller is not None:
@@ -500,6 +519,6 @@ class WsdServer:
                 session.push_event(message)
 
 
-def _address_of(connection: Connection | Handshake) -> str:
-    peer = connection.remote_address
+def _address(peer: Any) -> str:
+    """A peer's IP address as logs and the failure throttle key it."""
     return str(peer[0]) if peer else "unknown"
