@@ -25,8 +25,9 @@ __all__ = ["Encoded", "Request", "parse_request", "encode", "success_reply", "er
 RequestId = str | int | float | None
 # orjson writes integers of at most 64 bits; a larger id is echoed as its exact digits.
 _ORJSON_INTS = range(-(2**63), 2**64)
-# The longest integer id: Python's own bound on turning digits into an int (the default of
-# `sys.set_int_max_str_digits`), where msgspec stops. Longer ids are `bad_request` on `id`.
+# The longest integer id, in characters of its JSON text (a minus sign counts): Python's own
+# bound on turning digits into an int (`sys.get_int_max_str_digits`'s default), where msgspec
+# stops. Longer ids are `bad_request` on `id`.
 MAX_ID_DIGITS = 4300
 # The deepest a frame may nest (the envelope is level 1, its payload level 2): payloads nest
 # 4 levels at most, and past ~1,000 the decoder itself runs out of recursion. Deeper frames
@@ -110,8 +111,8 @@ def parse_request(frame: str | bytes) -> Request:
     except msgspec.ValidationError as error:
         if str(error).endswith("out of range - at `$.id`"):
             raise BadRequest("malformed request envelope", {"fields": {"id": (
-                f"a number out of range: integers of at most {MAX_ID_DIGITS} digits, or a "
-                "float within a double's range")}}) from None
+                f"a number out of range: integers of at most {MAX_ID_DIGITS} characters (digits "
+                "and sign), or a float within a double's range")}}) from None
         return _malformed(frame)
     except msgspec.DecodeError:
         return _malformed(frame)
