@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import os
 import socket
 import urllib.request
@@ -170,10 +171,17 @@ def only_issued(cursor: str) -> None:
     assert at is not None and row_id is not None and encode_cursor(at, row_id) == cursor
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.text(), JSON.map(b64),
-                 st.tuples(st.text(), st.text() | st.integers() | st.none()).map(lambda pair: b64(list(pair))),
-                 st.tuples(st.datetimes(), st.uuids()).map(lambda pair: b64([pair[0].isoformat(), str(pair[1])]))))
+# Timestamps wsd could have written (any zone, `Z` too) or any text; ids as wsd writes them, in
+# the other spellings `uuid.UUID` reads, or any JSON value; pairs of them, or lists of either.
+TIMESTAMPS = (st.datetimes(timezones=st.timezones()).map(lambda at: at.isoformat())
+              | st.datetimes(timezones=st.just(dt.timezone.utc)).map(lambda at: at.isoformat().replace("+00:00", "Z"))
+              | st.text())
+IDS = st.uuids().flatmap(lambda u: st.sampled_from([str(u), u.hex, str(u).upper(), f"{{{u}}}", u.urn])) | JSON
+KEYS = st.tuples(TIMESTAMPS, IDS).map(list) | st.lists(TIMESTAMPS | IDS, max_size=4)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(), JSON.map(b64), KEYS.map(b64)))
 def test_fuzzed_cursors_are_refused_unless_issued(cursor: str) -> None:
     only_issued(cursor)
 
