@@ -25,9 +25,11 @@ from tests.test_reliability import eventually, log_events
 from tests.test_requirements import new_lead
 from wsd.auth import hash_token
 from wsd.config import ConfigError, load_config
+from wsd.dispatcher import validate_payload
 from wsd.errors import InvalidPayload
+from wsd.handlers.leads import AllLeads
 from wsd.pagination import decode_cursor, encode_cursor
-from wsd.protocol import MAX_DEPTH, MAX_ID_DIGITS
+from wsd.protocol import MAX_ID_DIGITS
 
 BIG_ID = 2**70   # wider than the 64 bits orjson writes
 
@@ -61,19 +63,58 @@ async def test_deep_json_is_bad_json_and_the_connection_stays(daemon: Daemon, db
         for _ in range(2):
             await connection.send(nested(10_000))
             error = orjson.loads(await raw_reply(client))["payload"]
-            assert error["code"] == "bad_json" and error["details"] == {"max_depth": MAX_DEPTH}
+            assert (error["code"], error["details"]) == ("bad_json", {"reason": "too_deep"})
         login = await client.request("auth", "login", {"token": ADMIN_TOKEN})
         assert login["type"] == "success", login
-        # A request whose payload nests too deep for any action, and one at the bound.
-        for levels, code in ((1_000, "bad_json"), (MAX_DEPTH - 1, "bad_json"),
-                             (MAX_DEPTH - 2, "invalid_payload")):
-            await connection.send('{"resource":"leads","action":"get_all_leads","id":"d",'
-                                  f'"payload":{{"search":{nested(levels)}}}}}')
-            assert orjson.loads(await raw_reply(client))["payload"]["code"] == code, levels
+        # Payloads nested up to past what the decoder follows: run as a task, answered inline
+        # (a cached action), through a live subscription. Wherever the recursion limit is met
+        # (parsing, validating), the answer is an error envelope.
+        messages: dict[tuple[str, str], int] = {}
+        depths = [*range(1, 900, 37), *range(900, 1_001)]
+        for levels in depths:
+            deep = nested(levels)
+            for frame in (f'{{"resource":"leads","action":"get_all_leads","id":1,"payload":{{"search":{deep}}}}}',
+                          f'{{"resource":"dashboard","action":"get_agent_performance","id":1,'
+                          f'"payload":{{"days":{deep}}}}}',
+                          f'{{"resource":"live","action":"subscribe","id":1,"payload":'
+                          f'{{"resource":"leads","action":"get_all_leads","payload":{{"search":{deep}}}}}}}'):
+                await connection.send(frame)
+                error = orjson.loads(await raw_reply(client))["payload"]
+                assert error["code"] in ("bad_json", "invalid_payload"), (levels, error)
+                key = (error["code"], error["message"].split(",")[0])
+                messages[key] = messages.get(key, 0) + 1
+        assert sum(messages.values()) == 3 * len(depths)
+        assert messages[("bad_json", "message nests too deeply")]
+        assert messages[("invalid_payload", "Expected `str | null`")]
+        # A NUL deep inside: the walk that names the field holding it recurses too.
+        for resource, action, field in (("leads", "get_all_leads", "search"),
+                                        ("dashboard", "get_agent_performance", "days")):
+            deep = "[" * 700 + '"\\u0000"' + "]" * 700
+            await connection.send(f'{{"resource":"{resource}","action":"{action}","id":2,'
+                                  f'"payload":{{"{field}":{deep}}}}}')
+            error = orjson.loads(await raw_reply(client))["payload"]
+            assert (error["code"], error["details"]) == ("invalid_payload", {"field": field + "[0]" * 700})
         assert await client.data("leads", "get_lead_pipeline")   # still open, still serving
     assert len(tracebacks(daemon)) == before
     refused = value(samples(daemon.port), "wsd_requests_refused_total", code="bad_json")
-    assert refused - refused_before == 4
+    assert refused - refused_before == 2 + messages[("bad_json", "message nests too deeply")]
+
+
+def test_validating_a_payload_of_any_depth_raises_only_invalid_payload() -> None:
+    """What the dispatcher does with a payload, whatever its depth: the NUL walk and the
+    C-level encode and convert never let a RecursionError out."""
+    def deep(levels: int, leaf: Any) -> Any:
+        value = leaf
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    with pytest.raises(InvalidPayload) as raised:
+        validate_payload({"search": deep(3_000, "\x00")}, AllLeads)
+    assert raised.value.details == {"field": None} and "too deeply" in raised.value.message
+    with pytest.raises(InvalidPayload) as raised:
+        validate_payload({"limit": 5, "search": deep(900, "a\x00")}, AllLeads)
+    assert raised.value.details == {"field": "search" + "[0]" * 900}
 
 
 # -- 6: request ids ----------------------------------------------------------------------------

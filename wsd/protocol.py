@@ -29,10 +29,6 @@ _ORJSON_INTS = range(-(2**63), 2**64)
 # bound on turning digits into an int (`sys.get_int_max_str_digits`'s default), where msgspec
 # stops. Longer ids are `bad_request` on `id`.
 MAX_ID_DIGITS = 4300
-# The deepest a frame may nest (the envelope is level 1, its payload level 2): payloads nest
-# 4 levels at most, and past ~1,000 the decoder itself runs out of recursion. Deeper frames
-# are `bad_json`, before anything (validation, the NUL scan, the cache key) recurses into them.
-MAX_DEPTH = 32
 
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -116,11 +112,8 @@ def parse_request(frame: str | bytes) -> Request:
         return _malformed(frame)
     except msgspec.DecodeError:
         return _malformed(frame)
-    except RecursionError:
+    except RecursionError:   # nested deeper than the interpreter's recursion limit
         raise _too_deep() from None
-    if request.payload and _opening_brackets(frame) > MAX_DEPTH and \
-            _deeper_than(request.payload, MAX_DEPTH - 1):
-        raise _too_deep()
     return request
 
 
@@ -160,33 +153,9 @@ def _malformed(frame: str | bytes) -> Request:
 
 
 def _too_deep() -> BadJson:
-    return BadJson(f"message nests deeper than {MAX_DEPTH} levels", {"max_depth": MAX_DEPTH})
-
-
-def _opening_brackets(frame: str | bytes) -> int:
-    """An upper bound on the frame's depth (brackets inside strings count too), found at C
-    speed: a frame with fewer cannot be too deep, so the walk below is skipped."""
-    if isinstance(frame, str):
-        return frame.count("{") + frame.count("[")
-    return frame.count(b"{") + frame.count(b"[")
-
-
-def _deeper_than(value: Any, levels: int) -> bool:
-    """Whether `value` nests more than `levels` levels (a scalar is 0), walked without
-    recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > levels:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+    """A frame nested deeper than msgspec can follow (Python's recursion limit, ~1,000 levels
+    less the stack below): an error like any other, not a crash of the connection."""
+    return BadJson("message nests too deeply", {"reason": "too_deep"})
 
 
 def success_reply(request_id: RequestId, data: Any, **extra: Any) -> bytes:
