@@ -63,7 +63,8 @@ __all__ = ["DaemonMetrics", "StateCollector", "OutboxProbe", "REFUSAL_REASONS"]
 
 log = structlog.get_logger("wsd.metrics")
 
-# The reasons WsdServer._refuse and handshake_started give; each starts at 0 so a rate() over it exists at once.
+# The reasons WsdServer._refuse and handshake_started give; each starts at 0 so a rate() over
+# it exists at once.
 REFUSAL_REASONS = ("auth_throttled", "max_connections", "max_unauthenticated", "invalid_token",
                    "max_connections_per_token", "max_handshakes")
 ROLES = ("admin", "viewer")
@@ -143,7 +144,6 @@ class DaemonMetrics:
             address = address.ipv4_mapped
         return any(address in ipaddress.ip_network(allowed, strict=False)
                    for allowed in self.settings.allowed_addresses)
-
 
     def host_allowed(self, request: Request) -> bool:
         """The Host header names this server by an IP address (no DNS, so nothing to rebind)

@@ -19,8 +19,9 @@ What picows does not do, `PicowsConnection` does as websockets does: fragmented 
 are reassembled (limit: `server.max_message_bytes` over the whole message, 1009), Text
 frames must be UTF-8 (1007), a client's close frame is echoed, a close sent by wsd waits
 `CLOSE_SECONDS` for the client's, keepalive pings every `server.ping_interval_seconds` close
-with 1011 when no pong comes within `server.ping_timeout_seconds`, and a client that is behind on its replies is not read
-(`pause_reading`) until it catches up.
+with 1011 when no pong comes within `server.ping_timeout_seconds`, and a client that is behind
+on its replies is not read (`pause_reading`) until it catches up. Both transports count a
+connection against `server.max_handshakes` until its handshake ends.
 """
 
 from __future__ import annotations
