@@ -201,30 +201,34 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
                     | st.dictionaries(st.text(), children, max_size=3), max_leaves=6)
 
 
-def only_issued(cursor: str) -> None:
+def only_issued(cursor: str, grouped: bool) -> None:
     """`decode_cursor` either refuses `cursor` as `invalid_payload` on `cursor`, or it is the
     very string wsd writes for the key it decodes to."""
     try:
-        at, row_id = decode_cursor(cursor)
+        key = decode_cursor(cursor, grouped)
     except InvalidPayload as error:
         assert error.details == {"field": "cursor"}
         return
-    assert at is not None and row_id is not None and encode_cursor(at, row_id) == cursor
+    assert key.at is not None and key.id is not None and (key.group is not None) == grouped
+    assert encode_cursor(key.at, key.id, key.group) == cursor
 
 
 # Timestamps wsd could have written (any zone, `Z` too) or any text; ids as wsd writes them, in
-# the other spellings `uuid.UUID` reads, or any JSON value; pairs of them, or lists of either.
+# the other spellings `uuid.UUID` reads, or any JSON value; groups; keys of them, or lists.
 TIMESTAMPS = (st.datetimes(timezones=st.timezones()).map(lambda at: at.isoformat())
               | st.datetimes(timezones=st.just(dt.timezone.utc)).map(lambda at: at.isoformat().replace("+00:00", "Z"))
               | st.text())
 IDS = st.uuids().flatmap(lambda u: st.sampled_from([str(u), u.hex, str(u).upper(), f"{{{u}}}", u.urn])) | JSON
-KEYS = st.tuples(TIMESTAMPS, IDS).map(list) | st.lists(TIMESTAMPS | IDS, max_size=4)
+GROUPS = st.integers(-1, 3) | st.booleans() | JSON
+KEYS = (st.tuples(TIMESTAMPS, IDS).map(list) | st.tuples(TIMESTAMPS, IDS, GROUPS).map(list)
+        | st.lists(TIMESTAMPS | IDS | GROUPS, max_size=4))
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(), JSON.map(b64), KEYS.map(b64)))
 def test_fuzzed_cursors_are_refused_unless_issued(cursor: str) -> None:
-    only_issued(cursor)
+    only_issued(cursor, grouped=False)
+    only_issued(cursor, grouped=True)
 
 
 # -- 8: PostgreSQL out of connection slots -------------------------------------------------------

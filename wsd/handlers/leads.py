@@ -14,6 +14,7 @@ import orjson
 
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
+from wsd.fields import Cursor
 from wsd.pagination import decode_cursor, page_of
 from wsd.steps import LeadStep
 from wsd.topics import Topic
@@ -22,13 +23,16 @@ from wsd.topics import Topic
 # switch; messages move its activity.
 LEAD_DOCUMENT: frozenset[Topic] = frozenset({"leads", "users", "requirements", "messages", "conversations"})
 
-PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+# Left out or null: the server's [limits] default_page_size; the reply's next_cursor says
+# whether more follow.
+DefaultedPageSize = Annotated[int, msgspec.Meta(ge=1, le=1000, description="left out or null: the server's "
+                                                                         "[limits] default_page_size")] | None
 SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank means no search")]
 
 
 class AllLeads(Payload):
-    limit: PageSize = 100
-    cursor: str | None = None
+    limit: DefaultedPageSize = None
+    cursor: Cursor | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
 
@@ -49,17 +53,18 @@ class UpdateLeadStep(Payload):
 
 class AbandonedLeads(Payload):
     days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
-    limit: PageSize = 100
-    cursor: str | None = None
+    limit: DefaultedPageSize = None
+    cursor: Cursor | None = None
 
 
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
     """Leads newest first with user, bant_data and requirements joined, a page at a time."""
-    after_created_at, after_id = decode_cursor(payload.cursor)
+    after = decode_cursor(payload.cursor)
+    size = payload.limit or ctx.config.limits.default_page_size
     rows = [row async for row in ctx.queries.leads.all_leads(
-        ctx.pool, step=payload.step, search=payload.search, after_created_at=after_created_at,
-        after_id=after_id, page_size=payload.limit + 1)]
-    return page_of(rows, payload.limit, key="created_at", document="lead")
+        ctx.pool, step=payload.step, search=payload.search, after_created_at=after.at,
+        after_id=after.id, page_size=size + 1)]
+    return page_of(rows, size, key="created_at", document="lead")
 
 
 async def get_lead_pipeline(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
@@ -101,11 +106,12 @@ async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any
 
 async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
     """Unfinished leads with no activity for more than `days` days, oldest first."""
-    after_activity_at, after_id = decode_cursor(payload.cursor)
+    after = decode_cursor(payload.cursor)
+    size = payload.limit or ctx.config.limits.default_page_size
     rows = [row async for row in ctx.queries.leads.abandoned_leads(
-        ctx.pool, days=payload.days, after_activity_at=after_activity_at, after_id=after_id,
-        page_size=payload.limit + 1)]
-    return page_of(rows, payload.limit, key="last_activity_at", document="lead")
+        ctx.pool, days=payload.days, after_activity_at=after.at, after_id=after.id,
+        page_size=size + 1)]
+    return page_of(rows, size, key="last_activity_at", document="lead")
 
 
 ACTIONS = ActionTable("leads", [
