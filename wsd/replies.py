@@ -26,6 +26,9 @@ __all__ = ["REPLIES", "LoginReply", "Subscribed", "Unsubscribed", "ChangeHint", 
 # Every time wsd sends carries its offset (UTC, or the business zone's for slots): `tz=True`
 # is what makes msgspec's schema say `format: date-time`.
 Moment = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+# A key only some answers carry (the reporting-period ones): not required by the schema.
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
 
 
 class Reply(msgspec.Struct, forbid_unknown_fields=True):
@@ -92,11 +95,13 @@ class PipelineLead(Reply):
 
 
 class PipelineStep(Reply):
-    """A board column: the leads at the step now, and the 20 most recently updated."""
+    """A board column: the leads at the step now, and the 20 most recently updated (with a
+    period: of the leads created in it, the 20 newest, and `filters`)."""
 
     step: LeadStep
     count: int
     leads: list[PipelineLead]
+    filters: dict[str, Any] | Unset = UNSET
 
 
 class ConversionStat(Reply):
@@ -106,6 +111,41 @@ class ConversionStat(Reply):
     reached_to: int
     rate: float
     median_hours: float | None
+    filters: dict[str, Any] | Unset = UNSET  # with a period
+
+
+class PeriodConversionStats(Reply):
+    period: PeriodSpan
+    pairs: list[ConversionStat]
+    previous: dict[str, Any] | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
+
+
+class PeriodPipeline(Reply):
+    period: PeriodSpan
+    steps: list[PipelineStep]
+    previous: dict[str, Any] | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
+
+
+class StepTime(Reply):
+    """Leads at a step with one agent switch: count, percentiles of hours in step, stalled."""
+
+    leads: int
+    median_hours: float | None
+    p90_hours: float | None
+    stalled: int
+    filters: dict[str, Any]
+
+
+class StepDuration(Reply):
+    step: LeadStep
+    stalled_after_hours: float | None
+    leads: int
+    stalled: int
+    filters: dict[str, Any]
+    agent_on: StepTime
+    agent_off: StepTime
 
 
 # -- requirements --------------------------------------------------------------------------------
@@ -133,6 +173,14 @@ class PopularItem(Reply):
     name: str
     count: int
     share: float
+    filters: dict[str, Any] | Unset = UNSET  # with a period
+
+
+class PeriodPopular(Reply):
+    period: PeriodSpan
+    items: list[PopularItem]
+    previous: dict[str, Any] | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
 
 
 # -- meetings ------------------------------------------------------------------------------------
@@ -213,11 +261,55 @@ class AgentStatus(Reply):
 
 # -- dashboard -----------------------------------------------------------------------------------
 
+# -- reporting periods (docs/protocol.md, "Reporting periods") -----------------------------------
+# With `period` the aggregates add these keys; `previous` and `change` come with `compare`.
+# `filters` maps a count's name to the get_all_leads filter of its leads; `change` holds
+# {absolute, relative} for each number of the answer, in its shape.
+
+class PeriodSpan(Reply):
+    from_: dt.date = msgspec.field(name="from")
+    to: dt.date
+    since: Moment
+    until: Moment
+
+
+class InPeriod(Reply):
+    new_leads: int
+    messages: int
+    step_changes: int
+    meetings_created: int
+    agent_toggles: int
+
+
 class DashboardStats(Reply):
     total_users: int
     active_conversations: int
     meetings_today: int
     leads_by_step: dict[LeadStep, int]
+    period: PeriodSpan | Unset = UNSET
+    in_period: InPeriod | Unset = UNSET
+    filters: dict[str, Any] | Unset = UNSET
+    previous: dict[str, Any] | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
+
+
+class PeriodFunnelStep(Reply):
+    """`reached` (cohort) or `entered` (activity)."""
+
+    step: LeadStep
+    rate_from_previous: float
+    rate_from_start: float
+    filters: dict[str, Any]
+    reached: int | Unset = UNSET
+    entered: int | Unset = UNSET
+
+
+class PeriodFunnel(Reply):
+    mode: Literal["cohort", "activity"]
+    period: PeriodSpan
+    steps: list[PeriodFunnelStep]
+    previous: dict[str, Any] | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
 
 
 class FunnelStep(Reply):
@@ -228,12 +320,15 @@ class FunnelStep(Reply):
 
 
 class Bucket(Reply):
-    hour: Moment
+    """`hour` without a period; `start` (of the hour, day, week or month) with one."""
+
     new_leads: int
     messages: int
     step_changes: int
     meetings_created: int
     agent_toggles: int
+    hour: Moment | Unset = UNSET
+    start: Moment | Unset = UNSET
 
 
 class RecentEvent(Reply):
@@ -245,6 +340,10 @@ class RecentEvent(Reply):
 class Timeline(Reply):
     buckets: list[Bucket]
     recent: list[RecentEvent]
+    granularity: Literal["hour", "day", "week", "month"] | Unset = UNSET
+    period: PeriodSpan | Unset = UNSET
+    previous: dict[str, Any] | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
 
 
 class ResponseTimes(Reply):
@@ -254,7 +353,8 @@ class ResponseTimes(Reply):
     p90: float | None
 
 
-class AgentPeriod(Reply):
+class AgentPeriod(Reply, kw_only=True):
+    period: PeriodSpan | Unset = UNSET  # on `previous` of a period answer
     since: Moment
     until: Moment
     conversations_handled: int
@@ -268,9 +368,14 @@ class AgentPeriod(Reply):
 
 
 class AgentReport(Reply):
-    days: int
+    """`days` and `previous` always without a period; with one, `period`, and `previous` and
+    `change` with `compare`."""
+
     current: AgentPeriod
-    previous: AgentPeriod
+    days: int | Unset = UNSET
+    previous: AgentPeriod | Unset = UNSET
+    period: PeriodSpan | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
 
 
 class PoolFigures(Reply):
@@ -361,15 +466,16 @@ class AgentStatusEvent(Reply):
 REPLIES: dict[str, Any] = {
     "conversations.update_agent_status": AgentStatus,
     "dashboard.get_dashboard_stats": DashboardStats,
-    "dashboard.get_conversion_funnel": list[FunnelStep],
+    "dashboard.get_conversion_funnel": list[FunnelStep] | PeriodFunnel,
     "dashboard.get_activity_timeline": Timeline,
     "dashboard.get_agent_performance": AgentReport,
     "dashboard.get_real_time_metrics": RealTimeMetrics,
     "leads.get_all_leads": list[Lead],
-    "leads.get_lead_pipeline": list[PipelineStep],
+    "leads.get_lead_pipeline": list[PipelineStep] | PeriodPipeline,
     "leads.get_lead_with_complete_data": LeadDocument,
     "leads.update_lead_step": Lead,
-    "leads.get_conversion_stats": list[ConversionStat],
+    "leads.get_conversion_stats": list[ConversionStat] | PeriodConversionStats,
+    "leads.get_step_durations": list[StepDuration],
     "leads.get_abandoned_leads": list[AbandonedLead],
     "meetings.get_all_meetings": list[Meeting],
     "meetings.get_calendar_view": dict[dt.date, list[Meeting]],
@@ -383,6 +489,6 @@ REPLIES: dict[str, Any] = {
     "requirements.update_requirements": Requirement,
     "requirements.add_feature": Item,
     "requirements.add_integration": Item,
-    "requirements.get_popular_features": list[PopularItem],
-    "requirements.get_popular_integrations": list[PopularItem],
+    "requirements.get_popular_features": list[PopularItem] | PeriodPopular,
+    "requirements.get_popular_integrations": list[PopularItem] | PeriodPopular,
 }

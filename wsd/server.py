@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -34,6 +34,7 @@ from websockets.http11 import Request, Response
 
 from wsd.auth import TokenBook, bearer_token
 from wsd.calendar_sync import CalendarSync
+from wsd.client_address import ClientAddresses
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, validate_payload
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
@@ -57,6 +58,7 @@ log = structlog.get_logger("wsd.server")
 
 LOGIN = ("auth", "login")
 MAX_FAILED_LOGINS = 5
+POLICY_VIOLATION = 1008
 SWEEP_SECONDS = 0.5
 
 
@@ -78,6 +80,8 @@ class Session:
     held_updates: dict[str, bytes] = field(default_factory=dict)
     context: Context | None = None   # what its requests' handlers get, built once per caller
     wants_hints: bool = False   # `changes` events only after live.hints (opt-in)
+    # Its token was removed or changed by a reload: nothing it sends from then on runs.
+    revoked: bool = False
 
     def unread_bytes(self) -> int:
         """Bytes written for this client that its socket has not taken yet."""
@@ -147,6 +151,7 @@ class WsdServer:
         self._unauthenticated = 0
         self._handshakes = 0   # TCP connections accepted whose HTTP handshake has not ended
         self._failures = FailureThrottle(config.auth.max_failures_per_minute)
+        self._addresses = ClientAddresses(config.server.trusted_proxies)
         self._refusals = QuietLog(log)
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
@@ -229,8 +234,9 @@ class WsdServer:
         requests cannot hold sockets and memory beyond it (each is also cut off after
         `server.open_timeout_seconds`)."""
         if self._handshakes >= self.config.server.max_handshakes:
+            # No request read yet, so no X-Forwarded-For: the peer's own address.
             self._refusals.warning("handshake refused", reason="max_handshakes",
-                                   address=_address(peer))
+                                   address=self._addresses.of(peer, ()))
             self.metrics.refused("max_handshakes")
             return False
         self._handshakes += 1
@@ -256,7 +262,7 @@ class WsdServer:
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         settings = self.config.server
-        address = _address(connection.remote_address)
+        address = self._client_address(connection, request)
         if not origin_allowed(request, settings.allowed_origins):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed", address,
                                 "origin")
@@ -292,6 +298,12 @@ class WsdServer:
         token = bearer_token(request.headers.get("Authorization")) if request is not None else None
         return self.tokens.authenticate(token) if token else None
 
+    def _client_address(self, connection: Connection | Handshake, request: Request | None) -> str:
+        """Who the throttle and the logs see: the peer, or behind a trusted proxy the client
+        its X-Forwarded-For names."""
+        forwarded = request.headers.get_all("X-Forwarded-For") if request is not None else []
+        return self._addresses.of(connection.remote_address, forwarded)
+
     def _refuse(self, connection: Handshake, status: HTTPStatus, text: str, address: str,
                 reason: str) -> Response:
         self._refusals.warning("handshake refused", reason=reason, address=address)
@@ -303,7 +315,7 @@ class WsdServer:
     def open_session(self, connection: Connection) -> Session:
         """A connection whose handshake completed: its session, counted against the limits.
         The transport reads its frames into `_on_frame` and calls `close_session` at the end."""
-        session = Session(connection, _address(connection.remote_address),
+        session = Session(connection, self._client_address(connection, connection.request),
                           self.config.server.max_send_buffer_bytes,
                           caller=self._caller_of(connection.request))
         self.sessions.add(session)
@@ -312,6 +324,14 @@ class WsdServer:
         else:
             self._unauthenticated += 1
         return session
+
+    def revoke(self, session: Session) -> Coroutine[Any, Any, None]:
+        """Its token was removed or changed: close it with 1008 ("token revoked"). Marked
+        first, so that nothing it sends after this moment runs — websockets still reads
+        frames during the closing handshake (up to a second), and a client may keep
+        sending through it."""
+        session.revoked = True
+        return session.connection.close(POLICY_VIOLATION, "token revoked")
 
     def close_session(self, session: Session) -> None:
         if session not in self.sessions:
@@ -330,6 +350,8 @@ class WsdServer:
 
         Returns a reason when the connection must be closed with 1008.
         """
+        if session.revoked:
+            return None   # already closing with 1008; frames still arriving are not run
         try:
             request = parse_request(frame)
         except WsdError as error:
@@ -479,7 +501,7 @@ class WsdServer:
         try:
             result = await call()
             if isinstance(result, Paged):
-                reply = success_reply(request.id, result.data, next_cursor=result.next_cursor)
+                reply = success_reply(request.id, result.data, **result.extra())
             else:
                 reply = success_reply(request.id, result)
         except WsdError as error:
@@ -526,8 +548,3 @@ class WsdServer:
         for session in self.sessions:
             if session.caller is not None and (session.wants_hints or not hint):
                 session.push_event(message)
-
-
-def _address(peer: Any) -> str:
-    """A peer's IP address as logs and the failure throttle key it."""
-    return str(peer[0]) if peer else "unknown"

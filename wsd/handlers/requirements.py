@@ -19,6 +19,7 @@ from wsd.config import LimitsConfig
 from wsd.dispatcher import ActionTable, Context, Handler, IdempotencyKey, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
 from wsd.fields import trimmed, trimmed_text
+from wsd.periods import Period, Reported, reported, resolve, span
 from wsd.queries import Executor
 
 # Lengths are checked once trimmed (wsd.fields.trimmed), so they are not msgspec bounds.
@@ -82,7 +83,10 @@ class AddItem(NewItem, kw_only=True):
     idempotency_key: IdempotencyKey = None
 
 
-class Popular(Payload):
+class Popular(Reported):
+    """Beyond this schema: `compare` needs a `period`, a custom period's `to` is on or after
+    its `from` and at most 366 days after (`invalid_payload` on the field)."""
+
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
 
 
@@ -182,10 +186,23 @@ def _item_adder(kind: str) -> Handler:
 
 
 def _popularity(kind: str) -> Handler:
-    async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]]:
-        """Top names across all requirements {name, count, share}, most requested first."""
-        return [dict(row) async for row in ctx.queries.requirements.popular_items(
-            ctx.pool, kind=kind, top=payload.limit)]
+    async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]] | dict[str, Any]:
+        """Top names across all requirements {name, count, share}, most requested first.
+
+        With a period: `items`, the names most often added in it, `share` over the
+        requirements created in it."""
+        if payload.period is None:
+            return [dict(row) async for row in ctx.queries.requirements.popular_items(
+                ctx.pool, kind=kind, top=payload.limit)]
+
+        async def figures(period: Period) -> dict[str, Any]:
+            rows = ctx.queries.reports.period_popular_items(
+                ctx.pool, kind=kind, top=payload.limit, since=period.since, until=period.until)
+            return {"items": [{**row, "filters": {"count": {wants: row["name"], "wanted": span(period)}}}
+                              async for row in rows]}
+
+        return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
+    wants = "wants_feature" if kind == "features" else "wants_integration"
     popular.__name__ = popular.__qualname__ = f"get_popular_{kind}"
     return popular
 
