@@ -115,6 +115,14 @@ async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Any) -> None:
         await asyncio.sleep(3600)
 
 
+async def _purge_trail(pool: asyncpg.Pool, queries: Any, keep_days: int) -> None:
+    """[trail] keep_days > 0: entries older than that are deleted, hourly."""
+    while True:
+        older_than = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
+        await queries.trail.purge_entries(pool, older_than=older_than)
+        await asyncio.sleep(3600)
+
+
 @asynccontextmanager
 async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool = False,
                    reuse_port: bool = False, notifier: Notifier | None = None) -> AsyncIterator[WsdServer]:
@@ -180,6 +188,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                       "slow client sweep": server.sweep_slow_clients,
                       "live periodic re-run": server.live.rerun_periodically,
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
+        if config.trail.keep_days > 0:
+            supervised["trail purge"] = lambda: _purge_trail(pool, queries, config.trail.keep_days)
         if notifier.watchdog_seconds is not None:
             supervised["systemd watchdog"] = notifier.watchdog
         if calendar is not None:

@@ -25,20 +25,24 @@ from wsd.fields import instant_in_range
 __all__ = ["encode_cursor", "decode_cursor", "page_of"]
 
 
-def encode_cursor(at: dt.datetime, row_id: uuid.UUID) -> str:
+def encode_cursor(at: dt.datetime, row_id: uuid.UUID | int) -> str:
     raw = orjson.dumps([at.isoformat(), str(row_id)])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> tuple[dt.datetime | None, uuid.UUID | None]:
-    """`(None, None)` for the first page; `invalid_payload` for anything not made here."""
+def decode_cursor(cursor: str | None, id_type: type[Any] = uuid.UUID) -> tuple[dt.datetime | None, Any]:
+    """`(None, None)` for the first page; `invalid_payload` for anything not made here.
+
+    Args:
+        id_type: what the rows' ids are (`uuid.UUID`, or `int` for bigint ids).
+    """
     if cursor is None:
         return None, None
     try:
         at, row_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         instant = dt.datetime.fromisoformat(at)
         instant_in_range(instant, "cursor")  # a forged year 9999 would overflow in asyncpg
-        return instant, uuid.UUID(row_id)
+        return instant, id_type(row_id)
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise InvalidPayload("cursor is not one this server issued", {"field": "cursor"}) from None
 

@@ -50,6 +50,12 @@ class ChangesQueries(Protocol):
 class ConversationsQueries(Protocol):
     """The queries of wsd/sql/conversations/."""
 
+    async def agent_history(self, conn: Executor, *, conversation_id: Any) -> Any:
+        """Returns the conversation's agent switches as a JSON array, oldest first: {at, enabled, actor, actor_role, reason} (actor_role null for a writer straight into PostgreSQL), or NULL for an unknown conversation."""
+
+    async def name_switcher(self, conn: Executor, *, actor: Any, actor_role: Any, reason: Any) -> asyncpg.Record | None:
+        """Names who switches the agent in this transaction, and why (wsd.actor, wsd.actor_role, wsd.reason, local to the transaction): what agent_status_changes' trigger records."""
+
     async def update_agent_status(self, conn: Executor, *, conversation_id: Any, enabled: Any) -> asyncpg.Record | None:
         """Switches the AI agent in one conversation."""
 
@@ -144,8 +150,8 @@ class LeadsQueries(Protocol):
     def lead_pipeline(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns the 7 steps in funnel order, each {step, count, leads}: how many leads are at the step now, and the 20 most recently updated of them as summaries (with their conversation's agent_enabled, NULL without one)."""
 
-    async def lead_with_complete_data(self, conn: Executor, *, lead_id: Any) -> Any:
-        """Returns one lead's whole document as JSON text (sent as it is), or NULL for an unknown id: the leads-list fields plus its conversation {id, agent_enabled, status, message_count, last_message_at}, its requirements with features and integrations, its meetings by start time, and its step history in order."""
+    async def lead_with_complete_data(self, conn: Executor, *, lead_id: Any, with_trail: Any) -> Any:
+        """Returns one lead's whole document as JSON text (sent as it is), or NULL for an unknown id: the leads-list fields plus its conversation {id, agent_enabled, status, message_count, last_message_at}, its requirements with features and integrations, its meetings by start time, and its step history in order; with `with_trail`, its trail entries newest first (the latest 50, each {at, actor, actor_role, resource, action, ids, payload, outcome}), else trail null."""
 
     async def lock_lead_step(self, conn: Executor, *, lead_id: Any) -> Any:
         """Returns the lead's current step, locking the lead until the transaction ends; NULL for an unknown id."""
@@ -277,6 +283,19 @@ class RequirementsQueries(Protocol):
         """Changes app_type when given and deadline when set_deadline (so it can be cleared); returns the lead id, or NULL for an unknown requirement."""
 
 
+class TrailQueries(Protocol):
+    """The queries of wsd/sql/trail/."""
+
+    async def purge_entries(self, conn: Executor, *, older_than: Any) -> Any:
+        """Deletes trail entries written before `older_than`; returns how many."""
+
+    async def record_entry(self, conn: Executor, *, actor: Any, actor_role: Any, resource: Any, action: Any, ids: Any, payload: Any, outcome: Any) -> str:
+        """Adds one trail entry, its lead resolved from its ids (trail_lead), at the transaction's time."""
+
+    def trail_page(self, conn: Executor, *, actor: Any, action: Any, lead_id: Any, since: Any, until: Any, after_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns trail entries newest first, each {id, at, entry}: entry is {id, at, actor, actor_role, resource, action, lead_id, ids, payload, outcome}; filtered by actor, action ("resource.action" or "action"), lead and [since, until) when given; after the (after_at, after_id) cursor; at most page_size rows."""
+
+
 def one_row(record: asyncpg.Record | None) -> asyncpg.Record:
     """The row of a `^` query that always returns one (an aggregate over no FROM filter)."""
     if record is None:
@@ -297,3 +316,4 @@ class Queries(Protocol):
     meetings: MeetingsQueries
     outlook: OutlookQueries
     requirements: RequirementsQueries
+    trail: TrailQueries

@@ -69,8 +69,11 @@ async def get_lead_pipeline(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
 
 async def get_lead_with_complete_data(ctx: Context, payload: LeadId) -> orjson.Fragment:
     """The lead's whole document, built by PostgreSQL and passed through as JSON text: the
-    hot point read never decodes and re-encodes it."""
-    lead = await ctx.queries.leads.lead_with_complete_data(ctx.pool, lead_id=payload.lead_id)
+    hot point read never decodes and re-encodes it. `trail` holds the latest 50 trail
+    entries that touched the lead for an admin, and is null for a viewer (the trail is an
+    admin's read, like `trail.get_trail`)."""
+    lead = await ctx.queries.leads.lead_with_complete_data(
+        ctx.pool, lead_id=payload.lead_id, with_trail=ctx.caller.role == "admin")
     if lead is None:
         raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
     return orjson.Fragment(lead)
