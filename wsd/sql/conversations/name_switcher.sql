@@ -3,5 +3,5 @@
 -- wsd.reason, local to the transaction): what agent_status_changes' trigger records. Returns
 -- {actor}.
 SELECT set_config('wsd.actor', :actor, true) AS actor,
-       set_config('wsd.actor_role', :actor_role, true) AS actor_role,
+       set_config('wsd.actor_role', coalesce(:actor_role, ''), true) AS actor_role,
        set_config('wsd.reason', coalesce(:reason, ''), true) AS reason;
