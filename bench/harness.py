@@ -326,7 +326,7 @@ async def idle_cost(daemon: Daemon, connections: int) -> dict:
 AGGREGATES = [("dashboard", "get_dashboard_stats"), ("dashboard", "get_conversion_funnel"),
               ("dashboard", "get_activity_timeline"), ("dashboard", "get_agent_performance"),
               ("leads", "get_conversion_stats"), ("requirements", "get_popular_features"),
-              ("leads", "get_lead_pipeline")]
+              ("leads", "get_lead_pipeline"), ("dashboard", "get_human_takeover")]
 
 
 async def cold_aggregates(data: Data, repeats: int) -> dict[str, dict]:

@@ -75,6 +75,9 @@ class DashboardQueries(Protocol):
     async def dashboard_stats(self, conn: Executor, *, day_start: Any, day_end: Any) -> asyncpg.Record | None:
         """Returns {total_users, active_conversations, meetings_today, leads_by_step}: all users; conversations not closed with a message in the last 24 hours; meetings not cancelled starting in [day_start, day_end) (the local day); leads at each of the 7 steps now."""
 
+    async def human_takeover(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
+        """Returns the sales team's take-overs of hand-offs made in [since, until): handoffs (switches of the agent to off), answered (a human wrote in the conversation after the hand-off and before its next switch), the seconds from hand-off to that first human message (median and p90, percentile_cont over the answered ones; NULL without any), unanswered_now (no human message yet and the agent still off), switched_back (the agent was switched on again since), and conversations_human_wrote (distinct conversations with a human message in the period)."""
+
     async def recent_activity(self, conn: Executor) -> asyncpg.Record | None:
         """Returns {messages_last_5_minutes, new_leads_last_5_minutes}."""
 

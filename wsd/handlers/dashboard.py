@@ -106,6 +106,26 @@ async def _agent_numbers(ctx: Context, since: dt.datetime, until: dt.datetime) -
             "completion_rate": handled["completed"] / handled["leads"] if handled["leads"] else 0}
 
 
+async def get_human_takeover(ctx: Context, payload: AgentPerformance) -> dict[str, Any]:
+    """The sales team taking conversations over from the agent, for hand-offs made in the
+    last `days` days (default 7).
+
+    - handoffs: times the agent was switched off in a conversation.
+    - answered: of those, the ones a human (role `human`) wrote after, before the
+      conversation's next switch.
+    - first_human_message_seconds: {median, p90} of the seconds from hand-off to that first
+      human message over the answered ones (percentile_cont, exact; null without any).
+    - unanswered_now: hand-offs no human has written after yet, with the agent still off.
+    - switched_back: hand-offs after which the agent was switched on again.
+    - conversations_human_wrote: conversations with a human message in the period.
+    """
+    until = utc_now()
+    since = until - dt.timedelta(days=payload.days)
+    row = dict(one_row(await ctx.queries.dashboard.human_takeover(ctx.pool, since=since, until=until)))
+    waits = {"median": row.pop("median_seconds"), "p90": row.pop("p90_seconds")}
+    return {"days": payload.days, "since": since, "until": until, **row, "first_human_message_seconds": waits}
+
+
 async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
     """This instance right now, never cached.
 
@@ -128,5 +148,6 @@ ACTIONS = ActionTable("dashboard", [
     read("get_activity_timeline", get_activity_timeline, cached=True, topics=ACTIVITY),
     read("get_agent_performance", get_agent_performance, AgentPerformance, cached=True,
          topics=ACTIVITY),
+    read("get_human_takeover", get_human_takeover, AgentPerformance, cached=True, topics=ACTIVITY),
     read("get_real_time_metrics", get_real_time_metrics, topics=()),  # this process: re-run on a timer,
 ])
