@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 import asyncpg
@@ -139,7 +140,7 @@ async def test_agent_history_names_who_switched_and_why(admin: Client, viewer: C
         (True, "agent", None, None)]
     stored = await db.fetch("SELECT changed_at FROM agent_status_changes WHERE conversation_id = $1 "
                             "ORDER BY changed_at, id", conversation_id)
-    assert [h["at"] for h in history] == [r["changed_at"].isoformat() for r in stored]
+    assert [dt.datetime.fromisoformat(h["at"]) for h in history] == [r["changed_at"] for r in stored]
 
 
 async def test_agent_history_of_an_unknown_conversation_is_not_found(viewer: Client, db) -> None:

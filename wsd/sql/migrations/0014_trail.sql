@@ -43,39 +43,35 @@ CREATE FUNCTION trail_lead(ids jsonb) RETURNS uuid LANGUAGE sql STABLE
 --     SET LOCAL wsd.reason = 'customer asked for a person';   -- optional
 -- wsd sets them (and wsd.actor_role) from the caller of update_agent_status.
 
+CREATE FUNCTION agent_switch_setting(name text) RETURNS text LANGUAGE sql STABLE
+    RETURN nullif(current_setting(name, true), '');
+
+-- Who made a switch and why: what the writer says, else its transaction's settings (the
+-- column defaults, so a bulk load with triggers off names its rows too).
 ALTER TABLE agent_status_changes
-    ADD COLUMN actor text,
+    ADD COLUMN actor text NOT NULL DEFAULT 'agent',
     ADD COLUMN actor_role text,
     ADD COLUMN reason text CHECK (length(reason) <= 500),
     -- Kept for hand-offs (enabled = false): the conversation's next switch, and the first
     -- message by a human in the conversation from the hand-off until that switch.
     ADD COLUMN ended_at timestamptz,
     ADD COLUMN answered_at timestamptz;
-UPDATE agent_status_changes SET actor = 'agent' WHERE actor IS NULL;
-ALTER TABLE agent_status_changes ALTER COLUMN actor SET NOT NULL;
+ALTER TABLE agent_status_changes
+    ALTER COLUMN actor SET DEFAULT coalesce(agent_switch_setting('wsd.actor'), 'agent'),
+    ALTER COLUMN actor_role SET DEFAULT agent_switch_setting('wsd.actor_role'),
+    ALTER COLUMN reason SET DEFAULT agent_switch_setting('wsd.reason');
 
-CREATE FUNCTION agent_switch_setting(name text) RETURNS text LANGUAGE sql STABLE
-    RETURN nullif(current_setting(name, true), '');
-
--- Before a switch is stored: who made it and why (from the transaction's settings when the
--- writer did not say), and, for a hand-off, a human message already there (rows loaded out
+-- Before a hand-off is stored: a human message already there answers it (rows written out
 -- of order).
-CREATE FUNCTION name_agent_switch() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION answered_handoff() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.actor IS NULL THEN
-        NEW.actor := coalesce(agent_switch_setting('wsd.actor'), 'agent');
-        NEW.actor_role := coalesce(NEW.actor_role, agent_switch_setting('wsd.actor_role'));
-    END IF;
-    NEW.reason := coalesce(NEW.reason, agent_switch_setting('wsd.reason'));
-    IF NOT NEW.enabled AND NEW.answered_at IS NULL THEN
-        NEW.answered_at := (SELECT min(m.created_at) FROM messages AS m
-                             WHERE m.conversation_id = NEW.conversation_id AND m.role = 'human'
-                               AND m.created_at >= NEW.changed_at);
-    END IF;
+    NEW.answered_at := (SELECT min(m.created_at) FROM messages AS m
+                         WHERE m.conversation_id = NEW.conversation_id AND m.role = 'human'
+                           AND m.created_at >= NEW.changed_at);
     RETURN NEW;
 END $$;
-CREATE TRIGGER agent_status_changes_name BEFORE INSERT ON agent_status_changes
-    FOR EACH ROW EXECUTE FUNCTION name_agent_switch();
+CREATE TRIGGER agent_status_changes_answered BEFORE INSERT ON agent_status_changes
+    FOR EACH ROW WHEN (NOT NEW.enabled AND NEW.answered_at IS NULL) EXECUTE FUNCTION answered_handoff();
 
 -- After a switch: it ends the conversation's switch before it.
 CREATE FUNCTION end_previous_agent_switch() RETURNS trigger LANGUAGE plpgsql AS $$
