@@ -23,6 +23,7 @@ from wsd.database import Database, apply_migrations, load_queries
 from wsd.demo_activity import run_demo_activity
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
+from wsd.handlers.exports import EXPORTS
 from wsd.leader import lead
 from wsd.listener import ChangeListener
 from wsd.live import ChangeHints
@@ -154,7 +155,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         if config.outlook.enabled:
             calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook))
             stack.push_async_callback(calendar.graph.close)
-        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar)
+        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar, exports=EXPORTS)
 
         hints = ChangeHints(server.publish)
 

@@ -18,8 +18,9 @@ import msgspec
 
 __all__ = ["PERSONAL_FIELDS", "MASK", "masked", "touched_ids", "entry_fields"]
 
-# Fields that name or reach a person: never stored in clear on the trail.
-PERSONAL_FIELDS = frozenset({"full_name", "email", "attendee_email", "phone", "company"})
+# Fields that name or reach a person (and `search`, what was typed to find one): never
+# stored in clear on the trail.
+PERSONAL_FIELDS = frozenset({"full_name", "email", "attendee_email", "phone", "company", "search"})
 MASK = "***"
 
 

@@ -53,11 +53,16 @@ class AbandonedLeads(Payload):
     cursor: str | None = None
 
 
+def all_leads_filters(_: Context, payload: AllLeads) -> dict[str, Any]:
+    """get_all_leads' filters as all_leads.sql's parameters (its export uses them too)."""
+    return {"step": payload.step, "search": payload.search}
+
+
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
     """Leads newest first with user, bant_data and requirements joined, a page at a time."""
     after_created_at, after_id = decode_cursor(payload.cursor)
     rows = [row async for row in ctx.queries.leads.all_leads(
-        ctx.pool, step=payload.step, search=payload.search, after_created_at=after_created_at,
+        ctx.pool, **all_leads_filters(ctx, payload), after_created_at=after_created_at,
         after_id=after_id, page_size=payload.limit + 1)]
     return page_of(rows, payload.limit, key="created_at", document="lead")
 
@@ -102,12 +107,17 @@ async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any
     return [dict(row) async for row in ctx.queries.leads.conversion_stats(ctx.pool)]
 
 
+def abandoned_leads_filters(_: Context, payload: AbandonedLeads) -> dict[str, Any]:
+    """get_abandoned_leads' filters as abandoned_leads.sql's parameters."""
+    return {"days": payload.days}
+
+
 async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
     """Unfinished leads with no activity for more than `days` days, oldest first."""
     after_activity_at, after_id = decode_cursor(payload.cursor)
     rows = [row async for row in ctx.queries.leads.abandoned_leads(
-        ctx.pool, days=payload.days, after_activity_at=after_activity_at, after_id=after_id,
-        page_size=payload.limit + 1)]
+        ctx.pool, **abandoned_leads_filters(ctx, payload), after_activity_at=after_activity_at,
+        after_id=after_id, page_size=payload.limit + 1)]
     return page_of(rows, payload.limit, key="last_activity_at", document="lead")
 
 

@@ -189,9 +189,9 @@ async def _after_commit(ctx: Context, committed_id: uuid.UUID | str) -> dict[str
     return document
 
 
-async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
-    """Meetings ordered by start; `today` and `this_week` (Monday–Sunday) are local dates in
-    business.timezone; `by_status` with `status`. Paginated like leads."""
+def meetings_filters(ctx: Context, payload: MeetingsQuery) -> dict[str, Any]:
+    """get_all_meetings' filter as list_meetings.sql's parameters: `today` and `this_week`
+    (Monday–Sunday) are local dates in business.timezone."""
     zone = ctx.config.business.zone
     since = until = None
     if payload.filter == "today":
@@ -201,9 +201,15 @@ async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
         monday = today - dt.timedelta(days=today.weekday())
         since = local_day_bounds(monday, zone)[0]
         until = local_day_bounds(monday + dt.timedelta(days=7), zone)[0]
+    return {"since": since, "until": until, "status": payload.status}
+
+
+async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
+    """Meetings ordered by start; `today` and `this_week` (Monday–Sunday) are local dates in
+    business.timezone; `by_status` with `status`. Paginated like leads."""
     after_start, after_id = decode_cursor(payload.cursor)
     rows = [row async for row in ctx.queries.meetings.list_meetings(
-        ctx.pool, since=since, until=until, status=payload.status, after_start=after_start,
+        ctx.pool, **meetings_filters(ctx, payload), after_start=after_start,
         after_id=after_id, page_size=payload.limit + 1)]
     return page_of(rows, payload.limit, key="start_time", document="meeting")
 
