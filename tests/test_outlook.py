@@ -200,6 +200,19 @@ async def test_cancel_falls_back_to_delete_when_not_the_organizer(client: Client
     assert fake.events == {}
 
 
+async def test_a_request_waits_for_the_pusher_that_holds_its_meeting(client: Client, fake: FakeGraph, db) -> None:
+    """The worker or a sync round may claim a meeting between a write's commit and the
+    request's own push: the reply waits for that push instead of answering `pending`."""
+    lead_id, user_id = await lead_at(db, "bant")
+    meeting = await client.data("meetings", "create_meeting", booking(lead_id, user_id, at(next_weekday(), 15)))
+    # Another pusher's claim, lapsing in 1 s (as if it held the meeting and then finished).
+    await db.execute("UPDATE meetings SET sync_claimed_until = now() + interval '1 second' WHERE id = $1",
+                     uuid.UUID(meeting["id"]))
+    cancelled = await client.data("meetings", "cancel_meeting", {"meeting_id": meeting["id"]})
+    assert (cancelled["status"], cancelled["sync_status"]) == ("cancelled", "synced")
+    assert fake.events == {}
+
+
 async def test_delta_sync_pages_moves_deletions_and_outlook_events(client: Client, fake: FakeGraph, db) -> None:
     lead_id, user_id = await lead_at(db, "bant")
     day = next_weekday()

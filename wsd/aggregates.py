@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
 import orjson
+
+from wsd.queries import Queries, one_row
 
 __all__ = ["Difference", "differences"]
 
@@ -47,7 +48,7 @@ class Difference:
         return f"{self.figure} [{self.key}]: kept {self.kept}, recomputed {self.recomputed}"
 
 
-async def differences(connection: asyncpg.Connection, queries: SimpleNamespace) -> list[Difference]:
+async def differences(connection: asyncpg.Connection, queries: Queries) -> list[Difference]:
     """Every kept figure that differs from its recomputation; empty when all agree.
 
     Runs in one repeatable-read transaction, so kept rows and raw rows are read from the same
@@ -73,15 +74,15 @@ async def differences(connection: asyncpg.Connection, queries: SimpleNamespace) 
     return found
 
 
-async def _percentile_differences(connection: asyncpg.Connection, queries: SimpleNamespace,
+async def _percentile_differences(connection: asyncpg.Connection, queries: Queries,
                                   since: dt.datetime, until: dt.datetime) -> list[Difference]:
     """agent_performance's median and p90 in [since, until) where they are not bit-equal to
     percentile_cont's: the kept histogram only says where to look, so any difference is a bug."""
-    row = await queries.dashboard.agent_performance(connection, since=since, until=until)
+    row = one_row(await queries.dashboard.agent_performance(connection, since=since, until=until))
     replies: Any = row["replies"]
     if isinstance(replies, str):  # a connection without wsd's json codec
         replies = orjson.loads(replies)
-    exact = await queries.aggregates.exact_reply_percentiles(connection, since=since, until=until)
+    exact = one_row(await queries.aggregates.exact_reply_percentiles(connection, since=since, until=until))
     return [Difference(f"agent_performance {name}", f"{since.isoformat()} to {until.isoformat()}",
                        repr(replies[name]), repr(exact[name]))
             for name in ("median", "p90") if replies[name] != exact[name]]

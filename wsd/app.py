@@ -31,6 +31,7 @@ from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
 from wsd.reload import Reloader
+from wsd.runtime import INSTANCE
 from wsd.sdnotify import Notifier, install_test_loop_block
 from wsd.server import WsdServer
 from wsd.supervisor import Fatal, supervise
@@ -38,7 +39,7 @@ from wsd.topics import CHANGES_CHANNEL
 
 __all__ = ["run_daemon", "lifespan", "ensure_demo_token", "demo_token_path"]
 
-log = structlog.get_logger("wsd")
+log = structlog.get_logger("wsd.app")
 
 # Notification channels whose payloads are pushed to clients as events of this topic.
 # `changes` ({"topic": ...}) also drops cached answers and re-runs live queries of the topic.
@@ -153,7 +154,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         queries = load_queries()
         calendar = None
         if config.outlook.enabled:
-            calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook))
+            calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook, user_agent=f"wsd/{INSTANCE}"))
             stack.push_async_callback(calendar.graph.close)
         server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar, exports=EXPORTS)
 

@@ -15,13 +15,22 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Collection, Hashable, Iterable
+from typing import Any, Awaitable, Callable, Collection, Final, Hashable, Iterable
 
-__all__ = ["SingleFlightCache", "CacheStats", "MISS"]
+__all__ = ["SingleFlightCache", "CacheStats", "Missing", "MISS"]
 
-MISS: Any = object()   # what `peek` returns when no fresh answer is stored
+
+class Missing(enum.Enum):
+    """What `peek` returns when no fresh answer is stored: a member of its own type, so it
+    can never be mistaken for a stored answer (None is one)."""
+
+    MISS = enum.auto()
+
+
+MISS: Final = Missing.MISS
 
 
 @dataclass

@@ -35,10 +35,12 @@ if TYPE_CHECKING:
 
 __all__ = ["CalendarSync"]
 
-log = structlog.get_logger("wsd.outlook")
+log = structlog.get_logger("wsd.calendar_sync")
 
 LEASE_SECONDS = 120
 BATCH = 20
+# How often a request waiting for another pusher looks whether it has finished.
+HOLDER_POLL_SECONDS = 0.05
 CANCEL_COMMENT = "La reunión fue cancelada."
 
 
@@ -97,6 +99,19 @@ class CalendarSync:
             event_id=event.id if event else None, change_key=event.change_key if event else None))
         self.pushes[status] += 1
         return status
+
+    async def push_awaiting_holder(self, meeting_id: uuid.UUID, budget_seconds: float) -> str | None:
+        """A request's push. When the worker or a sync round holds the meeting already, wait
+        for it within the budget: the reply then shows that push's outcome instead of a
+        `pending` that is being resolved at that very moment."""
+        deadline = time.monotonic() + budget_seconds
+        while True:
+            status = await self.push(meeting_id, budget_seconds=max(0.0, deadline - time.monotonic()))
+            if status is not None or time.monotonic() >= deadline:
+                return status
+            if not await self.queries.push_in_flight(self.pool, meeting_id=meeting_id):
+                return None
+            await asyncio.sleep(HOLDER_POLL_SECONDS)
 
     async def _reconcile(self, meeting: dict[str, Any], deadline: float | None) -> GraphEvent | None:
         event_id = meeting["outlook_event_id"]

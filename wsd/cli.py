@@ -129,8 +129,8 @@ def _verify_aggregates(config: Config, _args: argparse.Namespace) -> int:
 
     found = []
 
-    async def check(connection: object) -> None:
-        found.extend(await differences(connection, load_queries()))  # type: ignore[arg-type]
+    async def check(connection: asyncpg.Connection) -> None:
+        found.extend(await differences(connection, load_queries()))
     asyncio.run(_with_database(config, check))
     for difference in found:
         print(f"differs: {difference}")

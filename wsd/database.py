@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import aiosql
 import asyncpg
@@ -30,6 +30,7 @@ import psutil
 import structlog
 
 from wsd.config import Config
+from wsd.queries import Queries
 from wsd.supervisor import Fatal
 
 __all__ = ["Database", "EmbeddedPostgres", "BoundedPool", "load_queries", "statement_of", "apply_migrations",
@@ -246,16 +247,16 @@ class DirectAsyncPGAdapter(AsyncPGAdapter):
         return await conn.execute(sql, *self._ordered(query_name, parameters))
 
 
-def load_queries() -> SimpleNamespace:
+def load_queries() -> Queries:
     """Every named query, as `queries.<resource>.<name>(conn_or_pool, **params)`.
 
     Each resource is a folder of one-statement `.sql` files; migrations are not queries.
     """
-    return SimpleNamespace(**{
+    return cast(Queries, SimpleNamespace(**{
         folder.name: aiosql.from_path(folder, DirectAsyncPGAdapter)
         for folder in sorted(SQL_DIR.iterdir())
         if folder.is_dir() and folder.name != "migrations"
-    })
+    }))
 
 
 def statement_of(queries: Any, folder: str, name: str) -> tuple[str, list[str]]:

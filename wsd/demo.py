@@ -140,9 +140,9 @@ COLUMNS = {
 }
 
 
-def _ascii(text: str) -> str:
-    table = str.maketrans("áéíóúñü", "aeiounu")
-    return text.lower().translate(table).replace(" ", "")
+def email_part(text: str) -> str:
+    """A name or company as part of a demo address: lower case, unaccented, no spaces or dots."""
+    return text.lower().translate(str.maketrans("áéíóúñü", "aeiounu")).replace(" ", "").replace(".", "")
 
 
 class _Generator:
@@ -162,7 +162,7 @@ class _Generator:
                    f"{rng.choice(COMPANY_SUFFIXES)}")
         created = anchor - dt.timedelta(days=rng.uniform(0, 180) ** 1.15 / 180 ** 0.15)
         user_id, conversation_id, lead_id = self.uuid(), self.uuid(), self.uuid()
-        email = f"{_ascii(first)}.{_ascii(last)}{index}@{_ascii(company.split()[0])}.example"
+        email = f"{email_part(first)}.{email_part(last)}{index}@{email_part(company.split()[0])}.example"
         phone = f"+34 6{rng.randrange(10_000_000, 99_999_999)}"
         rows.users.append((user_id, f"{first} {last}", email, phone, company, created))
 

@@ -32,7 +32,6 @@ import heapq
 import random
 import uuid
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Awaitable, Callable
 
 import asyncpg
@@ -42,6 +41,7 @@ from wsd import demo
 from wsd.clock import local_today, utc_now
 from wsd.config import Config
 from wsd.database import load_queries
+from wsd.queries import Queries, one_row
 from wsd.slots import free_slots
 from wsd.steps import STEPS
 
@@ -176,7 +176,7 @@ class _Agent:
     """Writes one event's rows; every random choice comes from `rng`, so a seed and the
     database state fix what is written."""
 
-    def __init__(self, config: Config, rng: random.Random, queries: SimpleNamespace) -> None:
+    def __init__(self, config: Config, rng: random.Random, queries: Queries) -> None:
         self.config = config
         self.rng = rng
         self.q = queries
@@ -211,10 +211,11 @@ class _Agent:
         first, last = rng.choice(demo.FIRST_NAMES), rng.choice(demo.LAST_NAMES)
         stem = rng.choice(demo.COMPANY_STEMS)
         company = f"{stem} {rng.choice(demo.COMPANY_KINDS)} {rng.choice(demo.COMPANY_SUFFIXES)}"
-        email = f"{_ascii(first)}.{_ascii(last)}{rng.randrange(100, 10_000)}@{_ascii(stem)}.example"
+        local_part = f"{demo.email_part(first)}.{demo.email_part(last)}{rng.randrange(100, 10_000)}"
+        email = f"{local_part}@{demo.email_part(stem)}.example"
         phone = f"+34 6{rng.randrange(10_000_000, 100_000_000)}"
-        created = await self.q.demo_activity.new_lead(
-            connection, full_name=f"{first} {last}", email=email, phone=phone, company=company)
+        created = one_row(await self.q.demo_activity.new_lead(
+            connection, full_name=f"{first} {last}", email=email, phone=phone, company=company))
         await self.q.leads.record_step_change(
             connection, lead_id=created["lead_id"], from_step=None, to_step="start", source=SOURCE)
         await self.q.demo_activity.insert_message(
@@ -348,10 +349,6 @@ def _candidate_starts(config: Config, minutes: int, pick: float) -> list[dt.date
 def _subject(full_name: str, company: str | None) -> str:
     subject = f"Reunión con {full_name}" + (f" ({company})" if company else "")
     return subject[:255]
-
-
-def _ascii(text: str) -> str:
-    return text.lower().translate(str.maketrans("áéíóúñü", "aeiounu")).replace(" ", "").replace(".", "")
 
 
 # Connection loss -----------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from urllib.parse import quote
 import aiohttp
 
 from wsd.config import OutlookConfig
-from wsd.runtime import INSTANCE
 
 __all__ = ["GraphClient", "GraphError", "ResyncRequired", "GraphEvent", "DeltaRound", "graph_time",
            "parse_graph_time"]
@@ -40,8 +39,6 @@ TRANSIENT_STATUSES = {429, 503, 504}
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 TRIES_PER_CALL = 4
-# Graph asks clients to identify themselves; the instance tells which wsd process called.
-USER_AGENT = f"wsd/{INSTANCE}"
 
 
 class GraphError(Exception):
@@ -114,8 +111,11 @@ async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
 
 class GraphClient:
     def __init__(self, settings: OutlookConfig, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random, user_agent: str = "wsd") -> None:
+        """`user_agent`: Graph asks clients to identify themselves; the daemon passes one that
+        names its instance, so Microsoft's logs tell which wsd process called."""
         self.settings = settings
+        self._user_agent = user_agent
         self._sleep = sleep
         self._jitter = jitter
         self._session: aiohttp.ClientSession | None = None
@@ -190,7 +190,7 @@ class GraphClient:
         attempt = 0
         while True:
             token = await self._access_token()
-            request_headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT,
+            request_headers = {"Authorization": f"Bearer {token}", "User-Agent": self._user_agent,
                                "Prefer": ", ".join(filter(None, ['outlook.timezone="UTC"', prefer]))}
             retry_after: str | None = None
             try:

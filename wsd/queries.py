@@ -233,6 +233,9 @@ class OutlookQueries(Protocol):
     async def push_failed(self, conn: Executor, *, meeting_id: Any, error: Any, permanent: Any, max_attempts: Any, retry_seconds: Any) -> Any:
         """Records a failed push and returns the sync_status: failed when Graph refused for good or after max_attempts tries, else pending with the next try after a doubling delay (≤ 5 min)."""
 
+    async def push_in_flight(self, conn: Executor, *, meeting_id: Any) -> Any:
+        """Returns true while another pusher holds the meeting (an unexpired claim on a meeting Outlook does not have yet), false otherwise."""
+
     async def push_succeeded(self, conn: Executor, *, meeting_id: Any, pushed_version: Any, event_id: Any, change_key: Any) -> Any:
         """Records that Outlook has the meeting as of pushed_version; returns the sync_status: synced, or pending when the meeting changed again while it was being pushed."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from wsd.calendar_sync import CalendarSync
@@ -38,9 +38,3 @@ class Runtime:
 
     figures: Callable[[], dict[str, Any]] = _no_figures
     calendar: CalendarSync | None = None
-
-    @classmethod
-    def from_services(cls, services: Mapping[str, Any]) -> Runtime:
-        """The older `services` dict ({"runtime": callable, "calendar": CalendarSync}),
-        kept so a server that still builds one runs unchanged."""
-        return cls(figures=services.get("runtime", _no_figures), calendar=services.get("calendar"))

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PicowsConnection", "PicowsListening"]
 
-log = structlog.get_logger("wsd.server")
+log = structlog.get_logger("wsd.transport_picows")
 
 POLICY_VIOLATION = 1008
 GOING_AWAY = 1001

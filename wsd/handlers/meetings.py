@@ -182,7 +182,7 @@ async def _after_commit(ctx: Context, committed_id: uuid.UUID | str) -> dict[str
     meeting_id = uuid.UUID(str(committed_id))
     calendar = _calendar(ctx)
     if calendar is not None:
-        status = await calendar.push(meeting_id, budget_seconds=INLINE_PUSH_SECONDS)
+        status = await calendar.push_awaiting_holder(meeting_id, budget_seconds=INLINE_PUSH_SECONDS)
         if status == "pending":
             calendar.wake()
     document: dict[str, Any] = await ctx.queries.meetings.meeting_by_id(ctx.pool, meeting_id=meeting_id)
