@@ -68,6 +68,9 @@ export class WsdClient {
   connect(): Promise<Caller>;
   /** Resolves with the reply's data, or {data, next_cursor} for paged actions. */
   request<T = any>(resource: string, action: string, payload?: object, options?: RequestOptions): Promise<T>;
+  /** A list (leads, abandoned_leads, meetings, trail) as CSV, once all its chunks are in. */
+  exportCsv(list: string, payload?: object, options?: RequestOptions):
+    Promise<{ csv: string; filename: string; content_type: string; rows: number }>;
   /** Live subscription; onData gets the first answer, each new one, and a fresh one after a reconnect. */
   subscribe<T = any>(resource: string, action: string, payload: object,
                      onData: (data: T, meta: UpdateMeta) => void, options?: SubscribeOptions): () => void;
