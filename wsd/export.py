@@ -27,6 +27,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import orjson
 
+from wsd.database import statement_of
 from wsd.dispatcher import Caller, Context, Payload
 from wsd.trail import entry_fields
 
@@ -96,8 +97,6 @@ def csv_rows(documents: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> s
 
 async def _batches(ctx: Context, export: Export, arguments: Payload) -> AsyncIterator[tuple[str, int]]:
     """The export's rows as CSV text, a batch at a time, each with its count of rows."""
-    from wsd.database import statement_of
-
     sql, names = statement_of(ctx.queries, *export.query)
     parameters = export.parameters(ctx, arguments)
     values = [parameters.get(name) for name in names]  # keyset and page size: NULL
@@ -110,7 +109,7 @@ async def _batches(ctx: Context, export: Export, arguments: Payload) -> AsyncIte
 async def run_export(ctx: Context, export: Export, arguments: Payload, bom: bool,
                      send: Callable[[str], Awaitable[None]]) -> dict[str, Any]:
     """Stream the export's CSV to `send` (header first) and put it on the trail, whatever
-    its outcome. Returns {filename, content_type, rows, bytes}.
+    its outcome. Returns {filename, content_type, rows}.
 
     `send` raises to stop the export (the client went away); the error propagates after
     the trail entry is written with outcome `failed`.
