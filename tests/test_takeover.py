@@ -8,6 +8,7 @@ import uuid
 
 from tests import factories
 from tests.conftest import Client
+from wsd.database import load_queries
 
 UTC = dt.timezone.utc
 DAY, SECOND = dt.timedelta(days=1), dt.timedelta(seconds=1)
@@ -51,7 +52,10 @@ async def test_human_takeover_on_a_hand_computed_fixture(admin: Client, viewer: 
                 "first_human_message_seconds": {"median": 300.0, "p90": 1020.0}}
     data = await viewer.data("dashboard", "get_human_takeover")
     assert {k: v for k, v in data.items() if k not in ("since", "until")} == expected
-    # The kept columns agree with their recomputation from the raw rows.
+    # The kept columns agree with their recomputation from the raw rows (verify-aggregates).
+    assert [dict(r) async for r in load_queries().aggregates.handoff_differences(db)] == []
+    await db.execute("UPDATE agent_status_changes SET answered_at = NULL")
+    assert len([r async for r in load_queries().aggregates.handoff_differences(db)]) == 4
     await db.execute("SELECT recount_handoffs()")
     assert {k: v for k, v in (await admin.data("dashboard", "get_human_takeover", {"days": 7})).items()
             if k not in ("since", "until")} == expected

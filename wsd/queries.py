@@ -24,6 +24,9 @@ class AggregatesQueries(Protocol):
     async def exact_reply_percentiles(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
         """Returns {median, p90}: percentile_cont(0.5) and (0.9) of response_seconds over every agent reply created in [since, until), read from messages alone (what agent_performance reads through the kept reply_delay_counts); both NULL without replies."""
 
+    def handoff_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each agent switch whose kept ended_at / answered_at (0014: the next switch, and for a hand-off its first human answer) differ from the ones recomputed from the raw rows (first 20)."""
+
     def lead_step_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each step whose kept current/furthest counts (0002) differ from the counts over lead_qualifications."""
 

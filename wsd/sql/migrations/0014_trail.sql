@@ -61,31 +61,6 @@ ALTER TABLE agent_status_changes
     ALTER COLUMN actor_role SET DEFAULT agent_switch_setting('wsd.actor_role'),
     ALTER COLUMN reason SET DEFAULT agent_switch_setting('wsd.reason');
 
--- Before a hand-off is stored: a human message already there answers it (rows written out
--- of order).
-CREATE FUNCTION answered_handoff() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.answered_at := (SELECT min(m.created_at) FROM messages AS m
-                         WHERE m.conversation_id = NEW.conversation_id AND m.role = 'human'
-                           AND m.created_at >= NEW.changed_at);
-    RETURN NEW;
-END $$;
-CREATE TRIGGER agent_status_changes_answered BEFORE INSERT ON agent_status_changes
-    FOR EACH ROW WHEN (NOT NEW.enabled AND NEW.answered_at IS NULL) EXECUTE FUNCTION answered_handoff();
-
--- After a switch: it ends the conversation's switch before it.
-CREATE FUNCTION end_previous_agent_switch() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE agent_status_changes
-       SET ended_at = NEW.changed_at,
-           answered_at = CASE WHEN answered_at < NEW.changed_at THEN answered_at END
-     WHERE conversation_id = NEW.conversation_id AND id <> NEW.id AND ended_at IS NULL
-       AND changed_at <= NEW.changed_at;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER agent_status_changes_end_previous AFTER INSERT ON agent_status_changes
-    FOR EACH ROW EXECUTE FUNCTION end_previous_agent_switch();
-
 -- A real switch of the column, by wsd or straight by the agent's worker, is recorded.
 CREATE FUNCTION record_agent_switch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -96,32 +71,61 @@ CREATE TRIGGER conversations_agent_switch AFTER UPDATE OF agent_enabled ON conve
     FOR EACH ROW WHEN (OLD.agent_enabled IS DISTINCT FROM NEW.agent_enabled)
     EXECUTE FUNCTION record_agent_switch();
 
--- A human's message answers the open hand-off of its conversation, if it is the first.
-CREATE FUNCTION answer_handoff() RETURNS trigger LANGUAGE plpgsql AS $$
+-- What ended_at and answered_at should be for the switches of one conversation (or all, with
+-- NULL), from the raw rows alone: the next switch, and for a hand-off the first human message
+-- from it until that next switch.
+CREATE FUNCTION recomputed_handoffs(conversation uuid DEFAULT NULL)
+    RETURNS TABLE (id bigint, ended_at timestamptz, answered_at timestamptz) LANGUAGE sql STABLE AS $$
+    SELECT a.id, a.next_at,
+           CASE WHEN NOT a.enabled THEN (
+               SELECT min(m.created_at) FROM messages AS m
+                WHERE m.conversation_id = a.conversation_id AND m.role = 'human'
+                  AND m.created_at >= a.changed_at AND (a.next_at IS NULL OR m.created_at < a.next_at)) END
+      FROM (SELECT s.id, s.conversation_id, s.enabled, s.changed_at,
+                   lead(s.changed_at) OVER (PARTITION BY s.conversation_id ORDER BY s.changed_at, s.id) AS next_at
+              FROM agent_status_changes AS s
+             WHERE conversation IS NULL OR s.conversation_id = conversation) AS a;
+$$;
+
+-- Brings one conversation's kept columns in line. The conversation's row lock (which every
+-- message and every switch through wsd takes anyway) orders concurrent writers of the same
+-- conversation, and each statement after it sees what the one before committed, so rows
+-- written in any order, by several writers at once, still end up exact.
+CREATE FUNCTION rekeep_handoffs(conversation uuid) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE agent_status_changes
-       SET answered_at = NEW.created_at
-     WHERE conversation_id = NEW.conversation_id AND NOT enabled
-       AND changed_at <= NEW.created_at AND (ended_at IS NULL OR ended_at > NEW.created_at)
-       AND (answered_at IS NULL OR answered_at > NEW.created_at);
+    PERFORM 1 FROM conversations WHERE id = conversation FOR NO KEY UPDATE;
+    UPDATE agent_status_changes AS a SET ended_at = r.ended_at, answered_at = r.answered_at
+      FROM recomputed_handoffs(conversation) AS r
+     WHERE a.id = r.id AND (a.ended_at, a.answered_at) IS DISTINCT FROM (r.ended_at, r.answered_at);
+END $$;
+
+-- A switch written, moved or deleted, or a human's message written, moved or deleted:
+-- its conversation's (and, when it moved, its old conversation's) hand-offs kept again.
+CREATE FUNCTION keep_handoffs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM rekeep_handoffs(OLD.conversation_id);
+    END IF;
+    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.conversation_id IS DISTINCT FROM OLD.conversation_id) THEN
+        PERFORM rekeep_handoffs(NEW.conversation_id);
+    END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER messages_answer_handoff AFTER INSERT ON messages
-    FOR EACH ROW WHEN (NEW.role = 'human') EXECUTE FUNCTION answer_handoff();
+CREATE TRIGGER agent_status_changes_keep_handoffs
+    AFTER INSERT OR DELETE OR UPDATE OF conversation_id, enabled, changed_at ON agent_status_changes
+    FOR EACH ROW EXECUTE FUNCTION keep_handoffs();
+CREATE TRIGGER messages_keep_handoffs AFTER INSERT ON messages
+    FOR EACH ROW WHEN (NEW.role = 'human') EXECUTE FUNCTION keep_handoffs();
+CREATE TRIGGER messages_keep_handoffs_delete AFTER DELETE ON messages
+    FOR EACH ROW WHEN (OLD.role = 'human') EXECUTE FUNCTION keep_handoffs();
+CREATE TRIGGER messages_keep_handoffs_update AFTER UPDATE OF conversation_id, role, created_at ON messages
+    FOR EACH ROW WHEN (OLD.role = 'human' OR NEW.role = 'human') EXECUTE FUNCTION keep_handoffs();
 
--- Recomputes ended_at and answered_at of every switch (after a bulk load with triggers off).
+-- Recomputes them all (after a bulk load with triggers off); `wsd verify-aggregates` compares.
 CREATE FUNCTION recount_handoffs() RETURNS void LANGUAGE sql AS $$
-    UPDATE agent_status_changes AS a SET ended_at = n.ended_at
-      FROM (SELECT id, lead(changed_at) OVER (PARTITION BY conversation_id ORDER BY changed_at, id)
-                       AS ended_at
-              FROM agent_status_changes) AS n
-     WHERE a.id = n.id AND a.ended_at IS DISTINCT FROM n.ended_at;
-    UPDATE agent_status_changes AS a
-       SET answered_at = (SELECT min(m.created_at) FROM messages AS m
-                           WHERE m.conversation_id = a.conversation_id AND m.role = 'human'
-                             AND m.created_at >= a.changed_at
-                             AND (a.ended_at IS NULL OR m.created_at < a.ended_at))
-     WHERE NOT a.enabled;
+    UPDATE agent_status_changes AS a SET ended_at = r.ended_at, answered_at = r.answered_at
+      FROM recomputed_handoffs() AS r
+     WHERE a.id = r.id AND (a.ended_at, a.answered_at) IS DISTINCT FROM (r.ended_at, r.answered_at);
 $$;
 SELECT recount_handoffs();
 
