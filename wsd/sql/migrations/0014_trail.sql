@@ -144,19 +144,8 @@ CREATE INDEX messages_human_created_idx ON messages (created_at) INCLUDE (conver
     WHERE role = 'human';
 
 -- ---------------------------------------------------------------------------------------
--- Exports: CSV lines built by PostgreSQL, so wsd only forwards text (wsd/export.py).
-
--- One CSV cell (RFC 4180): NULL is empty; text beginning with =, +, -, @, tab or carriage
--- return gets a leading ' (OWASP's CSV-injection advice); quoted when it holds a comma, a
--- quote, CR or LF, quotes doubled.
-CREATE FUNCTION csv_cell(value text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (SELECT CASE WHEN v ~ '[",\r\n]' THEN '"' || replace(v, '"', '""') || '"' ELSE v END
-              FROM (SELECT CASE WHEN left(value, 1) IN ('=', '+', '-', '@', E'\t', E'\r')
-                                THEN '''' || value ELSE coalesce(value, '') END) AS n(v));
-
--- A JSON document as one CSV line ending in CRLF: per column, a dotted path into it
--- (`user.email`); a scalar as its JSON text without quotes (true, 12, a string), an object
--- or array as its JSON text, a missing or null value as an empty cell.
-CREATE FUNCTION csv_line(document json, columns text[]) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (SELECT string_agg(csv_cell(document #>> string_to_array(c.path, '.')), ',' ORDER BY c.n)
-              FROM unnest(columns) WITH ORDINALITY AS c(path, n)) || E'\r\n';
+-- Exports (wsd/export.py): PostgreSQL's COPY writes the CSV; this makes a cell that a
+-- spreadsheet would run as a formula (beginning with =, +, -, @, tab or carriage return)
+-- start with ' instead (OWASP's CSV-injection advice). NULL stays NULL (an empty cell).
+CREATE FUNCTION csv_safe(value text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN left(value, 1) IN ('=', '+', '-', '@', E'\t', E'\r') THEN '''' || value ELSE value END;
