@@ -80,9 +80,11 @@ async def kill(daemon: Daemon) -> None:
     await asyncio.to_thread(daemon.process.wait, 10)
 
 
-async def restart(daemon: Daemon, dsn: str) -> Daemon:
-    """The same daemon again, on the same port (where the open page reconnects)."""
-    return await asyncio.to_thread(lambda: start_daemon(daemon.config_path.parent, dsn, port=daemon.port))
+async def restart(daemon: Daemon, dsn: str, **settings: Any) -> Daemon:
+    """The same daemon again, on the same port (where the open page reconnects); `settings`
+    as start_daemon takes them."""
+    return await asyncio.to_thread(lambda: start_daemon(daemon.config_path.parent, dsn, port=daemon.port,
+                                                        **settings))
 
 
 def stats_texts(stats: dict[str, Any]) -> dict[str, str]:

@@ -3,7 +3,8 @@
     make run   # in another terminal: demo data and the simulated agent
     .venv/bin/python -m tests.screenshots http://127.0.0.1:8765 var/demo-token
 
-Not a test: it writes docs/dashboard-desktop.png and docs/dashboard-phone.png.
+Not a test: it writes docs/dashboard-desktop.png and docs/dashboard-phone.png (the whole
+page), and docs/dashboard-lead.png (1280×800 with a lead's drawer open).
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ async def main(base_url: str, token: str) -> None:
             await page.fill("#token", token)
             await page.click("#login-form button[type=submit]")
             await page.wait_for_selector('#conn-state[data-state="ready"]')
-            await page.wait_for_selector("#lead-name")
+            await page.wait_for_selector(".card")
             await asyncio.sleep(1.5)  # let the first live updates land
             path = ROOT / "docs" / f"dashboard-{name}.png"
             await page.screenshot(path=str(path), full_page=True)
             print(path)
+            if name == "desktop":
+                await page.click('.column[data-step="requirements"] .card')
+                await page.wait_for_selector("#lead-name")
+                await asyncio.sleep(0.5)
+                path = ROOT / "docs" / "dashboard-lead.png"
+                await page.screenshot(path=str(path))
+                print(path)
             await context.close()
         await browser.close()
 

@@ -4,6 +4,7 @@ timeouts, backoff, and a reconnect that re-logs in and re-subscribes."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import asyncpg
 
 from tests import factories
 from tests.browser import Tab, browser, kill, new_tab, restart  # noqa: F401
-from tests.conftest import ADMIN_TOKEN, VIEWER_TOKEN, Daemon, conversation_locked, start_daemon
+from tests.conftest import ADMIN_TOKEN, ROOT, VIEWER_TOKEN, Daemon, conversation_locked, start_daemon
 from tests.test_reliability import eventually
 
 UTC = dt.timezone.utc
@@ -184,6 +185,94 @@ async def test_reconnect_logs_in_again_and_resubscribes(postgres: str, db: async
         first.stop()
         if second is not None:
             second.stop()
+
+
+async def test_writes_while_disconnected_fail_at_once_and_subscriptions_turn_stale(
+        postgres: str, db: asyncpg.Connection, browser, tmp_path: Path) -> None:  # noqa: F811
+    """A write asked for during a restart fails at once with `unavailable` (nothing sent, so
+    nothing runs seconds later); a read waits for the connection; each subscription says
+    "stale" on the drop and "fresh" once renewed."""
+    conversation_id = await factories.conversation(db)
+    first = start_daemon(tmp_path, postgres)
+    second = None
+    try:
+        tab = await page_on(browser, first)
+        await js(tab, """
+          const client = window.client = new wsd.WsdClient({url, token: arg, minDelay: 100, maxDelay: 400});
+          await client.connect();
+          await new Promise((resolve) => client.subscribe('dashboard', 'get_dashboard_stats', {}, resolve,
+              {onState: (state, info) => t.states.push([state, info.updatedAt !== null])}));
+        """, ADMIN_TOKEN)
+        assert await js(tab, "return t.states") == [["fresh", True]]
+        await kill(first)
+        await eventually(lambda: js(tab, "return client.state === 'reconnecting'"))
+        assert await js(tab, "return t.states") == [["fresh", True], ["stale", True]]
+        result = await js(tab, CAUGHT + """
+          const started = performance.now();
+          const error = await client.request('conversations', 'update_agent_status',
+              {conversation_id: arg, enabled: false}).catch(show);
+          const forced = await client.request('leads', 'some_future_write', {}, {write: true}).catch(show);
+          window.read = client.request('dashboard', 'get_dashboard_stats', {}, {timeout: 20000});
+          return {error, forced, waited: performance.now() - started};
+        """, str(conversation_id))
+        assert result["waited"] < 50
+        assert result["error"]["code"] == "unavailable" and result["error"]["isWsdError"]
+        assert result["error"]["details"] == {"reason": "not_connected", "outcome": "not_applied",
+                                              "state": "reconnecting"}
+        assert result["forced"]["code"] == "unavailable"
+        second = await restart(first, postgres)
+        await eventually(lambda: js(tab, "return client.state === 'ready'"), seconds=10)
+        assert "total_users" in await js(tab, "return await read")
+        await eventually(lambda: js(tab, "return t.states.length === 3"))
+        assert (await js(tab, "return t.states"))[-1] == ["fresh", True]
+        # The write never reached the daemon, before or after the reconnect.
+        await js(tab, "await new Promise((r) => setTimeout(r, 500))")
+        assert await db.fetchval("SELECT agent_enabled FROM conversations WHERE id = $1", conversation_id) is True
+        assert await db.fetchval("SELECT count(*) FROM agent_status_changes") == 0
+        # Connected again, the same write goes through.
+        await js(tab, "await client.request('conversations', 'update_agent_status', {conversation_id: arg, enabled: false})",
+                 str(conversation_id))
+        assert await db.fetchval("SELECT agent_enabled FROM conversations WHERE id = $1", conversation_id) is False
+        await js(tab, "client.close()")
+        await tab.page.context.close()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+async def test_write_actions_match_the_registry_and_the_types_declare_every_export(
+        daemon: Daemon, browser) -> None:  # noqa: F811
+    from wsd.handlers import ALL_TABLES
+
+    tab = await page_on(browser, daemon)
+    listed = await js(tab, "return [...wsd.WRITE_ACTIONS].sort()")
+    exported = await js(tab, "return Object.keys(wsd).sort()")
+    await tab.page.context.close()
+    assert listed == sorted(f"{t.resource}.{a.name}" for t in ALL_TABLES for a in t.actions if a.writes)
+    types = (ROOT / "wsd" / "web" / "wsd-client.d.ts").read_text()
+    for name in exported:
+        assert re.search(rf"export (const|class|function) {name}\b", types), name
+    assert '"changes" ({topic})' in types and "{topic, id}" not in types
+
+
+async def test_changes_hints_reach_only_a_client_that_asks(daemon: Daemon, db: asyncpg.Connection,
+                                                          browser) -> None:  # noqa: F811
+    tab = await page_on(browser, daemon)
+    await js(tab, """
+      t.hinted = []; t.plain = [];
+      window.hinted = new wsd.WsdClient({url, token: arg, hints: true,
+          onEvent: (topic, payload) => t.hinted.push([topic, payload])});
+      window.plain = new wsd.WsdClient({url, token: arg, onEvent: (topic, payload) => t.plain.push([topic, payload])});
+      await hinted.connect(); await plain.connect();
+      await hinted.request('dashboard', 'get_dashboard_stats');   // the hints request went first
+    """, ADMIN_TOKEN)
+    await factories.lead(db, [("start", dt.datetime.now(UTC), "agent")])
+    await eventually(lambda: js(tab, "return t.hinted.some(([topic, p]) => topic === 'changes' && p.topic === 'leads')"))
+    await js(tab, "await new Promise((r) => setTimeout(r, 500))")
+    assert await js(tab, "return t.plain") == []
+    await js(tab, "hinted.close(); plain.close();")
+    await tab.page.context.close()
 
 
 async def test_export_csv_assembles_the_chunks(daemon: Daemon, db: asyncpg.Connection, browser) -> None:  # noqa: F811

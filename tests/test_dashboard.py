@@ -226,6 +226,18 @@ async def test_real_time_metrics(admin: Client, db) -> None:
     assert metrics["pool"]["max"] == 5 and 1 <= metrics["pool"]["size"] <= 5
     assert 0 <= metrics["pool"]["idle"] <= metrics["pool"]["size"]
     assert metrics["uptime_seconds"] > 0 and metrics["outlook"] is None
+    # docs/protocol.md names every figure the reply carries, nested ones included.
+    import re
+    from tests.conftest import ROOT
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    documented = text[text.index("- Real-time metrics:"):text.index("Caching: the four aggregates")]
+    words = set(re.findall(r"[a-z_0-9]+", documented))
+    assert set(metrics) <= words, set(metrics) - words
+    for key in ("pool", "cache", "live"):
+        assert set(metrics[key]) <= words, (key, set(metrics[key]) - words)
+    assert isinstance(metrics["slow_clients_dropped"], int) and set(metrics["live"]) == {
+        "queries", "subscriptions", "reruns", "updates_sent"}
+    assert metrics["instance"].rsplit(":", 1)[1].isdigit()
 
 
 async def test_cache_single_flight_ttl_and_invalidation(postgres, db, tmp_path: Path) -> None:

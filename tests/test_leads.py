@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from tests import factories
-from tests.conftest import Client
+from tests.conftest import Client, open_client, start_daemon
 
 STEPS = ["start", "consent", "personal_data", "bant", "requirements", "meeting", "completed"]
 DAY, HOUR, MINUTE = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=1)
@@ -95,6 +95,28 @@ async def test_get_all_leads_pages_have_no_gaps_or_duplicates(admin: Client, pip
         seen += [lead["id"] for lead in reply["payload"]["data"]]
         cursor = reply["payload"]["next_cursor"]
     assert seen == [str(pipeline[k]) for k in "FEAD"]
+
+
+async def test_default_page_size_is_a_setting(pipeline, postgres, tmp_path) -> None:
+    """`[limits] default_page_size` pages get_all_leads and get_abandoned_leads when the payload
+    gives no limit (the seed's `{}` included); next_cursor says that more follow."""
+    daemon = start_daemon(tmp_path, postgres, sections={"limits": {"default_page_size": 3}})
+    try:
+        async with open_client(daemon.url) as connection:
+            client = Client(connection)
+            page = await client.request("leads", "get_all_leads", {})
+            nulled = await client.request("leads", "get_all_leads", {"limit": None})
+            rest = await client.request("leads", "get_all_leads", {"cursor": page["payload"]["next_cursor"]})
+            asked = await client.request("leads", "get_all_leads", {"limit": 6})
+            abandoned = await client.request("leads", "get_abandoned_leads", {"days": 1})
+    finally:
+        daemon.stop()
+    assert [lead["id"] for lead in page["payload"]["data"]] == [str(pipeline[k]) for k in "CBF"]
+    assert nulled["payload"] == page["payload"] and page["payload"]["next_cursor"] is not None
+    assert [lead["id"] for lead in rest["payload"]["data"]] == [str(pipeline[k]) for k in "EAD"]
+    assert rest["payload"]["next_cursor"] is None
+    assert len(asked["payload"]["data"]) == 6 and asked["payload"]["next_cursor"] is None
+    assert len(abandoned["payload"]["data"]) == 3 and abandoned["payload"]["next_cursor"] is not None
 
 
 async def test_get_all_leads_filters(admin: Client, pipeline) -> None:

@@ -88,6 +88,33 @@ async def test_a_write_through_wsd_pushes_the_new_stats(admin: Client, db, daemo
     assert update["data"]["leads_by_step"]["start"] == 0 and update["data"]["leads_by_step"]["bant"] == 1
 
 
+async def test_changes_hints_only_to_a_connection_that_asked(admin: Client, viewer: Client, db) -> None:
+    """`changes` hints are opt-in (live.hints): a client that did not ask reads no hint frame,
+    however much the data moves; `enabled: false` turns them off again."""
+    assert await viewer.data("live", "hints") == {"hints": True}
+    error = await admin.error("live", "hints", {"enabled": "yes"})
+    assert (error["code"], error["details"]["field"]) == ("invalid_payload", "enabled")
+    await settle(admin)
+    await settle(viewer)
+    admin.events.clear()
+    viewer.events.clear()
+    hint = {"type": "event", "topic": "changes", "payload": {"topic": "leads"}}
+    await factories.lead(db, [("start", now(), "agent")])
+
+    async def hinted() -> bool:
+        await settle(viewer, 0.2)
+        return hint in viewer.events
+    await eventually(hinted, 5)
+    await settle(admin)
+    assert [e for e in admin.events if e["topic"] == "changes"] == []
+    assert await viewer.data("live", "hints", {"enabled": False}) == {"hints": False}
+    await settle(viewer)
+    viewer.events.clear()
+    await factories.lead(db, [("start", now(), "agent")])
+    await settle(viewer, 1.0)
+    assert [e for e in viewer.events if e["topic"] == "changes"] == []
+
+
 async def test_a_plain_sql_write_pushes_the_new_stats(admin: Client, db) -> None:
     first = await subscribe(admin, "dashboard", "get_dashboard_stats")
     await settle(admin)

@@ -168,12 +168,64 @@ async def test_get_all_meetings_filters(admin: Client, db) -> None:
     first = await admin.request("meetings", "get_all_meetings", {"limit": 2})
     rest = await admin.request("meetings", "get_all_meetings", {"limit": 10, "cursor": first["payload"]["next_cursor"]})
     assert len(first["payload"]["data"]) == 2 and len(rest["payload"]["data"]) == 3
-    for payload, field in (({"filter": "tomorrow"}, "filter"), ({"filter": "by_status"}, None),
-                           ({"status": "completed"}, None), ({"filter": "by_status", "status": "done"}, "status")):
+    for payload, field in (({"filter": "tomorrow"}, "filter"), ({"filter": "by_status", "status": "done"}, "status"),
+                           ({"status": "over"}, "status")):
         error = await admin.error("meetings", "get_all_meetings", payload)
         assert error["code"] == "invalid_payload"
-        if field:
-            assert error["details"]["field"] == field
+        assert error["details"]["field"] == field
+
+
+async def test_by_status_and_status_with_every_filter(admin: Client, db) -> None:
+    """The seed's own `{"filter": "by_status"}` answers: every meeting, scheduled first, then
+    completed, then cancelled, each by start; `status` alone or beside `today`/`this_week`
+    means both conditions."""
+    lead_id, user_id = await lead_at(db, "meeting")
+    today = dt.datetime.now(MADRID).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    spec = {  # name: (start, stored status)
+        "last_week_done": (at(monday - dt.timedelta(days=3), 9), "scheduled"),  # over: completed
+        "last_week_cancelled": (at(monday - dt.timedelta(days=2), 9), "cancelled"),
+        "today_cancelled": (at(today, 0, 5), "cancelled"),
+        "today_late": (at(today, 23, 40), "scheduled"),
+        "next_week": (at(monday + dt.timedelta(days=8), 9), "scheduled"),
+        "next_week_cancelled": (at(monday + dt.timedelta(days=7), 9), "cancelled"),
+    }
+    ids = {name: await factories.meeting(db, lead_id, user_id, start, minutes=10, status=status)
+           for name, (start, status) in spec.items()}
+    by_id = {str(meeting_id): name for name, meeting_id in ids.items()}
+
+    async def names(payload):
+        return [by_id[m["id"]] for m in await admin.data("meetings", "get_all_meetings", payload)]
+
+    late_over = at(today, 23, 50) <= now()  # run in the day's last ten minutes
+    scheduled = ["next_week"] if late_over else ["today_late", "next_week"]
+    completed = ["last_week_done", "today_late"] if late_over else ["last_week_done"]
+    cancelled = ["last_week_cancelled", "today_cancelled", "next_week_cancelled"]
+    page = await admin.request("meetings", "get_all_meetings", {"filter": "by_status"})
+    assert page["type"] == "success" and page["payload"]["next_cursor"] is None
+    assert [by_id[m["id"]] for m in page["payload"]["data"]] == scheduled + completed + cancelled
+    assert [m["status"] for m in page["payload"]["data"]] == (
+        ["scheduled"] * len(scheduled) + ["completed"] * len(completed) + ["cancelled"] * 3)
+    assert await names({"filter": "by_status", "status": "cancelled"}) == cancelled
+    assert await names({"status": "scheduled"}) == sorted(scheduled, key=lambda n: spec[n][0])
+    assert await names({"status": "cancelled"}) == cancelled
+    assert await names({"filter": "today", "status": "cancelled"}) == ["today_cancelled"]
+    assert await names({"filter": "today", "status": "scheduled"}) == ([] if late_over else ["today_late"])
+    assert await names({"filter": "this_week", "status": "completed"}) == (["today_late"] if late_over else [])
+    assert await names({"filter": "this_week", "status": "cancelled"}) == ["today_cancelled"]
+    # Pages of by_status follow its order across the groups, cursor and all.
+    seen, cursor = [], None
+    while True:
+        reply = await admin.request("meetings", "get_all_meetings", {"filter": "by_status", "limit": 2, "cursor": cursor})
+        seen += [by_id[m["id"]] for m in reply["payload"]["data"]]
+        cursor = reply["payload"]["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == scheduled + completed + cancelled
+    # A cursor of one order is refused by the other, not misread.
+    plain = (await admin.request("meetings", "get_all_meetings", {"limit": 1}))["payload"]["next_cursor"]
+    error = await admin.error("meetings", "get_all_meetings", {"filter": "by_status", "cursor": plain})
+    assert (error["code"], error["details"]["field"]) == ("invalid_payload", "cursor")
 
 
 async def test_calendar_view_groups_by_local_date(admin: Client, db) -> None:

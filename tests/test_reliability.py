@@ -129,6 +129,7 @@ async def test_postgres_killed_and_restarted_under_load(tmp_path: Path) -> None:
 
         async with open_client(daemon.url) as events_connection:
             events = Client(events_connection)
+            assert await events.data("live", "hints") == {"hints": True}
             writers = [asyncio.create_task(writer(i)) for i in range(20)]
             watcher = asyncio.create_task(watch_readiness())
             await asyncio.sleep(1.0)
@@ -205,6 +206,7 @@ async def test_listener_connection_terminated_is_reopened(daemon: Daemon, admin:
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'wsd-listener' AND pid <> $1 "
         "AND datname = current_database()", pid), 10)
     await eventually(lambda: daemon.http("/readyz")[0] == 200, 5)
+    await admin.data("live", "hints", {"enabled": True})
     admin.events.clear()
     conversation_id = await factories.conversation(db)
     await db.execute("UPDATE conversations SET status = 'closed' WHERE id = $1", conversation_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import resource
 import signal
+import sys
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -26,7 +28,7 @@ from wsd.handlers import ALL_TABLES
 from wsd.handlers.exports import EXPORTS
 from wsd.leader import lead
 from wsd.listener import ChangeListener
-from wsd.live import ChangeHints
+from wsd.live import HINT_TOPIC, ChangeHints
 from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
@@ -47,20 +49,21 @@ EVENT_CHANNELS = {"wsd_agent_status": "agent_status", CHANGES_CHANNEL: "changes"
 # /readyz is at most this old; the probe gives the database this long to answer.
 PROBE_SECONDS = 1.0
 IDEMPOTENCY_KEYS_KEPT = dt.timedelta(days=1)
+EXIT_PORT_IN_USE = 2   # like a config error: nothing to retry until something changes
 
 
 def demo_token_path(config: Config) -> Path:
     return Path(config.base_dir) / "var" / "demo-token"
 
 
-def ensure_demo_token(config: Config) -> str | None:
-    """With no tokens configured, make (or reuse) an admin token kept in `var/demo-token`.
+def ensure_demo_token(config: Config) -> str:
+    """Make (or reuse) the demo admin token kept in `var/demo-token` and accept it beside
+    any configured token (only `--demo` calls this).
 
-    Returns the token when it made one, None when tokens were configured; the demo daemon
-    must never be open to anonymous clients, so this rather than an "auth off" switch.
+    Adding a token to config.toml, as the page's sign-in hint suggests, must not lock out
+    the page and wsd-cli that `make run` set up with this one; the demo daemon is never open
+    to anonymous clients, so this rather than an "auth off" switch.
     """
-    if config.auth.tokens:
-        return None
     token_file = demo_token_path(config)
     if token_file.exists():
         token = token_file.read_text().strip()
@@ -69,7 +72,9 @@ def ensure_demo_token(config: Config) -> str | None:
         token_file.parent.mkdir(parents=True, exist_ok=True)
         token_file.touch(mode=0o600)
         token_file.write_text(token + "\n")
-    config.auth.tokens = [TokenEntry(name="demo-admin", role="admin", sha256=hash_token(token))]
+    entry = TokenEntry(name="demo-admin", role="admin", sha256=hash_token(token))
+    if entry not in config.auth.tokens:
+        config.auth.tokens = [*config.auth.tokens, entry]
     return token
 
 
@@ -173,7 +178,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         def resync() -> None:
             cache.invalidate()
             server.live.rerun_all()
-            server.publish("changes", {"topic": "*"})
+            server.publish(HINT_TOPIC, {"topic": "*"})
 
         listener = ChangeListener(lambda: database.connect("wsd-listener"), EVENT_CHANNELS,
                                   relay, resync)
@@ -216,7 +221,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         await server.start(reuse_port)
         stack.callback(notifier.status, "stopping: background tasks and database")
         stack.push_async_callback(server.shutdown)
-        log.info("listening", url=_url(config, server), port=server.port,
+        log.info("listening", url=_url(config, server), page=_page_url(config, server), port=server.port,
                  transport=config.server.transport)
         notifier.send("READY=1", f"STATUS=serving on port {server.port}")
         try:
@@ -228,6 +233,12 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
 
 def _url(config: Config, server: WsdServer) -> str:
     return f"ws://{config.server.host}:{server.port}{config.server.path}"
+
+
+def _page_url(config: Config, server: WsdServer) -> str:
+    """The dashboard's address (a browser cannot open 0.0.0.0: it gets loopback instead)."""
+    host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::", "") else config.server.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{server.port}/"
 
 
 async def run_daemon(config: Config, with_demo: bool = False, demo_activity: bool = False,
@@ -267,24 +278,31 @@ async def run_daemon(config: Config, with_demo: bool = False, demo_activity: boo
         async with lifespan(config, with_demo and not worker, demo_activity, reuse_port=worker,
                             notifier=notifier) as server:
             reloader.append(Reloader(server, reload_config))
-            if with_demo and not worker:
-                await _print_demo_banner(server, _url(config, server), token)
+            if token is not None and not worker:
+                await _print_demo_banner(server, _url(config, server), _page_url(config, server), token)
             await stop.wait()
     except* Fatal as failure:
         log.error("stopping: a part of wsd cannot be recovered", error=str(failure.exceptions[0]))
         status = 1
+    except* OSError as failure:
+        if not all(getattr(error, "errno", None) == errno.EADDRINUSE for error in failure.exceptions):
+            raise
+        print(f"wsd: port {config.server.port} is already in use on {config.server.host}: stop what "
+              f"holds it, or pick another with WSD_SERVER_PORT=<port> (or [server] port)",
+              file=sys.stderr, flush=True)
+        status = EXIT_PORT_IN_USE
     log.info("stopped", status=status)
     return status
 
 
-async def _print_demo_banner(server: WsdServer, url: str, token: str | None) -> None:
+async def _print_demo_banner(server: WsdServer, url: str, page: str, token: str) -> None:
     conversation_id = await server.pool.fetchval(
         "SELECT id FROM conversations ORDER BY created_at, id LIMIT 1")
     lines = [
         "",
-        f"  wsd demo is up at {url}",
-        f"  admin token: {token}  (kept in var/demo-token; wsd-cli reads it from there)"
-        if token else "  tokens come from config.toml",
+        f"  wsd demo is up: open {page} (WebSocket {url})",
+        f"  admin token: {token}  (kept in var/demo-token; wsd-cli reads it from there; it keeps"
+        " working beside tokens you add to config.toml)",
         f"  try: bin/wsd-cli conversations update_agent_status conversation_id={conversation_id} enabled=false",
         "",
     ]

@@ -86,8 +86,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
                                                worker=args.worker, config_path=config_path))
     if args.demo:
         token = ensure_demo_token(config)  # made once, before the workers read it
-        if token:
-            print(f"  admin token: {token}  (kept in var/demo-token)", flush=True)
+        print(f"  admin token: {token}  (kept in var/demo-token)", flush=True)
     return _event_loop_runner()(serve_workers(config, config_path, workers,
                                               with_demo=args.demo, demo_activity=activity))
 

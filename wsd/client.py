@@ -8,7 +8,8 @@ Example:
     wsd-cli                      # interactive prompt, with history
 
 The token comes from --token, else $WSD_TOKEN, else the demo daemon's `var/demo-token`.
-Exit codes: 0 success, 1 error reply, 2 usage, 3 daemon unreachable or token refused.
+Exit codes: 0 success (also when the reader of stdout stopped early, as `| head` does),
+1 error reply, 2 usage, 3 daemon unreachable or token refused.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class Client:
 
 
 def _print(reply: dict[str, Any]) -> None:
-    print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
+    print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode(), flush=True)
 
 
 async def _one_shot(client: Client, words: list[str]) -> int:
@@ -192,6 +193,35 @@ async def _follow(client: Client, subscription: str) -> None:
             _print(message)
 
 
+def help_text(words: list[str]) -> str:
+    """The prompt's `help`: every resource and its actions, or one action's role and payload
+    fields, read from the registry (never hand-written, so it cannot drift).
+
+    Example:
+        >>> print(help_text(["leads", "get_lead_with_complete_data"]))
+        leads get_lead_with_complete_data (viewer)
+          lead_id: uuid
+    """
+    from wsd.handlers import ALL_TABLES
+    from wsd.live import LIVE_ACTIONS, LIVE_RESOURCE
+    from wsd.schema import payload_fields
+
+    catalogue = {table.resource: {a.name: (a.payload_type, a.role) for a in table.actions}
+                 for table in ALL_TABLES}
+    catalogue[LIVE_RESOURCE] = {name: (payload, "viewer") for name, payload in LIVE_ACTIONS.items()}
+    if not words:
+        return "\n".join(["RESOURCE ACTION [JSON | key=value ...]; `help RESOURCE ACTION` shows its payload",
+                          *(f"  {resource}: {' '.join(actions)}" for resource, actions in catalogue.items())])
+    actions = catalogue.get(words[0])
+    if actions is None or len(words) > 2 or (len(words) == 2 and words[1] not in actions):
+        return f"no such resource or action: {' '.join(words)} (`help` lists them)"
+    if len(words) == 1:
+        return "\n".join(f"{words[0]} {name} ({role})" for name, (_, role) in actions.items())
+    payload, role = actions[words[1]]
+    fields = [line.replace("`", "").replace("\\|", "|") for line in payload_fields(payload)]
+    return "\n".join([f"{words[0]} {words[1]} ({role})", *(f"  {line}" for line in fields or ["no payload"])])
+
+
 async def _interactive(client: Client) -> int:
     try:
         import readline
@@ -199,7 +229,7 @@ async def _interactive(client: Client) -> int:
             readline.read_history_file(HISTORY_FILE)
     except (ImportError, OSError):
         readline = None  # type: ignore[assignment]
-    print("wsd-cli: RESOURCE ACTION [JSON | key=value ...]; Ctrl-D quits")
+    print("wsd-cli: RESOURCE ACTION [JSON | key=value ...]; `help` lists them; Ctrl-D quits")
     try:
         while True:
             try:
@@ -209,6 +239,9 @@ async def _interactive(client: Client) -> int:
                 return 0
             words = shlex.split(line)
             if not words:
+                continue
+            if words[0] == "help":
+                print(help_text(words[1:]))
                 continue
             if len(words) < 2:
                 print("need RESOURCE ACTION")
@@ -229,6 +262,8 @@ async def _run(url: str, token: str | None, words: list[str]) -> int:
                            max_size=None) as connection:
             client = Client(connection)
             return await (_one_shot(client, words) if words else _interactive(client))
+    except BrokenPipeError:
+        return _stdout_closed()
     except InvalidStatus as error:
         status = error.response.status_code
         reason = "token refused" if status == 401 else "handshake refused"
@@ -236,6 +271,16 @@ async def _run(url: str, token: str | None, words: list[str]) -> int:
     except (OSError, asyncio.TimeoutError, WebSocketException) as error:
         print(f"wsd-cli: cannot reach wsd at {url}: {error}", file=sys.stderr)
     return EXIT_UNREACHABLE
+
+
+def _stdout_closed() -> int:
+    """Whoever read our output stopped (`wsd-cli ... | head`): that is not an unreachable
+    daemon but the reader being done, so exit 0 quietly, and point stdout at /dev/null so
+    the interpreter's last flush at exit does not complain about the broken pipe again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return asyncio.run(_run(args.url or default_url(), token, args.words))
+    except BrokenPipeError:
+        return _stdout_closed()
     except UsageError as error:
         print(f"wsd-cli: {error}", file=sys.stderr)
         return EXIT_USAGE

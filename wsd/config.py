@@ -103,6 +103,7 @@ class OutlookConfig(_Section):
 
 class LimitsConfig(_Section):
     max_package_items: int = 200
+    default_page_size: int = 100
 
 
 class LiveConfig(_Section):
@@ -181,10 +182,13 @@ def _check(config: Config) -> None:
                        ("server.listen_backlog", s.listen_backlog),
                        ("auth.max_failures_per_minute", config.auth.max_failures_per_minute),
                        ("limits.max_package_items", config.limits.max_package_items),
+                       ("limits.default_page_size", config.limits.default_page_size),
                        ("live.max_subscriptions_per_connection", config.live.max_subscriptions_per_connection),
                        ("live.max_concurrent_reruns", config.live.max_concurrent_reruns)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if config.limits.default_page_size > 1000:
+        raise ConfigError("limits.default_page_size: at most 1000, the largest `limit` a payload may give")
     if config.log.access_lines_per_second < 0:
         raise ConfigError("log.access_lines_per_second: must not be negative (0 = every request)")
     if s.workers < 0:

@@ -40,7 +40,8 @@ BOM = "\ufeff"
 # The read's paging fields, which an export (the whole list) does without.
 PAGING = ("limit", "cursor")
 
-Parameters = Callable[[Context, Any], dict[str, Any]]
+# A list read's query, (folder, name), and its filters as the query's parameters.
+Query = Callable[[Context, Any], tuple[tuple[str, str], dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +51,15 @@ class Export:
     Args:
         name: the export's action (`export.<name>`) and file name.
         read: the (resource, action) it mirrors: its payload type and role apply.
-        query: the read's SQL as (folder, name); its keyset and page-size parameters get
-            NULL (LIMIT NULL: every row).
+        query: the read's own choice of SQL, (folder, name), and its filters as that query's
+            parameters; the keyset and page-size parameters get NULL (LIMIT NULL: every row).
         document: the column of the query's rows holding the JSON document.
-        parameters: the read's filters as the query's keyword parameters.
         columns: the CSV columns, dotted paths into the document, in order.
     """
     name: str
     read: tuple[str, str]
-    query: tuple[str, str]
+    query: Query
     document: str
-    parameters: Parameters
     columns: tuple[str, ...]
 
 
@@ -109,17 +108,17 @@ class _CsvChunks:
 async def _copy(ctx: Context, export: Export, arguments: Payload, chunks: _CsvChunks) -> None:
     """The read's statement (keyset and page size NULL: every row) inside COPY, each row's
     document made the export's columns."""
-    sql, names = statement_of(ctx.queries, *export.query)
-    parameters = export.parameters(ctx, arguments)
+    query_name, parameters = export.query(ctx, arguments)
+    sql, names = statement_of(ctx.queries, *query_name)
     values = [parameters.get(name) for name in names]
     paths = [column.split(".") for column in export.columns]
     # Only $n placeholders are put into the statement; the subquery's ORDER BY is kept
     # (nothing above it joins, groups or sorts).
     cells = ", ".join(f"csv_safe(r.d #>> ${len(names) + n}::text[])" for n in range(1, len(paths) + 1))
-    query = (f"SELECT {cells} FROM (SELECT q.{export.document}::jsonb AS d "
-             f"FROM ({sql.strip().rstrip(';')}) AS q) AS r")
+    copied = (f"SELECT {cells} FROM (SELECT q.{export.document}::jsonb AS d "
+              f"FROM ({sql.strip().rstrip(';')}) AS q) AS r")
     async with ctx.pool.acquire() as connection:
-        await connection.copy_from_query(query, *values, *paths, output=chunks.write, format="csv",
+        await connection.copy_from_query(copied, *values, *paths, output=chunks.write, format="csv",
                                          timeout=LONGEST_SECONDS)
     await chunks.flush()
 

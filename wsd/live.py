@@ -30,11 +30,13 @@ from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, validate_
 from wsd.errors import InvalidPayload, NotFound, RateLimited, WsdError
 from wsd.protocol import encode
 
-__all__ = ["LiveQueries", "LiveQuery", "Subscriber", "ChangeHints", "LIVE_RESOURCE"]
+__all__ = ["LiveQueries", "LiveQuery", "Subscriber", "ChangeHints", "LIVE_RESOURCE", "LIVE_ACTIONS", "HINT_TOPIC",
+           "Hints"]
 
 log = structlog.get_logger("wsd.live")
 
 LIVE_RESOURCE = "live"
+HINT_TOPIC = "changes"   # the event topic of ChangeHints
 
 
 class Subscriber(Protocol):
@@ -54,6 +56,16 @@ class Subscribe(Payload):
 
 class Unsubscribe(Payload):
     subscription: str
+
+
+class Hints(Payload):
+    """`changes` hints ({"topic"} events) to this connection: off until asked for, since
+    live queries are how a client stays current and a hint is a frame per write burst."""
+    enabled: bool = True
+
+
+# The `live` resource's actions and their payloads (the dispatcher's tables hold the rest).
+LIVE_ACTIONS: dict[str, type[Payload]] = {"subscribe": Subscribe, "unsubscribe": Unsubscribe, "hints": Hints}
 
 
 Run = Callable[[Action, dict[str, Any], Caller], Awaitable[Any]]
@@ -276,7 +288,7 @@ class ChangeHints:
         self._timer = None
         topics, self._pending = sorted(self._pending), set()
         for topic in topics:
-            self._publish("changes", {"topic": topic})
+            self._publish(HINT_TOPIC, {"topic": topic})
 
 
 # Re-runs are not anybody's request: they run as a viewer, the role every read action has.

@@ -193,6 +193,9 @@ class MeetingsQueries(Protocol):
     def list_meetings(self, conn: Executor, *, since: Any, until: Any, status: Any, after_start: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns up to page_size meetings ordered by start time, optionally starting in [since, until) and of one status (as clients see it: meeting_status()), after the keyset (after_start, after_id) when given: rows of {start_time, id, meeting}."""
 
+    def list_meetings_by_status(self, conn: Executor, *, since: Any, until: Any, status: Any, after_rank: Any, after_start: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns up to page_size meetings grouped by status as clients see it (meeting_status(): scheduled, then completed, then cancelled; status_rank 0, 1, 2) and by start time within each, optionally starting in [since, until) and of one status, after the keyset (after_rank, after_start, after_id) when given: rows of {status_rank, start_time, id, meeting}."""
+
     async def lock_mailbox(self, conn: Executor, *, mailbox: Any) -> Any:
         """Serializes meeting writes of one mailbox until the transaction ends, so two requests cannot both see a free slot and book it twice."""
 

@@ -35,13 +35,13 @@ from websockets.http11 import Request, Response
 from wsd.auth import TokenBook, bearer_token
 from wsd.calendar_sync import CalendarSync
 from wsd.config import Config
-from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, Payload, database_error
+from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, Payload, database_error, validate_payload
 from wsd.errors import (InternalError, InvalidPayload, RateLimited, Unauthorized, Unavailable, UnknownAction,
                         WsdError)
 from wsd.export import PAGING, Export, run_export
 from wsd.cache import MISS
 from wsd.guards import FailureThrottle, QuietLog
-from wsd.live import LIVE_RESOURCE, LiveQueries, LiveQuery
+from wsd.live import HINT_TOPIC, LIVE_RESOURCE, Hints, LiveQueries, LiveQuery
 from wsd.logs import log_request
 from wsd.metrics import RequestStats
 from wsd.metrics_export import DaemonMetrics
@@ -82,6 +82,7 @@ class Session:
     # Live updates held back while the client is behind: the newest per subscription only.
     held_updates: dict[str, bytes] = field(default_factory=dict)
     context: Context | None = None   # what its requests' handlers get, built once per caller
+    wants_hints: bool = False   # `changes` events only after live.hints (opt-in)
 
     def unread_bytes(self) -> int:
         """Bytes written for this client that its socket has not taken yet."""
@@ -155,7 +156,7 @@ class WsdServer:
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
         self._listening: Listening | None = None
-        self.static = StaticFiles(config.server.path)
+        self.static = StaticFiles(config.server.path, config.business.timezone)
         self.exports = exports or {}
         self._exporting: set[str] = set()   # callers (token names) with an export running
 
@@ -400,6 +401,13 @@ class WsdServer:
                 self.live.unsubscribe(session, request.payload)
                 return {"subscription": request.payload.get("subscription")}
             return unsubscribe, False
+        if request.action == "hints":
+            async def hints() -> dict[str, bool]:
+                wanted = validate_payload(request.payload, Hints)
+                assert isinstance(wanted, Hints)
+                session.wants_hints = wanted.enabled
+                return {"hints": wanted.enabled}
+            return hints, False
         raise UnknownAction(f"no action live.{request.action}",
                             {"resource": LIVE_RESOURCE, "action": request.action})
 
@@ -549,12 +557,13 @@ class WsdServer:
         }
 
     def publish(self, topic: str, payload: Any) -> None:
-        """Push an event to every authenticated client: encoded once, written without
-        waiting, dropped for a client that is too far behind (it learns nothing it would not
-        get by asking again)."""
+        """Push an event to every authenticated client (`changes` hints only to those that
+        asked with live.hints): encoded once, written without waiting, dropped for a client
+        that is too far behind (it learns nothing it would not get by asking again)."""
         message = event_message(topic, payload)
+        hint = topic == HINT_TOPIC
         for session in self.sessions:
-            if session.caller is not None:
+            if session.caller is not None and (session.wants_hints or not hint):
                 session.push_event(message)
 
 

@@ -48,13 +48,15 @@ class StaticFile:
 class StaticFiles:
     """The files of ROUTES, loaded into memory once."""
 
-    def __init__(self, ws_path: str = "/ws") -> None:
+    def __init__(self, ws_path: str = "/ws", timezone: str = "UTC") -> None:
         root = resources.files("wsd") / "web"
         self.files = {path: StaticFile(root.joinpath(name).read_bytes(), content_type)
                       for path, (name, content_type) in ROUTES.items()}
-        # The page learns the endpoint's path (server.path) from a meta tag.
+        # The page learns the endpoint's path (server.path) and the business time zone, in
+        # which "today" is counted and meeting times are shown, from meta tags.
         page = self.files["/"]
-        self.files["/"] = StaticFile(page.body.replace(b"__WSD_PATH__", html_attribute(ws_path)),
+        body = page.body.replace(b"__WSD_PATH__", html_attribute(ws_path))
+        self.files["/"] = StaticFile(body.replace(b"__WSD_TIMEZONE__", html_attribute(timezone)),
                                      page.content_type)
 
     def serves(self, path: str) -> bool:

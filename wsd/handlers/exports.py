@@ -20,15 +20,13 @@ LEAD_COLUMNS = (
     "requirements.id", "requirements.app_type", "requirements.deadline")
 
 EXPORTS = {export.name: export for export in [
-    Export("leads", ("leads", "get_all_leads"), ("leads", "all_leads"), "lead",
-           leads.all_leads_filters, LEAD_COLUMNS),
-    Export("abandoned_leads", ("leads", "get_abandoned_leads"), ("leads", "abandoned_leads"), "lead",
-           leads.abandoned_leads_filters, (*LEAD_COLUMNS, "last_activity_at", "days_inactive")),
-    Export("meetings", ("meetings", "get_all_meetings"), ("meetings", "list_meetings"), "meeting",
-           meetings.meetings_filters,
+    Export("leads", ("leads", "get_all_leads"), leads.all_leads_query, "lead", LEAD_COLUMNS),
+    Export("abandoned_leads", ("leads", "get_abandoned_leads"), leads.abandoned_leads_query, "lead",
+           (*LEAD_COLUMNS, "last_activity_at", "days_inactive")),
+    Export("meetings", ("meetings", "get_all_meetings"), meetings.meetings_query, "meeting",
            ("id", "lead_id", "user_id", "subject", "start_time", "end_time", "attendee_email", "status",
             "outlook_event_id", "sync_status", "last_error", "last_synced_at", "created_at", "updated_at")),
-    Export("trail", ("trail", "get_trail"), ("trail", "trail_page"), "entry", trail.trail_filters,
+    Export("trail", ("trail", "get_trail"), trail.trail_query, "entry",
            ("id", "at", "actor", "actor_role", "resource", "action", "lead_id", "ids", "payload",
             "outcome")),
 ]}

@@ -23,11 +23,15 @@ from wsd.topics import Topic
 LEAD_DOCUMENT: frozenset[Topic] = frozenset({"leads", "users", "requirements", "messages", "conversations"})
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+# Left out or null: the server's [limits] default_page_size; the reply's next_cursor says
+# whether more follow.
+DefaultedPageSize = Annotated[int, msgspec.Meta(ge=1, le=1000, description="left out or null: the server's "
+                                                                         "[limits] default_page_size")] | None
 SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank means no search")]
 
 
 class AllLeads(Payload):
-    limit: PageSize = 100
+    limit: DefaultedPageSize = None
     cursor: str | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
@@ -49,22 +53,24 @@ class UpdateLeadStep(Payload):
 
 class AbandonedLeads(Payload):
     days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
-    limit: PageSize = 100
+    limit: DefaultedPageSize = None
     cursor: str | None = None
 
 
-def all_leads_filters(_: Context, payload: AllLeads) -> dict[str, Any]:
-    """get_all_leads' filters as all_leads.sql's parameters (its export uses them too)."""
-    return {"step": payload.step, "search": payload.search}
+def all_leads_query(_: Context, payload: AllLeads) -> tuple[tuple[str, str], dict[str, Any]]:
+    """get_all_leads' query (folder, name) and filters as its parameters (its export runs
+    the same)."""
+    return ("leads", "all_leads"), {"step": payload.step, "search": payload.search}
 
 
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
     """Leads newest first with user, bant_data and requirements joined, a page at a time."""
-    after_created_at, after_id = decode_cursor(payload.cursor)
+    after = decode_cursor(payload.cursor)
+    size = payload.limit or ctx.config.limits.default_page_size
     rows = [row async for row in ctx.queries.leads.all_leads(
-        ctx.pool, **all_leads_filters(ctx, payload), after_created_at=after_created_at,
-        after_id=after_id, page_size=payload.limit + 1)]
-    return page_of(rows, payload.limit, key="created_at", document="lead")
+        ctx.pool, **all_leads_query(ctx, payload)[1], after_created_at=after.at,
+        after_id=after.id, page_size=size + 1)]
+    return page_of(rows, size, key="created_at", document="lead")
 
 
 async def get_lead_pipeline(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
@@ -107,18 +113,19 @@ async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any
     return [dict(row) async for row in ctx.queries.leads.conversion_stats(ctx.pool)]
 
 
-def abandoned_leads_filters(_: Context, payload: AbandonedLeads) -> dict[str, Any]:
-    """get_abandoned_leads' filters as abandoned_leads.sql's parameters."""
-    return {"days": payload.days}
+def abandoned_leads_query(_: Context, payload: AbandonedLeads) -> tuple[tuple[str, str], dict[str, Any]]:
+    """get_abandoned_leads' query and filters."""
+    return ("leads", "abandoned_leads"), {"days": payload.days}
 
 
 async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
     """Unfinished leads with no activity for more than `days` days, oldest first."""
-    after_activity_at, after_id = decode_cursor(payload.cursor)
+    after = decode_cursor(payload.cursor)
+    size = payload.limit or ctx.config.limits.default_page_size
     rows = [row async for row in ctx.queries.leads.abandoned_leads(
-        ctx.pool, **abandoned_leads_filters(ctx, payload), after_activity_at=after_activity_at,
-        after_id=after_id, page_size=payload.limit + 1)]
-    return page_of(rows, payload.limit, key="last_activity_at", document="lead")
+        ctx.pool, **abandoned_leads_query(ctx, payload)[1], after_activity_at=after.at,
+        after_id=after.id, page_size=size + 1)]
+    return page_of(rows, size, key="last_activity_at", document="lead")
 
 
 ACTIONS = ActionTable("leads", [

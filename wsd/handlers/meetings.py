@@ -36,14 +36,12 @@ STEP_RANK = {step: rank for rank, step in enumerate(STEPS)}
 
 
 class MeetingsQuery(Payload):
+    """`filter` picks the days (`today`, `this_week`) or the order (`by_status`); `status`
+    narrows any of them, or all meetings when alone."""
     filter: Literal["today", "this_week", "by_status"] | None = None
     status: MeetingStatus | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
     cursor: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.filter == "by_status") != (self.status is not None):
-            raise ValueError("field `status` goes with filter by_status, and by_status needs a status")
 
 
 class CalendarRange(Payload):
@@ -189,9 +187,10 @@ async def _after_commit(ctx: Context, committed_id: uuid.UUID | str) -> dict[str
     return document
 
 
-def meetings_filters(ctx: Context, payload: MeetingsQuery) -> dict[str, Any]:
-    """get_all_meetings' filter as list_meetings.sql's parameters: `today` and `this_week`
-    (Monday–Sunday) are local dates in business.timezone."""
+def meetings_query(ctx: Context, payload: MeetingsQuery) -> tuple[tuple[str, str], dict[str, Any]]:
+    """get_all_meetings' query (folder, name) and filters as its parameters (its export runs
+    the same): `today` and `this_week` (Monday–Sunday) are local dates in business.timezone;
+    `by_status` reads them grouped by status."""
     zone = ctx.config.business.zone
     since = until = None
     if payload.filter == "today":
@@ -201,16 +200,25 @@ def meetings_filters(ctx: Context, payload: MeetingsQuery) -> dict[str, Any]:
         monday = today - dt.timedelta(days=today.weekday())
         since = local_day_bounds(monday, zone)[0]
         until = local_day_bounds(monday + dt.timedelta(days=7), zone)[0]
-    return {"since": since, "until": until, "status": payload.status}
+    name = "list_meetings_by_status" if payload.filter == "by_status" else "list_meetings"
+    return ("meetings", name), {"since": since, "until": until, "status": payload.status}
 
 
 async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
     """Meetings ordered by start; `today` and `this_week` (Monday–Sunday) are local dates in
-    business.timezone; `by_status` with `status`. Paginated like leads."""
-    after_start, after_id = decode_cursor(payload.cursor)
+    business.timezone; `by_status` orders scheduled, completed, then cancelled, each by start
+    (the seed's example sends it without a status); `status` narrows every filter, both
+    conditions holding. Paginated like leads."""
+    _, filters = meetings_query(ctx, payload)
+    by_status = payload.filter == "by_status"
+    after = decode_cursor(payload.cursor, grouped=by_status)
+    if by_status:
+        rows = [row async for row in ctx.queries.meetings.list_meetings_by_status(
+            ctx.pool, **filters, after_rank=after.group, after_start=after.at, after_id=after.id,
+            page_size=payload.limit + 1)]
+        return page_of(rows, payload.limit, key="start_time", document="meeting", group="status_rank")
     rows = [row async for row in ctx.queries.meetings.list_meetings(
-        ctx.pool, **meetings_filters(ctx, payload), after_start=after_start,
-        after_id=after_id, page_size=payload.limit + 1)]
+        ctx.pool, **filters, after_start=after.at, after_id=after.id, page_size=payload.limit + 1)]
     return page_of(rows, payload.limit, key="start_time", document="meeting")
 
 

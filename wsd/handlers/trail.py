@@ -40,18 +40,19 @@ class TrailQuery(Payload):
                 instant_in_range(value, field)
 
 
-def trail_filters(_: Context, payload: TrailQuery) -> dict[str, Any]:
-    """get_trail's filters as trail_page.sql's parameters."""
-    return {"actor": payload.actor, "action": payload.action, "lead_id": payload.lead_id,
-            "since": payload.since, "until": payload.until}
+def trail_query(_: Context, payload: TrailQuery) -> tuple[tuple[str, str], dict[str, Any]]:
+    """get_trail's query and filters."""
+    return ("trail", "trail_page"), {"actor": payload.actor, "action": payload.action,
+                                     "lead_id": payload.lead_id, "since": payload.since,
+                                     "until": payload.until}
 
 
 async def get_trail(ctx: Context, payload: TrailQuery) -> Paged:
     """Trail entries newest first, filtered by actor, action, lead and [since, until); each
     {id, at, actor, actor_role, resource, action, lead_id, ids, payload, outcome}."""
-    after_at, after_id = decode_cursor(payload.cursor, int)
+    after = decode_cursor(payload.cursor, id_type=int)
     rows = [row async for row in ctx.queries.trail.trail_page(
-        ctx.pool, **trail_filters(ctx, payload), after_at=after_at, after_id=after_id,
+        ctx.pool, **trail_query(ctx, payload)[1], after_at=after.at, after_id=after.id,
         page_size=payload.limit + 1)]
     return page_of(rows, payload.limit, key="at", document="entry")
 

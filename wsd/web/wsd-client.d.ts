@@ -30,13 +30,25 @@ export interface ClientOptions {
   /** share of each delay drawn at random, 0..1 (0.5) */
   jitter?: number;
   onState?: (state: State, info: StateInfo) => void;
-  /** server events: topic "changes" ({topic, id}) or "agent_status" ({conversation_id, enabled}) */
+  /** server events: "agent_status" ({conversation_id, enabled}) always; "changes" ({topic}) with `hints` */
   onEvent?: (topic: string, payload: unknown) => void;
+  /** ask for "changes" hints (live.hints) after each login; default false */
+  hints?: boolean;
   WebSocket?: typeof WebSocket;
 }
 
-export interface RequestOptions { timeout?: number }
-export interface SubscribeOptions { onError?: (error: WsdError) => void }
+export interface RequestOptions {
+  timeout?: number;
+  /** whether the action writes (default: in WRITE_ACTIONS); a write while not connected fails at once with "unavailable" */
+  write?: boolean;
+}
+/** fresh: the last answer came on the current connection; stale: none yet, or the connection dropped since */
+export type SubscriptionState = "fresh" | "stale";
+export interface SubscribeOptions {
+  onError?: (error: WsdError) => void;
+  /** fresh/stale changes; updatedAt: Date.now() of the last answer (null before the first) */
+  onState?: (state: SubscriptionState, info: { updatedAt: number | null }) => void;
+}
 export interface Page<T = unknown> { data: T; next_cursor: string | null }
 export interface UpdateMeta { initial: boolean; next_cursor?: string | null }
 
@@ -44,6 +56,10 @@ export interface UpdateMeta { initial: boolean; next_cursor?: string | null }
 export const TIMEOUT: "timeout";
 export const CONNECTION_LOST: "connection_lost";
 export const CLOSED: "closed";
+/** the server's code; also the client's own for a write while not connected */
+export const UNAVAILABLE: "unavailable";
+/** the registry's write actions, "resource.action" */
+export const WRITE_ACTIONS: ReadonlySet<string>;
 
 export type ErrorCode =
   | "bad_json" | "bad_request" | "unknown_action" | "invalid_payload" | "unauthorized"
@@ -66,12 +82,14 @@ export class WsdClient {
   readonly attempt: number;
   /** Opens the connection and logs in (auth.login); rejects when the token is refused. */
   connect(): Promise<Caller>;
-  /** Resolves with the reply's data, or {data, next_cursor} for paged actions. */
+  /** Resolves with the reply's data, or {data, next_cursor} for paged actions. A read waits for
+   *  the connection (within its timeout); a write while not connected rejects at once with "unavailable". */
   request<T = any>(resource: string, action: string, payload?: object, options?: RequestOptions): Promise<T>;
   /** A list (leads, abandoned_leads, meetings, trail) as CSV, once all its chunks are in. */
   exportCsv(list: string, payload?: object, options?: RequestOptions):
     Promise<{ csv: string; filename: string; content_type: string; rows: number }>;
-  /** Live subscription; onData gets the first answer, each new one, and a fresh one after a reconnect. */
+  /** Live subscription; onData gets the first answer, each new one, and a fresh one after a
+   *  reconnect; options.onState hears "stale" on a drop and "fresh" once renewed. */
   subscribe<T = any>(resource: string, action: string, payload: object,
                      onData: (data: T, meta: UpdateMeta) => void, options?: SubscribeOptions): () => void;
   /** Closes for good; pending requests are rejected with "closed". */

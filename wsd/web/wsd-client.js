@@ -11,9 +11,12 @@
 //   stop();                                       // live.unsubscribe
 //
 // After a dropped connection it reconnects with exponential backoff and jitter, logs in
-// again and subscribes again (each subscriber gets the fresh answer); requests in flight
-// during the drop are rejected with code "connection_lost", because whether a write among
-// them happened is unknown and only the caller can decide to retry it.
+// again and subscribes again (each subscriber gets the fresh answer; meanwhile its state is
+// "stale"); requests in flight during the drop are rejected with code "connection_lost",
+// because whether a write among them happened is unknown and only the caller can decide to
+// retry it. A write asked for while not connected fails at once with "unavailable": a
+// switch that lands seconds later is worse than one that fails. Reads wait (within their
+// timeout).
 
 /**
  * An error reply of wsd, or one of the client's own failures.
@@ -21,6 +24,8 @@
  * Client codes: "timeout" (no reply in time; the request may still run),
  * "connection_lost" (the socket dropped with the request in flight; a write's outcome is
  * unknown), "closed" (close() was called), "bad_reply" (a frame that is not wsd's JSON).
+ * The client also answers "unavailable" itself (details {reason: "not_connected", outcome:
+ * "not_applied"}) to a write asked for while not connected: nothing was sent.
  */
 export class WsdError extends Error {
   /**
@@ -42,6 +47,23 @@ export class WsdError extends Error {
 export const TIMEOUT = "timeout";
 export const CONNECTION_LOST = "connection_lost";
 export const CLOSED = "closed";
+/** The server's code for "not now"; the client uses it for a write while not connected. */
+export const UNAVAILABLE = "unavailable";
+
+/**
+ * The write actions of wsd's registry ("resource.action"; `wsd schema` marks them
+ * `writes`). A request for one fails at once while not connected instead of being queued;
+ * `request(..., {write})` decides for an action not listed here. tests/test_client_js.py
+ * holds this list equal to the registry.
+ */
+export const WRITE_ACTIONS = new Set([
+  "conversations.update_agent_status",
+  "leads.update_lead_step",
+  "meetings.create_meeting", "meetings.update_meeting", "meetings.cancel_meeting",
+  "meetings.sync_outlook_calendar",
+  "requirements.create_requirement_package", "requirements.update_requirements",
+  "requirements.add_feature", "requirements.add_integration",
+]);
 
 /**
  * @typedef {"idle"|"connecting"|"ready"|"reconnecting"|"failed"|"closed"} State
@@ -68,19 +90,32 @@ export const CLOSED = "closed";
  * @property {number} [factor]     backoff growth per attempt (2)
  * @property {number} [jitter]     share of each delay drawn at random, 0..1 (0.5)
  * @property {(state: State, info: StateInfo) => void} [onState] state changes
- * @property {(topic: string, payload: unknown) => void} [onEvent] server events
+ * @property {(topic: string, payload: unknown) => void} [onEvent] server events:
+ *   "agent_status" ({conversation_id, enabled}) always, "changes" ({topic}) with `hints`
+ * @property {boolean} [hints] ask for "changes" hints (live.hints) after each login; off by
+ *   default: subscriptions are how a client stays current
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (tests, other runtimes)
  */
 
 /**
  * @typedef {object} RequestOptions
  * @property {number} [timeout] ms; overrides the client's default; 0 = none
+ * @property {boolean} [write] whether the action writes (default: listed in WRITE_ACTIONS);
+ *   a write while not connected fails at once with "unavailable"
+ */
+
+/**
+ * @typedef {"stale"|"fresh"} SubscriptionState
+ *   fresh: the last answer came on the current connection, which is still up; stale: no
+ *   answer yet, or the connection dropped since (what was shown may be out of date).
  */
 
 /**
  * @typedef {object} SubscribeOptions
  * @property {(error: WsdError) => void} [onError] the subscription was refused (it is
  *   dropped: it will not be tried again after a reconnect)
+ * @property {(state: SubscriptionState, info: {updatedAt: number|null}) => void} [onState]
+ *   fresh/stale changes; updatedAt: Date.now() of the last answer (null before the first)
  */
 
 /**
@@ -104,6 +139,7 @@ export class WsdClient {
     this.jitter = options.jitter ?? 0.5;
     this.onState = options.onState ?? (() => {});
     this.onEvent = options.onEvent ?? (() => {});
+    this.hints = options.hints ?? false;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     /** @type {State} */ this.state = "idle";
     /** @type {{name: string, role: string}|null} */ this.caller = null;
@@ -113,7 +149,7 @@ export class WsdClient {
     /** @type {WebSocket|null} */ this._ws = null;
     /** @type {Map<string|number, {resolve: Function, reject: Function, timer: any, frame: string, sent: boolean}>} */
     this._pending = new Map();
-    /** @type {Map<number, {resource: string, action: string, payload: object, onData: Function, onError: Function, sid: string|null}>} */
+    /** @type {Map<number, {resource: string, action: string, payload: object, onData: Function, onError: Function, onState: Function, sid: string|null, state: SubscriptionState, updatedAt: number|null}>} */
     this._subs = new Map();
     /** @type {Map<string, number>} server subscription id → local id */
     this._bySid = new Map();
@@ -141,8 +177,9 @@ export class WsdClient {
 
   /**
    * One request. Resolves with the reply's `data`; for paged actions (whose reply carries
-   * `next_cursor`) with `{data, next_cursor}`. Rejects with a WsdError. A request made
-   * while reconnecting waits for the connection (within its timeout).
+   * `next_cursor`) with `{data, next_cursor}`. Rejects with a WsdError. A read made while
+   * reconnecting waits for the connection (within its timeout); a write fails at once
+   * with "unavailable" (nothing is sent: retry when the state is "ready").
    * @param {string} resource
    * @param {string} action
    * @param {object} [payload]
@@ -150,7 +187,7 @@ export class WsdClient {
    * @returns {Promise<any>}
    */
   request(resource, action, payload = {}, options = {}) {
-    return this._request(resource, action, payload, options.timeout ?? this.timeout, null);
+    return this._request(resource, action, payload, options, null);
   }
 
   /**
@@ -164,15 +201,23 @@ export class WsdClient {
    * @returns {Promise<{csv: string, filename: string, content_type: string, rows: number}>}
    */
   exportCsv(list, payload = {}, options = {}) {
-    return this._request("export", list, payload, options.timeout ?? 0, []);
+    return this._request("export", list, payload, { timeout: options.timeout ?? 0 }, []);
   }
 
-  _request(resource, action, payload, timeout, chunks) {
+  /** A request whose entry collects `chunk` messages when `chunks` is an array. */
+  _request(resource, action, payload, options, chunks) {
     if (this.state === "closed" || this.state === "failed") {
       return Promise.reject(new WsdError(CLOSED, `the client is ${this.state}`));
     }
+    const write = options.write ?? WRITE_ACTIONS.has(`${resource}.${action}`);
+    if (write && this.state !== "ready") {
+      return Promise.reject(new WsdError(UNAVAILABLE,
+        `not connected (${this.state}): ${resource}.${action} was not sent`,
+        { reason: "not_connected", outcome: "not_applied", state: this.state }));
+    }
     const id = this._nextId++;
     const frame = JSON.stringify({ resource, action, id, payload });
+    const timeout = options.timeout ?? this.timeout;
     return new Promise((resolve, reject) => {
       const entry = { resolve, reject, timer: null, frame, sent: false, chunks };
       if (timeout > 0) {
@@ -189,7 +234,8 @@ export class WsdClient {
 
   /**
    * A live subscription: `onData` gets the first answer, then every new one, and the fresh
-   * answer again after each reconnect. Returns a function that unsubscribes.
+   * answer again after each reconnect; `options.onState` hears when it turns "stale" (the
+   * connection dropped) and "fresh" again (renewed). Returns a function that unsubscribes.
    * @param {string} resource
    * @param {string} action
    * @param {object} payload
@@ -201,7 +247,7 @@ export class WsdClient {
     const local = this._nextSub++;
     const sub = { resource, action, payload: payload ?? {}, onData,
       onError: options.onError ?? ((error) => console.error("wsd subscription refused", error)),
-      sid: null };
+      onState: options.onState ?? (() => {}), sid: null, state: "stale", updatedAt: null };
     this._subs.set(local, sub);
     if (this.state === "ready") this._subscribe(local, sub);
     return () => {
@@ -271,6 +317,7 @@ export class WsdClient {
         if (this._ready) this._ready.resolve(this.caller);
         for (const [local, sub] of this._subs) this._subscribe(local, sub);
         for (const [reqId, entry] of this._pending) if (!entry.sent) this._send(reqId, entry);
+        if (this.hints) this.request("live", "hints", { enabled: true }).catch(() => {});
         return;
       }
       const error = toError(reply, id);
@@ -311,6 +358,7 @@ export class WsdClient {
         const meta = { initial: true };
         if ("next_cursor" in body) meta.next_cursor = body.next_cursor;
         sub.onData(body.data, meta);
+        this._subState(sub, "fresh");
       })
       .catch((error) => {
         if (error.code === CONNECTION_LOST || error.code === CLOSED) return;  // retried on reconnect
@@ -338,6 +386,7 @@ export class WsdClient {
         const meta = { initial: false };
         if ("next_cursor" in message.payload) meta.next_cursor = message.payload.next_cursor;
         sub.onData(message.payload.data, meta);
+        sub.updatedAt = Date.now();
       }
       return;
     }
@@ -368,6 +417,13 @@ export class WsdClient {
     }
   }
 
+  _subState(sub, state) {
+    if (state === "fresh") sub.updatedAt = Date.now();
+    if (sub.state === state) return;
+    sub.state = state;
+    try { sub.onState(state, { updatedAt: sub.updatedAt }); } catch (error) { console.error(error); }
+  }
+
   _settle(id, value, error) {
     const entry = this._pending.get(id);
     if (!entry) return;  // timed out already
@@ -388,7 +444,10 @@ export class WsdClient {
   /** The socket is gone: fail what was sent on it, keep what was not, schedule a retry. */
   _dropped(error) {
     this._loginDone = null;
-    for (const sub of this._subs.values()) sub.sid = null;
+    for (const sub of this._subs.values()) {
+      sub.sid = null;
+      this._subState(sub, "stale");
+    }
     this._bySid.clear();
     for (const [id, entry] of this._pending) {
       if (!entry.sent) continue;
