@@ -226,3 +226,21 @@ async def test_trail_purge_forgets_older_entries(admin: Client, db, daemon) -> N
     assert done.returncode == 0, done.stderr
     assert "purged 1 trail entry older than 30 days" in done.stdout
     assert [r["p"] for r in await db.fetch("SELECT payload->>'new_step' AS p FROM trail_entries")] == ["meeting"]
+
+
+async def test_live_answers_follow_the_subscribers_role(admin: Client, viewer: Client, db) -> None:
+    from tests.test_live import settle, subscribe
+
+    setup = await _step_move(db)
+    lead = {"lead_id": str(setup.lead_id)}
+    as_admin = await subscribe(admin, "leads", "get_lead_with_complete_data", lead)
+    as_viewer = await subscribe(viewer, "leads", "get_lead_with_complete_data", lead)
+    trail = await subscribe(admin, "trail", "get_trail", {"lead_id": str(setup.lead_id)})
+    assert (as_admin["data"]["trail"], as_viewer["data"]["trail"], trail["data"]) == ([], None, [])
+    await admin.data("leads", "update_lead_step", setup.ok)
+    await settle(admin, 1.0)
+    await settle(viewer, 1.0)
+    pushed = {u["subscription"]: u["payload"]["data"] for u in admin.updates + viewer.updates}
+    assert [e["action"] for e in pushed[as_admin["subscription"]]["trail"]] == ["update_lead_step"]
+    assert pushed[as_viewer["subscription"]]["trail"] is None
+    assert [e["action"] for e in pushed[trail["subscription"]]] == ["update_lead_step"]

@@ -1,8 +1,9 @@
 """Live queries: subscribe to any read action, get its new answer pushed when it changes.
 
-Identical subscriptions (same action, same payload) on every connection share one
-`LiveQuery`: one re-run and one encoded answer, from which each subscriber's update frame
-is cut. A topic change marks the queries that depend on it; each re-runs at most once per
+Identical subscriptions (same role, same action, same payload) on every connection share
+one `LiveQuery`: one re-run and one encoded answer, from which each subscriber's update
+frame is cut. The role is part of it because a read may answer by role (the lead
+document's `trail`) or be an admin's (`trail.get_trail`). A topic change marks the queries that depend on it; each re-runs at most once per
 `live.min_interval_ms` (a burst of writes is a handful of re-runs, and the last one always
 runs after the last write), and a subscriber is sent the answer only when it differs from
 the last one it was sent. A periodic re-run and a full re-run after the change listener
@@ -73,11 +74,15 @@ Run = Callable[[Action, dict[str, Any], Caller], Awaitable[Any]]
 
 @dataclass(eq=False)
 class LiveQuery:
-    """One distinct (action, payload) that at least one connection subscribed to."""
+    """One distinct (role, action, payload) that at least one connection subscribed to.
 
-    key: tuple[str, str, bytes]
+    Re-runs run as `caller`: no request's caller but its subscribers' role, since a read may
+    answer by role (the lead document's trail is an admin's) or be an admin's (the trail)."""
+
+    key: tuple[str, str, str, bytes]
     action: Action
     payload: dict[str, Any]
+    caller: Caller
     # (connection, subscription id) → the answer last sent to it, encoded.
     subscribers: dict[tuple[Subscriber, str], bytes] = field(default_factory=dict)
     dirty: bool = False
@@ -107,7 +112,7 @@ class LiveQueries:
         self._dispatcher = dispatcher
         self._run = run
         self._settings = settings
-        self._queries: dict[tuple[str, str, bytes], LiveQuery] = {}
+        self._queries: dict[tuple[str, str, str, bytes], LiveQuery] = {}
         self._by_topic: dict[str, set[LiveQuery]] = {}
         self._reruns: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_reruns)
@@ -138,10 +143,11 @@ class LiveQueries:
             raise RateLimited("too many subscriptions on this connection", {"limit": limit})
         result = await self._run(action, request.payload, subscriber.caller)
         answer = encode_answer(result)
-        key = (request.resource, request.action, orjson.dumps(request.payload, option=orjson.OPT_SORT_KEYS))
+        role = subscriber.caller.role
+        key = (role, request.resource, request.action, orjson.dumps(request.payload, option=orjson.OPT_SORT_KEYS))
         query = self._queries.get(key)
         if query is None:
-            query = self._queries[key] = LiveQuery(key, action, request.payload)
+            query = self._queries[key] = LiveQuery(key, action, request.payload, Caller("live", role))
             for topic in action.topics:
                 self._by_topic.setdefault(topic, set()).add(query)
         self._next_id += 1
@@ -230,7 +236,7 @@ class LiveQueries:
     async def _rerun(self, query: LiveQuery, changed_at: float | None = None) -> None:
         async with self._slots:
             try:
-                result = await self._run(query.action, query.payload, LIVE_CALLER)
+                result = await self._run(query.action, query.payload, query.caller)
             except WsdError as error:  # e.g. the subscribed lead was deleted, or PostgreSQL is down
                 log.info("live re-run answered an error", action=query.action.name, code=str(error.code))
                 return
@@ -290,6 +296,3 @@ class ChangeHints:
         for topic in topics:
             self._publish(HINT_TOPIC, {"topic": topic})
 
-
-# Re-runs are not anybody's request: they run as a viewer, the role every read action has.
-LIVE_CALLER = Caller("live", "viewer")
