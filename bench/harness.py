@@ -29,6 +29,8 @@ from websockets.asyncio.client import connect
 from bench.load import percentile
 
 from wsd.auth import new_token
+from wsd.clock import local_today
+from wsd.config import BusinessConfig
 from wsd.database import EmbeddedPostgres, create_pool, load_queries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,26 +329,83 @@ AGGREGATES = [("dashboard", "get_dashboard_stats"), ("dashboard", "get_conversio
               ("dashboard", "get_activity_timeline"), ("dashboard", "get_agent_performance"),
               ("leads", "get_conversion_stats"), ("requirements", "get_popular_features"),
               ("leads", "get_lead_pipeline"), ("dashboard", "get_human_takeover")]
+# Issue 25's reports: every aggregate over the presets up to 90 days, with and without the
+# previous period; time in step; and a drill-down page (limit 50, with its total) per filter.
+PERIOD_AGGREGATES = AGGREGATES + [("requirements", "get_popular_integrations")]
+PRESETS = ("today", "last_7_days", "last_30_days", "this_month", "last_90_days", "this_quarter")
+DRILL_DOWNS = {
+    "step": {"step": "bant"},
+    "reached, created last_90_days": {"reached": "requirements", "created": "last_90_days"},
+    "entered, last_30_days": {"entered": "last_30_days"},
+    "created last_7_days": {"created": "last_7_days"},
+    "stalled": {"stalled": True},
+    "stalled at a step, agent off": {"step": "personal_data", "stalled": True, "agent": "off"},
+    "agent on": {"agent": "on"},
+    "meeting scheduled": {"meeting": "scheduled"},
+    "wants feature": {"wants_feature": "FEATURE"},
+    "wants integration": {"wants_integration": "INTEGRATION"},
+    "search": {"search": "garc"},
+}
+
+
+def cold_requests(today: dt.date, feature: str, integration: str) -> list[tuple[str, str, str, dict]]:
+    """(name, resource, action, payload) of every cold measurement: today's aggregates as
+    the seed calls them, then issue 25's variants."""
+    requests = [(f"{resource}.{action}", resource, action, {}) for resource, action in AGGREGATES]
+    for resource, action in PERIOD_AGGREGATES:
+        for preset in PRESETS:
+            for compare in (False, True):
+                payload = {"period": preset, "compare": compare}
+                name = f"{resource}.{action} {preset}{' +compare' if compare else ''}"
+                requests.append((name, resource, action, payload))
+    for preset in ("last_30_days", "last_90_days"):
+        requests.append((f"dashboard.get_conversion_funnel {preset} activity +compare", "dashboard",
+                         "get_conversion_funnel", {"period": preset, "compare": True, "mode": "activity"}))
+    requests.append(("leads.get_step_durations", "leads", "get_step_durations", {}))
+    days = {"last_7_days": 7, "last_30_days": 30, "last_90_days": 90}
+    for name, wanted in DRILL_DOWNS.items():
+        wanted = dict(wanted)
+        for key in ("created", "entered"):
+            if key in wanted:
+                span = {"from": (today - dt.timedelta(days=days[wanted[key]] - 1)).isoformat(),
+                        "to": today.isoformat()}
+                wanted[key] = {**span, "step": "bant"} if key == "entered" else span
+        for key, value in (("wants_feature", feature), ("wants_integration", integration)):
+            if key in wanted:
+                wanted[key] = value
+        requests.append((f"leads.get_all_leads filter {name}", "leads", "get_all_leads",
+                         {"filter": wanted, "limit": 50}))
+    return requests
 
 
 async def cold_aggregates(data: Data, repeats: int) -> dict[str, dict]:
     """Each aggregate through the daemon with its cache off: what a cache miss costs."""
     results: dict[str, dict] = {}
+    connection = await asyncpg.connect(data.dsn)
+    try:
+        feature = await connection.fetchval("SELECT name FROM requirement_item_names WHERE kind = 'features' "
+                                            "ORDER BY items DESC LIMIT 1")
+        integration = await connection.fetchval("SELECT name FROM requirement_item_names "
+                                                "WHERE kind = 'integrations' ORDER BY items DESC LIMIT 1")
+    finally:
+        await connection.close()
+    today = local_today(BusinessConfig().zone)  # the daemon runs on the default business zone
     with Daemon(data.dsn, cache_ttl=0.0) as daemon:
         async with connect(daemon.url, additional_headers={"Authorization": f"Bearer {daemon.token}"},
                            compression=None, max_size=None) as ws:
-            for resource, action in AGGREGATES:
+            for name, resource, action, payload in cold_requests(today, feature or "", integration or ""):
                 timings = []
                 for n in range(repeats + 1):
                     started = time.perf_counter()
-                    await ws.send(orjson.dumps(envelope(resource, action, request_id=n)).decode())
-                    reply = orjson.loads(await ws.recv())
-                    assert reply["type"] == "success", reply
+                    await ws.send(orjson.dumps(envelope(resource, action, payload or None, request_id=n)).decode())
+                    while (reply := orjson.loads(await ws.recv())).get("id") != n:
+                        pass  # a change hint
+                    assert reply["type"] == "success", (name, reply)
                     if n:  # the first run warms PostgreSQL's own buffers
                         timings.append((time.perf_counter() - started) * 1000)
                 timings.sort()
-                results[f"{resource}.{action}"] = {"leads": data.leads, "median_ms": statistics.median(timings),
-                                                   "max_ms": timings[-1]}
+                results[name] = {"leads": data.leads, "median_ms": statistics.median(timings),
+                                 "max_ms": timings[-1]}
     return results
 
 

@@ -116,7 +116,7 @@ def test_prompt_help_lists_actions_and_payload_fields_from_the_registry(daemon, 
     assert done.returncode == 0, done.stderr
     lines = [line.removeprefix("wsd> ") for line in done.stdout.splitlines()]   # input()'s prompt
     assert ("  leads: get_all_leads get_lead_pipeline get_lead_with_complete_data update_lead_step "
-            "get_conversion_stats get_abandoned_leads") in lines
+            "get_conversion_stats get_step_durations get_abandoned_leads") in lines
     assert "  live: subscribe unsubscribe hints" in lines
     assert "leads get_all_leads (viewer)" in lines
     fields = [line.split("?:")[0].strip() for line in lines if line.startswith("  ") and "?:" in line]

@@ -20,6 +20,7 @@ from wsd import demo
 from wsd.auth import hash_token, new_token
 from wsd.cache import SingleFlightCache
 from wsd.calendar_sync import CalendarSync
+from wsd.clock import at_local_midnights
 from wsd.config import Config, TokenEntry, load_config
 from wsd.database import Database, apply_migrations, load_queries
 from wsd.demo_activity import run_demo_activity
@@ -32,6 +33,7 @@ from wsd.live import HINT_TOPIC, ChangeHints
 from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
+from wsd.parent import ParentLink
 from wsd.reload import Reloader
 from wsd.runtime import INSTANCE
 from wsd.sdnotify import Notifier, install_test_loop_block
@@ -194,6 +196,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                       "change listener": listener.run, "readiness probe": readiness.probe,
                       "slow client sweep": server.sweep_slow_clients,
                       "live periodic re-run": server.live.rerun_periodically,
+                      # "today" and every period preset move at local midnight.
+                      "local midnight re-run": lambda: at_local_midnights(config.business.zone, resync),
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
         if config.trail.keep_days > 0:
             supervised["trail purge"] = lambda: _purge_trail(pool, queries, config.trail.keep_days)
@@ -265,6 +269,9 @@ async def run_daemon(config: Config, with_demo: bool = False, demo_activity: boo
     loop.add_signal_handler(signal.SIGHUP, lambda: reloader[0].reload() if reloader else
                             log.warning("SIGHUP ignored: still starting"))
     install_test_loop_block(loop)
+    parent = ParentLink.from_environment() if worker else None
+    if parent is not None:
+        parent.watch(stop.set)   # the parent died (even by kill -9): drain as on SIGTERM
     token = ensure_demo_token(config) if with_demo else None
 
     def reload_config() -> Config:
@@ -278,6 +285,8 @@ async def run_daemon(config: Config, with_demo: bool = False, demo_activity: boo
         async with lifespan(config, with_demo and not worker, demo_activity, reuse_port=worker,
                             notifier=notifier) as server:
             reloader.append(Reloader(server, reload_config))
+            if parent is not None:
+                parent.listening()
             if token is not None and not worker:
                 await _print_demo_banner(server, _url(config, server), _page_url(config, server), token)
             await stop.wait()

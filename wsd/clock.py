@@ -3,6 +3,11 @@
 Timestamps are stored in UTC; only this module turns local calendar notions into UTC
 instants, so a daylight-saving change is handled in one place.
 
+The business clock is the system clock, unless `WSD_CLOCK_START` (an ISO-8601 instant with
+an offset) is set when the process starts: then the clock starts at that instant and runs at
+the real pace from there. Tests use it to cross a local midnight or a month's end on demand;
+it moves only what wsd computes in Python (periods, "today"), never PostgreSQL's now().
+
 Example:
     >>> start, end = local_day_bounds(dt.date(2026, 3, 29), ZoneInfo("Europe/Madrid"))
     >>> (end - start).total_seconds() / 3600     # the spring-forward day has 23 hours
@@ -11,16 +16,33 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
+import time
+from typing import Callable
 from zoneinfo import ZoneInfo
 
-__all__ = ["utc_now", "local_day_bounds", "local_today", "hour_floor"]
+__all__ = ["utc_now", "local_day_bounds", "local_today", "hour_floor", "at_local_midnights"]
 
 UTC = dt.timezone.utc
 
 
+def _clock_offset(start: str | None) -> dt.timedelta:
+    """How far the business clock is from the system clock: 0 unless WSD_CLOCK_START is set."""
+    if not start:
+        return dt.timedelta(0)
+    instant = dt.datetime.fromisoformat(start)
+    if instant.tzinfo is None:
+        raise ValueError("WSD_CLOCK_START needs a UTC offset, e.g. 2026-03-01T23:59:50+01:00")
+    return instant - dt.datetime.fromtimestamp(time.time(), UTC)
+
+
+_OFFSET = _clock_offset(os.environ.get("WSD_CLOCK_START"))
+
+
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(UTC)
+    return dt.datetime.now(UTC) + _OFFSET
 
 
 def local_day_bounds(day: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
@@ -39,3 +61,14 @@ def hour_floor(instant: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     get buckets on their own half hours)."""
     local = instant.astimezone(zone)
     return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+async def at_local_midnights(zone: ZoneInfo, call: Callable[[], None]) -> None:
+    """Calls `call` just after each local midnight on the business clock, forever: what
+    "today" and the reporting periods name changes then."""
+    while True:
+        now = utc_now()
+        day = local_today(zone, now)
+        await asyncio.sleep((local_day_bounds(day, zone)[1] - now).total_seconds() + 0.05)
+        if local_today(zone) != day:  # a sleep may end a little early
+            call()

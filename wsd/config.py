@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from wsd.steps import STEPS
+
 __all__ = ["Config", "ConfigError", "MetricsConfig", "TokenEntry", "load_config", "DEFAULT_CONFIG_PATH"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
@@ -48,6 +50,9 @@ class ServerConfig(_Section):
     max_messages_before_login: int = 5
     listen_backlog: int = 511
     workers: int = 1
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client: the
+    # address the failed-login throttle and the logs use (wsd.client_address).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     # The WebSocket library under the same server logic: websockets (default) or picows
     # (the optional `picows` extra, `pip install 'wsd[picows]'`).
     transport: Literal["websockets", "picows"] = "websockets"
@@ -133,6 +138,19 @@ class MetricsConfig(_Section):
     outbox_cache_seconds: float = 5.0
 
 
+class ReportsConfig(_Section):
+    """Reporting: after how many hours at a step a lead is stalled (a step left out, such as
+    `completed`, never stalls)."""
+
+    stalled_hours: dict[str, float] = msgspec.field(default_factory=lambda: {
+        "start": 24.0, "consent": 24.0, "personal_data": 48.0, "bant": 48.0,
+        "requirements": 72.0, "meeting": 168.0})
+
+    def stalled_hours_by_step(self) -> list[float | None]:
+        """The thresholds in funnel order, None for a step that never stalls."""
+        return [self.stalled_hours.get(step) for step in STEPS]
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access_lines_per_second: int = 1000
@@ -148,6 +166,7 @@ class Config(_Section):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     live: LiveConfig = msgspec.field(default_factory=LiveConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     trail: TrailConfig = msgspec.field(default_factory=TrailConfig)
     # Directory that relative paths (database.data_dir) are resolved against.
@@ -222,7 +241,13 @@ def _check(config: Config) -> None:
     for index, token in enumerate(config.auth.tokens):
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
+    _check_networks("server.trusted_proxies", s.trusted_proxies)
     _check_metrics(config.metrics)
+    for step, hours in config.reports.stalled_hours.items():
+        if step not in STEPS:
+            raise ConfigError(f"reports.stalled_hours.{step}: not a step ({', '.join(STEPS)})")
+        if not hours > 0:
+            raise ConfigError(f"reports.stalled_hours.{step}: must be positive, got {hours}")
     o = config.outlook
     positive: tuple[tuple[str, float], ...] = (
         ("outlook.timeout_seconds", o.timeout_seconds), ("outlook.max_attempts", o.max_attempts),
@@ -236,13 +261,16 @@ def _check(config: Config) -> None:
                 raise ConfigError(f"outlook.{key}: required when outlook.enabled is true")
 
 
-def _check_metrics(m: MetricsConfig) -> None:
-    for index, address in enumerate(m.allowed_addresses):
+def _check_networks(key: str, entries: list[str]) -> None:
+    for index, address in enumerate(entries):
         try:
             ipaddress.ip_network(address, strict=False)
         except ValueError:
-            raise ConfigError(f"metrics.allowed_addresses[{index}]: not an IP address or network: "
-                              f"{address!r}") from None
+            raise ConfigError(f"{key}[{index}]: not an IP address or network: {address!r}") from None
+
+
+def _check_metrics(m: MetricsConfig) -> None:
+    _check_networks("metrics.allowed_addresses", m.allowed_addresses)
     if m.token_sha256 and not _SHA256.match(m.token_sha256):
         raise ConfigError("metrics.token_sha256: expected 64 lowercase hex digits (or empty)")
     if m.outbox_cache_seconds < 0:

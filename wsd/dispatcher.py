@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, ClassVar, Iterable, Literal
 
 import asyncpg
 import msgspec
@@ -42,7 +42,14 @@ _ROLE_RANK: dict[str, int] = {"viewer": 0, "admin": 1}
 
 
 class Payload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every action's payload type: unknown fields are an `invalid_payload`."""
+    """Base of every action's payload type: unknown fields are an `invalid_payload`.
+
+    The type's docstring is its JSON Schema's description: it names the rules the type
+    checks that JSON Schema cannot say (they compare two fields, or need the configuration).
+    """
+
+    # JSON Schema keywords for rules over the whole payload, merged into the type's schema.
+    schema_rules: ClassVar[dict[str, Any]] = {}
 
 
 class NoPayload(Payload):
@@ -94,9 +101,18 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Paged:
-    """A page of a list: `data` plus the opaque cursor of the next page (None on the last)."""
+    """A page of a list: `data` plus the opaque cursor of the next page (None on the last),
+    and for a filtered list the count of every item it matches (`total`, sent only then)."""
     data: list[Any]
     next_cursor: str | None
+    total: int | None = None
+
+    def extra(self) -> dict[str, Any]:
+        """What goes beside `data` in the payload."""
+        extra: dict[str, Any] = {"next_cursor": self.next_cursor}
+        if self.total is not None:
+            extra["total"] = self.total
+        return extra
 
 
 Handler = Callable[[Context, Any], Awaitable[Any]]
@@ -186,6 +202,17 @@ def _nul_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _whole_numbers(value: Any) -> Any:
+    """`value` with every finite float that has no fraction turned into its int."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
+
+
 class CommitOutcomeUnknown(Exception):
     """The connection failed while COMMIT was on its way: the write may or may not be stored."""
 
@@ -211,6 +238,11 @@ def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Pa
         return msgspec.convert(payload, payload_type)
     except msgspec.ValidationError as error:
         text = str(error)
+        whole = _whole_numbers(payload) if "got `float`" in text else payload
+        if whole is not payload and msgspec.json.encode(whole) != msgspec.json.encode(payload):
+            # JSON Schema's `integer` is any number without a fraction (5.0, 1e2), so the
+            # daemon reads those as the integer too; only this refused path pays the walk.
+            return validate_payload(whole, payload_type)
         # "Object missing required field `name` - at `$.features[2]`" → "features[2].name";
         # payload types' own checks name their field the same way ("field `end_date` ...").
         parts = [m.group(1) for pattern in (_PATH, _FIELD) if (m := pattern.search(text))]

@@ -97,7 +97,7 @@ def encode_answer(result: Any) -> bytes:
     """An answer as it goes into a reply's or update's payload: {"data": ...} plus the
     next page's cursor for a paged action."""
     if isinstance(result, Paged):
-        return encode({"data": result.data, "next_cursor": result.next_cursor})
+        return encode({"data": result.data, **result.extra()})
     return encode({"data": result})
 
 

@@ -27,20 +27,38 @@ class AggregatesQueries(Protocol):
     def handoff_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each agent switch whose kept ended_at / answered_at (0014: the next switch, and for a hand-off its first human answer) differ from the ones recomputed from the raw rows (first 20)."""
 
+    def lead_cohort_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (quarter-hour of creation, step) whose kept current/furthest counts (lead_cohort_counts, 0013) differ from the counts over lead_qualifications (a missing row counts as 0)."""
+
     def lead_step_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each step whose kept current/furthest counts (0002) differ from the counts over lead_qualifications."""
+
+    def lead_step_time_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each lead whose kept step_entered_at or agent_on (0013) differs from the one recomputed from its history and conversation (first 20)."""
 
     def reply_delay_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (UTC hour, whole second of delay) whose kept count of agent replies (reply_delay_counts, 0010) differs from the count over messages (a missing row counts as 0)."""
 
+    def requirement_item_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (kind, UTC day, spelling) whose kept count of items added (or requirements created) that day (requirement_item_days, 0013) differs from the count over features, integrations and requirements."""
+
     def requirement_item_name_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (kind, spelling) whose kept count differs from the count over features and integrations, and for the kept count of requirements."""
+
+    def step_entry_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (quarter-hour, step) whose kept count of first entries (step_entry_counts, 0013) differs from the count over lead_step_entries."""
 
     def step_hours_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each lead_step_entries row whose kept hours_from_previous differs from the one recomputed from the entry times (first 20)."""
 
     def step_interval_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (step, hour) whose kept count of intervals differs from the count over lead_step_entries (a missing row counts as 0)."""
+
+    def step_interval_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (step, UTC day of entry, whole hour of interval) whose kept count of entries (step_interval_days, 0013) differs from the count over lead_step_entries."""
+
+    def step_time_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (step, agent on/off, UTC day) whose kept count of leads at the step since that day (step_time_counts, 0013) differs from the count over lead_qualifications."""
 
 
 class ChangesQueries(Protocol):
@@ -84,8 +102,8 @@ class DashboardQueries(Protocol):
     async def recent_activity(self, conn: Executor) -> asyncpg.Record | None:
         """Returns {messages_last_5_minutes, new_leads_last_5_minutes}."""
 
-    def recent_events(self, conn: Executor, *, since: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the 50 latest events since `since`, newest first: {at, kind, ids} with kind one of new_lead, message, step_change, meeting_created, agent_toggle and ids naming the records involved."""
+    def recent_events(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 50 latest events in [since, until) (until NULL: no end), newest first: {at, kind, ids} with kind one of new_lead, message, step_change, meeting_created, agent_toggle and ids naming the records involved."""
 
 
 class Demo_ActivityQueries(Protocol):
@@ -150,6 +168,9 @@ class LeadsQueries(Protocol):
     def conversion_stats(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours}: how many leads ever reached each step (their furthest step, so moving a lead back does not shrink the funnel), reached_to / reached_from (0 when nobody reached from_step), and the median hours between first entering the two steps over the leads that entered both (NULL when none did)."""
 
+    def filtered_leads(self, conn: Executor, *, step: Any, reached: Any, created_since: Any, created_until: Any, entered_step: Any, entered_since: Any, entered_until: Any, agent_on: Any, stalled: Any, now: Any, stalled_hours: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, wanted_since: Any, wanted_until: Any, search: Any, count_all: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the leads matching every given filter (NULL: not filtered), newest first, up to page_size after the keyset (after_created_at, after_id): rows of {created_at, id, lead, total}, total being the count of every matching lead (not only this page; NULL unless count_all, for a caller that has it from kept counts)."""
+
     async def lead_by_id(self, conn: Executor, *, lead_id: Any) -> Any:
         """Returns the leads-list document of one lead, or NULL for an unknown id."""
 
@@ -164,6 +185,9 @@ class LeadsQueries(Protocol):
 
     async def move_lead_step(self, conn: Executor, *, lead_id: Any, new_step: Any) -> str:
         """Sets the lead's step; completed_at is set on entering `completed` and cleared on leaving it."""
+
+    async def plan_each_call(self, conn: Executor) -> str:
+        """Makes the transaction's statements planned for their own parameters (never a cached generic plan): a filter left out (NULL) then drops from the plan and the given ones use their indexes."""
 
     async def record_step_change(self, conn: Executor, *, lead_id: Any, from_step: Any, to_step: Any, source: Any) -> str:
         """Appends a step change to the lead's history (its trigger keeps furthest_step and the first-entry times current)."""
@@ -267,6 +291,34 @@ class OutlookQueries(Protocol):
         """After a full sync of [since, until): returns ids of the mailbox's scheduled, synced meetings in the window whose Outlook event was not seen (deleted in Outlook)."""
 
 
+class ReportsQueries(Protocol):
+    """The queries of wsd/sql/reports/."""
+
+    def activity_buckets_between(self, conn: Executor, *, bounds: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns one bucket per pair of consecutive instants in `bounds` (sorted, each a whole UTC quarter-hour), oldest first, zero-filled: {start, new_leads, messages, step_changes, meetings_created, agent_toggles}, each counting what happened in [start, next bound)."""
+
+    def cohort_steps(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 7 steps in funnel order {step, current, reached} over the leads created in [since, until) (whole UTC quarter-hours): how many of them are at the step now, and how many got at least as far (furthest step at or past it)."""
+
+    def entered_steps(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 7 steps in funnel order {step, entered}: the leads whose first entry into the step falls in [since, until) (whole UTC quarter-hours), from the kept step_entry_counts (one pass over the period's rows)."""
+
+    async def period_activity(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
+        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept quarter-hour activity_counts (a period's bounds are local midnights, whole UTC quarter-hours)."""
+
+    def period_conversion_stats(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is exactly percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did)."""
+
+    def period_pipeline(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""
+
+    def period_popular_items(self, conn: Executor, *, kind: Any, top: Any, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the `top` items of a kind ('features' or 'integrations') most often added in [since, until) {name, count, share}: grouped like popular_items (trimmed, case-folded, most common spelling, first in sort order on a tie), share being count over the requirements created in the period (0 when there are none)."""
+
+    def step_durations(self, conn: Executor, *, now: Any, stalled_hours: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns 14 rows, per step in funnel order and agent on/off in the lead's conversation (false without one): {step, agent_on, leads, median_hours, p90_hours, stalled}: the leads at the step now, percentile_cont(0.5) and (0.9) of the hours since each entered it (measured at `now`; NULL without leads), and how many have been there longer than the step's threshold (stalled_hours: 7 float8 in funnel order, NULL for a step that never stalls: 0)."""
+
+
 class RequirementsQueries(Protocol):
     """The queries of wsd/sql/requirements/."""
 
@@ -327,5 +379,6 @@ class Queries(Protocol):
     leads: LeadsQueries
     meetings: MeetingsQueries
     outlook: OutlookQueries
+    reports: ReportsQueries
     requirements: RequirementsQueries
     trail: TrailQueries

@@ -30,7 +30,6 @@ __all__ = ["Reloader"]
 
 log = structlog.get_logger("wsd.reload")
 
-POLICY_VIOLATION = 1008
 RELOADED_KEYS = {"auth.tokens", "server.allowed_origins"}
 
 
@@ -76,7 +75,7 @@ class Reloader:
         revoked = [session for session in list(server.sessions) if session.caller is not None
                    and old_grants.get(session.caller.name) != new_grants.get(session.caller.name)]
         for session in revoked:
-            task = asyncio.create_task(session.connection.close(POLICY_VIOLATION, "token revoked"))
+            task = asyncio.create_task(server.revoke(session))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         log.info("config reloaded", tokens=len(new.auth.tokens),

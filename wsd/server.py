@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -34,6 +34,7 @@ from websockets.http11 import Request, Response
 
 from wsd.auth import TokenBook, bearer_token
 from wsd.calendar_sync import CalendarSync
+from wsd.client_address import ClientAddresses
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, Payload, database_error, validate_payload
 from wsd.errors import (InternalError, InvalidPayload, RateLimited, Unauthorized, Unavailable, UnknownAction,
@@ -62,6 +63,7 @@ EXPORT_RESOURCE = "export"
 # How often an export waiting for its client to read looks again.
 EXPORT_WAIT_SECONDS = 0.005
 MAX_FAILED_LOGINS = 5
+POLICY_VIOLATION = 1008
 SWEEP_SECONDS = 0.5
 
 
@@ -83,6 +85,8 @@ class Session:
     held_updates: dict[str, bytes] = field(default_factory=dict)
     context: Context | None = None   # what its requests' handlers get, built once per caller
     wants_hints: bool = False   # `changes` events only after live.hints (opt-in)
+    # Its token was removed or changed by a reload: nothing it sends from then on runs.
+    revoked: bool = False
 
     def unread_bytes(self) -> int:
         """Bytes written for this client that its socket has not taken yet."""
@@ -152,6 +156,7 @@ class WsdServer:
         self._per_token: Counter[str] = Counter()
         self._unauthenticated = 0
         self._failures = FailureThrottle(config.auth.max_failures_per_minute)
+        self._addresses = ClientAddresses(config.server.trusted_proxies)
         self._refusals = QuietLog(log)
         self._inflight: set[asyncio.Task[None]] = set()
         self._draining = False
@@ -246,7 +251,7 @@ class WsdServer:
         if path != self.config.server.path:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         settings = self.config.server
-        address = _address_of(connection)
+        address = self._client_address(connection, request)
         if not origin_allowed(request, settings.allowed_origins):
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed", address,
                                 "origin")
@@ -282,6 +287,12 @@ class WsdServer:
         token = bearer_token(request.headers.get("Authorization")) if request is not None else None
         return self.tokens.authenticate(token) if token else None
 
+    def _client_address(self, connection: Connection | Handshake, request: Request | None) -> str:
+        """Who the throttle and the logs see: the peer, or behind a trusted proxy the client
+        its X-Forwarded-For names."""
+        forwarded = request.headers.get_all("X-Forwarded-For") if request is not None else []
+        return self._addresses.of(connection.remote_address, forwarded)
+
     def _refuse(self, connection: Handshake, status: HTTPStatus, text: str, address: str,
                 reason: str) -> Response:
         self._refusals.warning("handshake refused", reason=reason, address=address)
@@ -293,7 +304,8 @@ class WsdServer:
     def open_session(self, connection: Connection) -> Session:
         """A connection whose handshake completed: its session, counted against the limits.
         The transport reads its frames into `_on_frame` and calls `close_session` at the end."""
-        session = Session(connection, _address_of(connection), self.config.server.max_send_buffer_bytes,
+        session = Session(connection, self._client_address(connection, connection.request),
+                          self.config.server.max_send_buffer_bytes,
                           caller=self._caller_of(connection.request))
         self.sessions.add(session)
         if session.caller is not None:
@@ -301,6 +313,14 @@ class WsdServer:
         else:
             self._unauthenticated += 1
         return session
+
+    def revoke(self, session: Session) -> Coroutine[Any, Any, None]:
+        """Its token was removed or changed: close it with 1008 ("token revoked"). Marked
+        first, so that nothing it sends after this moment runs — websockets still reads
+        frames during the closing handshake (up to a second), and a client may keep
+        sending through it."""
+        session.revoked = True
+        return session.connection.close(POLICY_VIOLATION, "token revoked")
 
     def close_session(self, session: Session) -> None:
         if session not in self.sessions:
@@ -319,6 +339,8 @@ class WsdServer:
 
         Returns a reason when the connection must be closed with 1008.
         """
+        if session.revoked:
+            return None   # already closing with 1008; frames still arriving are not run
         try:
             request = parse_request(frame)
         except WsdError as error:
@@ -518,7 +540,7 @@ class WsdServer:
         try:
             result = await call()
             if isinstance(result, Paged):
-                reply = success_reply(request.id, result.data, next_cursor=result.next_cursor)
+                reply = success_reply(request.id, result.data, **result.extra())
             else:
                 reply = success_reply(request.id, result)
         except WsdError as error:
@@ -565,8 +587,3 @@ class WsdServer:
         for session in self.sessions:
             if session.caller is not None and (session.wants_hints or not hint):
                 session.push_event(message)
-
-
-def _address_of(connection: Connection | Handshake) -> str:
-    peer = connection.remote_address
-    return str(peer[0]) if peer else "unknown"

@@ -33,7 +33,8 @@ class Fatal(Exception):
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], *,
-                    first_backoff: float = 0.5, max_backoff: float = 30.0) -> None:
+                    first_backoff: float = 0.5, max_backoff: float = 30.0,
+                    delay: Callable[[float], float] | None = None) -> None:
     """Run `run()` until cancelled, restarting it whenever it returns or raises.
 
     Args:
@@ -41,20 +42,26 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], *,
         run: makes one run of the task; a return is logged as unexpected and restarted too.
         first_backoff: seconds before the first restart.
         max_backoff: the longest wait between restarts.
+        delay: given the backoff, the wait before this restart: a caller who knows that
+            waiting would hurt more than a crash loop shortens it (`wsd.workers`).
     """
     backoff = first_backoff
     while True:
         started = time.monotonic()
+        failure: Exception | None = None
         try:
             await run()
         except (asyncio.CancelledError, Fatal):
             raise
-        except Exception:
-            log.error("background task crashed", task=name, restart_in_seconds=backoff,
-                      exc_info=True)
-        else:
-            log.error("background task returned", task=name, restart_in_seconds=backoff)
+        except Exception as error:
+            failure = error
         if time.monotonic() - started >= HEALTHY_RUN_SECONDS:
             backoff = first_backoff
-        await asyncio.sleep(backoff)
+        wait = backoff if delay is None else delay(backoff)
+        if failure is not None:
+            log.error("background task crashed", task=name, restart_in_seconds=wait,
+                      exc_info=failure)
+        else:
+            log.error("background task returned", task=name, restart_in_seconds=wait)
+        await asyncio.sleep(wait)
         backoff = min(backoff * 2, max_backoff)

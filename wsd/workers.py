@@ -27,6 +27,7 @@ from wsd.config import Config
 from wsd.database import Database, apply_migrations
 from wsd.demo_activity import run_demo_activity
 from wsd.logs import flush_logs_periodically
+from wsd.parent import PARENT_FD
 from wsd.sdnotify import Notifier
 from wsd.supervisor import supervise
 
@@ -38,6 +39,8 @@ log = structlog.get_logger("wsd.workers")
 # lock, and a demo agent's; the parent's own (migrations, demo agent) come on top.
 EXTRA_CONNECTIONS_PER_WORKER = 2
 PARENT_CONNECTIONS = 2
+# The wait before replacing a worker that died listening when no other worker listens.
+LAST_LISTENER_RESTART_SECONDS = 0.2
 
 
 class ConnectionBudgetExceeded(Exception):
@@ -89,28 +92,77 @@ async def _until_port_answers(host: str, port: int) -> None:
 
 
 class Workers:
-    """The worker processes: started, restarted when they die, signalled, drained."""
+    """The worker processes: started, restarted when they die, signalled, drained.
+
+    Each worker is linked to this process by a socket pair (`wsd.parent`): the worker drains
+    when its end reads end-of-file (this process died, even by kill -9), and says on it when
+    it listens, so the supervisor knows when a death leaves the port with no listener.
+    """
 
     def __init__(self, command: list[str], environment: dict[str, str], count: int) -> None:
         self._command = command
         self._environment = environment
         self._count = count
         self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._listening: set[int] = set()   # slots whose worker said it accepts connections
+        self._lost_listener: set[int] = set()   # slots whose last worker died listening
         self.stopping = False
 
     async def run_slot(self, slot: int) -> None:
         """Run worker `slot` once; its death is an error for the supervisor to log and restart."""
         started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            *self._command, env={**self._environment, "WSD_WORKER_SLOT": str(slot)})
+        ours, theirs = socket.socketpair()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._command, pass_fds=(theirs.fileno(),),
+                env={**self._environment, "WSD_WORKER_SLOT": str(slot),
+                     PARENT_FD: str(theirs.fileno())})
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()   # the worker's copy only: its end-of-file must mean our death
         self._processes[slot] = process
         log.info("worker started", slot=slot, pid=process.pid)
-        status = await process.wait()
+        loop = asyncio.get_running_loop()
+        ours.setblocking(False)
+        loop.add_reader(ours.fileno(), self._hear, slot, ours)
+        try:
+            status = await process.wait()
+        finally:
+            loop.remove_reader(ours.fileno())
+            ours.close()
+        self._lost_listener.discard(slot)
+        if slot in self._listening:
+            self._listening.discard(slot)
+            self._lost_listener.add(slot)
         if self.stopping:
             log.info("worker stopped", slot=slot, pid=process.pid, status=status)
             await asyncio.Event().wait()  # drained: nothing to restart; the parent cancels this
         raise RuntimeError(f"worker {slot} (pid {process.pid}) exited with status {status} "
                            f"after {time.monotonic() - started:.1f} s")
+
+    def _hear(self, slot: int, ours: socket.socket) -> None:
+        """Worker `slot` said it listens (`wsd.parent.LISTENING`), or its end closed."""
+        try:
+            said = ours.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            said = b""
+        if said:
+            self._listening.add(slot)
+        else:   # it died: process.wait() is about to return
+            asyncio.get_running_loop().remove_reader(ours.fileno())
+
+    def restart_delay(self, slot: int, backoff: float) -> float:
+        """The wait before worker `slot` is started again: its backoff, except when it died
+        listening and no other worker listens — the port would refuse every connection for
+        the whole backoff, so it gets `LAST_LISTENER_RESTART_SECONDS`. A worker that crashes
+        before it listens keeps its backoff: a crash loop at start serves nobody faster."""
+        if slot in self._lost_listener and not self._listening:
+            return min(backoff, LAST_LISTENER_RESTART_SECONDS)
+        return backoff
 
     def signal(self, signum: int) -> None:
         for process in self._processes.values():
@@ -165,7 +217,8 @@ async def serve_workers(config: Config, config_path: str | None, count: int, wit
         loop.add_signal_handler(signal.SIGHUP, workers.signal, signal.SIGHUP)
         tasks = await stack.enter_async_context(asyncio.TaskGroup())
         running = [tasks.create_task(supervise(f"worker {slot}", functools.partial(workers.run_slot, slot),
-                                               first_backoff=0.2, max_backoff=5.0))
+                                               first_backoff=0.2, max_backoff=5.0,
+                                               delay=functools.partial(workers.restart_delay, slot)))
                    for slot in range(count)]
         running.append(tasks.create_task(supervise("log flush", flush_logs_periodically)))
         if notifier.watchdog_seconds is not None:

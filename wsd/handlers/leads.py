@@ -7,22 +7,24 @@ The actions' roles and payloads: docs/protocol.md's generated reference (`wsd sc
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
 
+from wsd.clock import utc_now
 from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
+from wsd.fields import Cursor
 from wsd.pagination import decode_cursor, page_of
-from wsd.steps import LeadStep
+from wsd.periods import DateRange, Period, Reported, reported, resolve, span
+from wsd.steps import STEPS, LeadStep
 from wsd.topics import Topic
 
 # A lead document: the lead with its user, BANT, requirements and its conversation's agent
 # switch; messages move its activity.
 LEAD_DOCUMENT: frozenset[Topic] = frozenset({"leads", "users", "requirements", "messages", "conversations"})
 
-PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 # Left out or null: the server's [limits] default_page_size; the reply's next_cursor says
 # whether more follow.
 DefaultedPageSize = Annotated[int, msgspec.Meta(ge=1, le=1000, description="left out or null: the server's "
@@ -30,16 +32,52 @@ DefaultedPageSize = Annotated[int, msgspec.Meta(ge=1, le=1000, description="left
 SearchText = Annotated[str, msgspec.Meta(max_length=200, description="blank means no search")]
 
 
+class EnteredStep(DateRange, kw_only=True):
+    step: LeadStep
+
+
+class LeadFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Beyond this schema: `wanted` needs `wants_feature` or `wants_integration`; a range's
+    `to` is on or after its `from` and at most 366 days after (`invalid_payload` on the
+    field). The leads behind a count: the `filters` entries of period answers, or any mix."""
+
+    step: LeadStep | None = None
+    reached: LeadStep | None = None
+    created: DateRange | None = None
+    entered: EnteredStep | None = None
+    agent: Literal["on", "off"] | None = None
+    stalled: bool | None = None
+    meeting: Literal["scheduled", "cancelled", "completed"] | None = None
+    wants_feature: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    wants_integration: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    wanted: Annotated[DateRange, msgspec.Meta(
+        description="the wanted feature or integration was added in these days")] | None = None
+    search: SearchText | None = None
+
+    def __post_init__(self) -> None:
+        if self.wanted is not None and self.wants_feature is None and self.wants_integration is None:
+            raise ValueError("field `wanted` needs `wants_feature` or `wants_integration`")
+
+
 class AllLeads(Payload):
+    """Beyond this schema: with `filter`, `step` and `search` go inside it; the filter's own
+    rules (`invalid_payload` on the field)."""
+
     limit: DefaultedPageSize = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
     step: LeadStep | None = None
     search: SearchText | None = None
+    filter: Annotated[LeadFilter, msgspec.Meta(
+        description="the leads behind a count; the answer then carries `total`")] | None = None
 
     def __post_init__(self) -> None:
         # An empty search box is the most common state of a frontend: it means "all leads".
         if self.search is not None and not self.search.strip():
             self.search = None
+        if self.filter is not None and (self.step is not None or self.search is not None):
+            raise ValueError("field `filter` takes step and search inside it, not beside it")
+        if self.filter is not None and self.filter.search is not None and not self.filter.search.strip():
+            self.filter.search = None
 
 
 class LeadId(Payload):
@@ -54,7 +92,7 @@ class UpdateLeadStep(Payload):
 class AbandonedLeads(Payload):
     days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
     limit: DefaultedPageSize = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 def all_leads_query(_: Context, payload: AllLeads) -> tuple[tuple[str, str], dict[str, Any]]:
@@ -64,18 +102,77 @@ def all_leads_query(_: Context, payload: AllLeads) -> tuple[tuple[str, str], dic
 
 
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
-    """Leads newest first with user, bant_data and requirements joined, a page at a time."""
+    """Leads newest first with user, bant_data and requirements joined, a page at a time.
+
+    With `filter`: the leads it matches, and `total`, the count of all of them (for a
+    count's filter, that count)."""
     after = decode_cursor(payload.cursor)
     size = payload.limit or ctx.config.limits.default_page_size
+    if payload.filter is not None:
+        return await _filtered(ctx, payload.filter, size, after.at, after.id)
     rows = [row async for row in ctx.queries.leads.all_leads(
         ctx.pool, **all_leads_query(ctx, payload)[1], after_created_at=after.at,
         after_id=after.id, page_size=size + 1)]
     return page_of(rows, size, key="created_at", document="lead")
 
 
-async def get_lead_pipeline(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
-    """Every step in funnel order, even empty ones, so the board always has 7 columns."""
-    return [dict(row) async for row in ctx.queries.leads.lead_pipeline(ctx.pool)]
+async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_at: Any,
+                    after_id: Any) -> Paged:
+    """A page of the filter's leads and their total, read in one snapshot. A filter that is
+    exactly a time-in-step figure's (stalled or not, at most a step and an agent switch) takes
+    its total from that figure's kept counts: counting them would read most leads."""
+    zone = ctx.config.business.zone
+    created = resolve(wanted.created, zone) if wanted.created is not None else None
+    entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
+    added = resolve(wanted.wanted, zone) if wanted.wanted is not None else None
+    figure = wanted.stalled is not None and _TIME_IN_STEP_KEYS.issuperset(
+        name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
+    now, thresholds = utc_now(), ctx.config.reports.stalled_hours_by_step()
+    async with ctx.pool.acquire() as connection, \
+            connection.transaction(isolation="repeatable_read", readonly=True):
+        await ctx.queries.leads.plan_each_call(connection)
+        rows = [row async for row in ctx.queries.leads.filtered_leads(
+            connection, step=wanted.step, reached=wanted.reached,
+            created_since=created.since if created else None, created_until=created.until if created else None,
+            entered_step=wanted.entered.step if wanted.entered else None,
+            entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
+            agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
+            now=now, stalled_hours=thresholds,
+            meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
+            wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
+            wanted_until=added.until if added else None, search=wanted.search, count_all=not figure,
+            after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
+        if figure:
+            groups = [row async for row in ctx.queries.reports.step_durations(
+                connection, now=now, stalled_hours=thresholds)]
+    if figure:
+        total = sum(row["stalled"] if wanted.stalled else row["leads"] - row["stalled"] for row in groups
+                    if wanted.step in (None, row["step"])
+                    and wanted.agent in (None, "on" if row["agent_on"] else "off"))
+    else:
+        total = rows[0]["total"]
+    page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")
+    return Paged(page.data, page.next_cursor, total)
+
+
+# The filter fields a time-in-step figure's filter may hold.
+_TIME_IN_STEP_KEYS = frozenset({"stalled", "step", "agent"})
+
+
+async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
+    """Every step in funnel order, even empty ones, so the board always has 7 columns.
+
+    With a period: `steps`, the same columns over the leads created in it, each count with
+    its filter."""
+    if payload.period is None:
+        return [dict(row) async for row in ctx.queries.leads.lead_pipeline(ctx.pool)]
+
+    async def figures(period: Period) -> dict[str, Any]:
+        rows = ctx.queries.reports.period_pipeline(ctx.pool, since=period.since, until=period.until)
+        return {"steps": [{**row, "filters": {"count": {"created": span(period), "step": row["step"]}}}
+                          async for row in rows]}
+
+    return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
 
 
 async def get_lead_with_complete_data(ctx: Context, payload: LeadId) -> orjson.Fragment:
@@ -108,9 +205,52 @@ async def update_lead_step(ctx: Context, payload: UpdateLeadStep) -> dict[str, A
     return document
 
 
-async def get_conversion_stats(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
-    """Step-to-step conversion over the furthest step each lead reached."""
-    return [dict(row) async for row in ctx.queries.leads.conversion_stats(ctx.pool)]
+async def get_step_durations(ctx: Context, _: NoPayload) -> list[dict[str, Any]]:
+    """Time in step: per step in funnel order, the leads there now and how many are stalled,
+    and per agent on/off in their conversation (`agent_on`, `agent_off`; a lead without a
+    conversation counts as off) those two counts with the exact median and p90 of the hours
+    since each lead entered the step (latest entry; NULL without leads).
+
+    Stalled: at the step longer than `[reports] stalled_hours` of the step (`stalled_after_hours`;
+    null: never). Each count carries its drill-down filter.
+    """
+    thresholds = ctx.config.reports.stalled_hours_by_step()
+    rows = [row async for row in ctx.queries.reports.step_durations(ctx.pool, now=utc_now(),
+                                                                     stalled_hours=thresholds)]
+    answer = []
+    for step, threshold in zip(STEPS, thresholds):
+        split = {}
+        for row in (r for r in rows if r["step"] == step):
+            agent = "on" if row["agent_on"] else "off"
+            split[f"agent_{agent}"] = {
+                "leads": row["leads"], "median_hours": row["median_hours"], "p90_hours": row["p90_hours"],
+                "stalled": row["stalled"],
+                "filters": {"leads": {"step": step, "agent": agent},
+                            "stalled": {"step": step, "agent": agent, "stalled": True}}}
+        answer.append({"step": step, "stalled_after_hours": threshold,
+                       "leads": sum(part["leads"] for part in split.values()),
+                       "stalled": sum(part["stalled"] for part in split.values()),
+                       "filters": {"leads": {"step": step}, "stalled": {"step": step, "stalled": True}},
+                       **split})
+    return answer
+
+
+async def get_conversion_stats(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:
+    """Step-to-step conversion over the furthest step each lead reached.
+
+    With a period: `pairs` over the leads created in it, the median over the leads that
+    entered `to_step` in it (docs/protocol.md)."""
+    if payload.period is None:
+        return [dict(row) async for row in ctx.queries.leads.conversion_stats(ctx.pool)]
+
+    async def figures(period: Period) -> dict[str, Any]:
+        rows = ctx.queries.reports.period_conversion_stats(ctx.pool, since=period.since, until=period.until)
+        return {"pairs": [{**row, "filters": {
+                    "reached_from": {"created": span(period), "reached": row["from_step"]},
+                    "reached_to": {"created": span(period), "reached": row["to_step"]}}}
+                          async for row in rows]}
+
+    return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
 
 
 def abandoned_leads_query(_: Context, payload: AbandonedLeads) -> tuple[tuple[str, str], dict[str, Any]]:
@@ -129,11 +269,12 @@ async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
 
 
 ACTIONS = ActionTable("leads", [
-    read("get_all_leads", get_all_leads, AllLeads, topics=LEAD_DOCUMENT),
-    read("get_lead_pipeline", get_lead_pipeline, topics={"leads", "users", "conversations"}),
+    read("get_all_leads", get_all_leads, AllLeads, topics={*LEAD_DOCUMENT, "meetings"}),  # filter.meeting
+    read("get_lead_pipeline", get_lead_pipeline, Reported, topics={"leads", "users", "conversations"}),
     read("get_lead_with_complete_data", get_lead_with_complete_data, LeadId,
          topics={*LEAD_DOCUMENT, "meetings"}),
     write("update_lead_step", update_lead_step, UpdateLeadStep, changes={"leads"}),
-    read("get_conversion_stats", get_conversion_stats, cached=True, topics={"leads"}),
+    read("get_conversion_stats", get_conversion_stats, Reported, cached=True, topics={"leads"}),
+    read("get_step_durations", get_step_durations, cached=True, topics={"leads", "conversations"}),
     read("get_abandoned_leads", get_abandoned_leads, AbandonedLeads, topics=LEAD_DOCUMENT),
 ])

@@ -18,7 +18,8 @@ import msgspec
 from wsd.calendar_sync import CalendarSync
 from wsd.clock import local_day_bounds, local_today, utc_now
 from wsd.dispatcher import ActionTable, Context, IdempotencyKey, NoPayload, Paged, Payload, read, write
-from wsd.fields import EMAIL_PATTERN, day_in_range, instant_in_range, trimmed
+from wsd.fields import (EMAIL_PATTERN, Cursor, Day, Instant, day_in_range, instant_in_range, trimmed,
+                        trimmed_text)
 from wsd.errors import Conflict, InvalidPayload, NotFound, Unavailable, UpstreamError, WsdError
 from wsd.outlook import GraphError
 from wsd.pagination import decode_cursor, page_of
@@ -26,7 +27,7 @@ from wsd.slots import free_slots, working_hours
 from wsd.steps import STEPS
 
 SUBJECT_LENGTH = 255
-Subject = Annotated[str, msgspec.Meta(min_length=1, description="at most 255 characters once trimmed")]
+Subject = Annotated[str, trimmed_text(SUBJECT_LENGTH)]
 Email = Annotated[str, msgspec.Meta(max_length=320, pattern=EMAIL_PATTERN)]
 MeetingStatus = Literal["scheduled", "cancelled", "completed"]
 SHORTEST, LONGEST = dt.timedelta(minutes=5), dt.timedelta(hours=8)
@@ -41,12 +42,15 @@ class MeetingsQuery(Payload):
     filter: Literal["today", "this_week", "by_status"] | None = None
     status: MeetingStatus | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 class CalendarRange(Payload):
-    start_date: dt.date
-    end_date: dt.date
+    """Beyond this schema: `end_date` is on or after `start_date` and at most 365 days after
+    it (`invalid_payload` on `end_date`)."""
+
+    start_date: Day
+    end_date: Day
 
     def __post_init__(self) -> None:
         day_in_range(self.start_date, "start_date")
@@ -58,11 +62,16 @@ class CalendarRange(Payload):
 
 
 class NewMeeting(Payload):
+    """Beyond this schema: the booking policy, which needs the configuration and the clock:
+    `end_time` after `start_time`, 5 minutes to 8 hours, within one workday's working hours
+    in business.timezone, at least business.min_notice_minutes from now (`invalid_payload` on
+    `start_time` or `end_time`); the lead is the user's (`invalid_payload` on `user_id`)."""
+
     user_id: uuid.UUID
     lead_qualification_id: uuid.UUID
     subject: Subject
-    start_time: dt.datetime
-    end_time: dt.datetime
+    start_time: Instant
+    end_time: Instant
     attendee_email: Email
     idempotency_key: IdempotencyKey = None
 
@@ -73,10 +82,18 @@ class NewMeeting(Payload):
 
 
 class MeetingChange(Payload):
+    """Beyond this schema: the booking policy, which needs the configuration and the clock:
+    `end_time` after `start_time`, 5 minutes to 8 hours, within one workday's working hours
+    in business.timezone, at least business.min_notice_minutes from now (`invalid_payload` on
+    `start_time` or `end_time`), checked on the times the meeting will have."""
+
+    # Something to change: `meeting_id` and at least one more field.
+    schema_rules = {"minProperties": 2}
+
     meeting_id: uuid.UUID
     subject: Subject | msgspec.UnsetType = msgspec.UNSET
-    start_time: dt.datetime | msgspec.UnsetType = msgspec.UNSET
-    end_time: dt.datetime | msgspec.UnsetType = msgspec.UNSET
+    start_time: Instant | msgspec.UnsetType = msgspec.UNSET
+    end_time: Instant | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if not isinstance(self.subject, msgspec.UnsetType):
@@ -92,7 +109,7 @@ class MeetingId(Payload):
 
 
 class SlotsQuery(Payload):
-    date: dt.date
+    date: Day
     duration: Annotated[int, msgspec.Meta(ge=15, le=480)]
 
     def __post_init__(self) -> None:

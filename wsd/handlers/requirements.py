@@ -15,16 +15,18 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 
+from wsd.config import LimitsConfig
 from wsd.dispatcher import ActionTable, Context, Handler, IdempotencyKey, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
-from wsd.fields import trimmed
+from wsd.fields import trimmed, trimmed_text
+from wsd.periods import Period, Reported, reported, resolve, span
 from wsd.queries import Executor
 
 # Lengths are checked once trimmed (wsd.fields.trimmed), so they are not msgspec bounds.
 APP_TYPE_LENGTH, NAME_LENGTH = 50, 200
-AppType = Annotated[str, msgspec.Meta(min_length=1, description="at most 50 characters once trimmed")]
-ItemName = Annotated[str, msgspec.Meta(min_length=1, description="at most 200 characters once trimmed; "
-                                       "unique per requirements once case and white space are folded")]
+AppType = Annotated[str, trimmed_text(APP_TYPE_LENGTH)]
+ItemName = Annotated[str, trimmed_text(NAME_LENGTH, "; unique per requirements once case and white "
+                                                    "space are folded")]
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
 
 ITEM_KINDS = ("features", "integrations")
@@ -38,16 +40,25 @@ class NewItem(Payload):
         self.name = trimmed(self.name, "name", NAME_LENGTH)
 
 
+# One list's bound in the schema; both lists together are held to limits.max_package_items.
+Items = Annotated[list[NewItem], msgspec.Meta(extra_json_schema={"maxItems": LimitsConfig().max_package_items})]
+
+
 class LeadId(Payload):
     lead_id: uuid.UUID
 
 
 class RequirementPackage(Payload):
+    """Beyond this schema: features and integrations together at most
+    limits.max_package_items (200 by default; `invalid_payload` on `features`), and no two
+    items of one list with the same name once case and white space are folded
+    (`invalid_payload` on the second's `name`)."""
+
     lead_qualification_id: uuid.UUID
     app_type: AppType
     deadline: dt.date | None = None
-    features: list[NewItem] = []
-    integrations: list[NewItem] = []
+    features: Items = []
+    integrations: Items = []
     idempotency_key: IdempotencyKey = None
 
     def __post_init__(self) -> None:
@@ -55,6 +66,9 @@ class RequirementPackage(Payload):
 
 
 class RequirementsChange(Payload):
+    # Something to change: `requirements_id` and at least one more field.
+    schema_rules = {"minProperties": 2}
+
     requirements_id: uuid.UUID
     app_type: AppType | msgspec.UnsetType = msgspec.UNSET
     deadline: dt.date | None | msgspec.UnsetType = msgspec.UNSET
@@ -69,7 +83,10 @@ class AddItem(NewItem, kw_only=True):
     idempotency_key: IdempotencyKey = None
 
 
-class Popular(Payload):
+class Popular(Reported):
+    """Beyond this schema: `compare` needs a `period`, a custom period's `to` is on or after
+    its `from` and at most 366 days after (`invalid_payload` on the field)."""
+
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
 
 
@@ -169,10 +186,23 @@ def _item_adder(kind: str) -> Handler:
 
 
 def _popularity(kind: str) -> Handler:
-    async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]]:
-        """Top names across all requirements {name, count, share}, most requested first."""
-        return [dict(row) async for row in ctx.queries.requirements.popular_items(
-            ctx.pool, kind=kind, top=payload.limit)]
+    async def popular(ctx: Context, payload: Popular) -> list[dict[str, Any]] | dict[str, Any]:
+        """Top names across all requirements {name, count, share}, most requested first.
+
+        With a period: `items`, the names most often added in it, `share` over the
+        requirements created in it."""
+        if payload.period is None:
+            return [dict(row) async for row in ctx.queries.requirements.popular_items(
+                ctx.pool, kind=kind, top=payload.limit)]
+
+        async def figures(period: Period) -> dict[str, Any]:
+            rows = ctx.queries.reports.period_popular_items(
+                ctx.pool, kind=kind, top=payload.limit, since=period.since, until=period.until)
+            return {"items": [{**row, "filters": {"count": {wants: row["name"], "wanted": span(period)}}}
+                              async for row in rows]}
+
+        return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
+    wants = "wants_feature" if kind == "features" else "wants_integration"
     popular.__name__ = popular.__qualname__ = f"get_popular_{kind}"
     return popular
 

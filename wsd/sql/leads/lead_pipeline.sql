@@ -5,14 +5,8 @@
 SELECT s.step,
        (SELECT c.current FROM lead_step_counts AS c WHERE c.step = s.step) AS count,
        coalesce((
-           SELECT json_agg(json_build_object(
-                      'id', x.id, 'user_id', x.user_id, 'full_name', x.full_name,
-                      'company', x.company, 'email', x.email, 'consent', x.consent,
-                      'agent_enabled', x.agent_enabled,
-                      'created_at', x.created_at, 'updated_at', x.updated_at)
-                  ORDER BY x.updated_at DESC, x.id DESC)
-             FROM (SELECT l.id, l.user_id, u.full_name, u.company, u.email, l.consent,
-                          l.created_at, l.updated_at, c.agent_enabled
+           SELECT json_agg(x.summary ORDER BY x.updated_at DESC, x.id DESC)
+             FROM (SELECT l.id, l.updated_at, lead_summary(l, u, c.agent_enabled) AS summary
                      FROM lead_qualifications AS l
                      JOIN users AS u ON u.id = l.user_id
                      LEFT JOIN conversations AS c ON c.id = l.conversation_id
