@@ -85,7 +85,7 @@ async def awkward_leads(db) -> list[Any]:
 
 async def test_leads_export_round_trips_to_the_json_rows(admin: Client, db) -> None:
     await awkward_leads(db)
-    for payload in ({}, {"step": "bant"}, {"search": "ruíz"}):
+    for payload in ({}, {"step": "bant"}, {"search": "ruíz"}, {"filter": {"reached": "bant", "search": "ruíz"}}):
         rows = await admin.data("leads", "get_all_leads", {**payload, "limit": 1000})
         text, reply = await export(admin, "leads", payload)
         assert reply["type"] == "success", reply
@@ -177,7 +177,7 @@ async def test_each_export_is_on_the_trail(admin: Client, db) -> None:
     await export(admin, "leads", {"search": "Ruíz", "step": "bant"})
     [entry] = await admin.data("trail", "get_trail", {"action": "export.leads"})
     assert (entry["actor"], entry["resource"], entry["outcome"]) == ("test-admin", "export", "completed (1 rows)")
-    assert entry["payload"] == {"step": "bant", "search": "***"}
+    assert entry["payload"] == {"step": "bant", "search": "***", "filter": None}
 
 
 async def test_wsd_cli_writes_the_csv_to_stdout(admin: Client, daemon, db) -> None:

@@ -113,10 +113,11 @@ async def _copy(ctx: Context, export: Export, arguments: Payload, chunks: _CsvCh
     values = [parameters.get(name) for name in names]
     paths = [column.split(".") for column in export.columns]
     # Only $n placeholders are put into the statement; the subquery's ORDER BY is kept
-    # (nothing above it joins, groups or sorts).
+    # (nothing above it joins, groups or sorts). A row without a document (a filtered list's
+    # row that only carries its total) is no line.
     cells = ", ".join(f"csv_safe(r.d #>> ${len(names) + n}::text[])" for n in range(1, len(paths) + 1))
     copied = (f"SELECT {cells} FROM (SELECT q.{export.document}::jsonb AS d "
-              f"FROM ({sql.strip().rstrip(';')}) AS q) AS r")
+              f"FROM ({sql.strip().rstrip(';')}) AS q WHERE q.{export.document} IS NOT NULL) AS r")
     async with ctx.pool.acquire() as connection:
         await connection.copy_from_query(copied, *values, *paths, output=chunks.write, format="csv",
                                          timeout=LONGEST_SECONDS)
