@@ -96,7 +96,8 @@ async def test_leads_export_round_trips_to_the_json_rows(admin: Client, db) -> N
     rows = await admin.data("leads", "get_all_leads", {"step": "bant"})
     assert len(rows) == 2
     text, _ = await export(admin, "leads", {"step": "bant"})
-    record = dict(zip(*parsed(text)[:2]))
+    header, *lines = parsed(text)
+    [record] = [dict(zip(header, line)) for line in lines if line[header.index("user.full_name")].startswith("Ana")]
     assert record["user.full_name"] == 'Ana "La Jefa", Ruíz'
     assert record["user.email"] == "'+ana@ejemplo.example"
     assert record["user.company"] == '\'=HYPERLINK("http://x.example","clic")'
