@@ -28,6 +28,7 @@ from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, Unknown
 from wsd.protocol import Encoded, encode
 from wsd.runtime import Runtime
 from wsd.topics import Topic
+from wsd.trail import entry_fields
 
 if TYPE_CHECKING:
     from wsd.config import Config
@@ -132,18 +133,20 @@ class Action:
     then: AfterCommit | None = None   # turns the committed result into the reply
     topics: frozenset[Topic] = frozenset()   # a read: what its answer depends on
     changes: frozenset[Topic] = frozenset()  # a write: what it changes
+    resource: str = ""   # set by the Dispatcher from the action's table
 
 
 def read(name: str, handler: Handler, payload_type: type[Payload] = NoPayload, *,
-         topics: Iterable[Topic], cached: bool = False) -> Action:
-    """A read action, open to viewers.
+         topics: Iterable[Topic], cached: bool = False, role: Role = "viewer") -> Action:
+    """A read action, open to viewers unless `role` says admin.
 
     Args:
         topics: the topics its answer depends on: a change to any of them drops its cached
             answers and re-runs its live subscriptions. Empty: only the periodic re-run.
         cached: for aggregates many clients poll.
+        role: "admin" for what only admins may read (the trail).
     """
-    return Action(name, handler, payload_type, role="viewer", cached=cached, topics=frozenset(topics))
+    return Action(name, handler, payload_type, role=role, cached=cached, topics=frozenset(topics))
 
 
 def write(name: str, handler: Handler, payload_type: type[Payload], *, changes: Iterable[Topic],
@@ -177,25 +180,29 @@ _UNAVAILABLE = (
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # Class 53: out of connection slots ("too many clients": TooManyConnectionsError when the
+    # pool opens one), memory or disk. The server is there but cannot take the work now.
+    asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
     # A connection that broke under a statement is left "in another operation".
     asyncpg.InternalClientError,
 )
 
 
-def _nul_path(value: Any, path: str = "") -> str | None:
-    """The path of the first string holding U+0000, which no PostgreSQL text can store."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Iterable[tuple[str, Any]] = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
-    elif isinstance(value, list):
-        items = ((f"{path}[{n}]", v) for n, v in enumerate(value))
-    else:
-        return None
-    for item_path, item in items:
-        if (found := _nul_path(item, item_path)) is not None:
-            return found
+def _nul_path(value: Any) -> str | None:
+    """The path of the first string holding U+0000, which no PostgreSQL text can store.
+    Walked with a stack, not recursion: a payload may nest as deep as the decoder follows."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), child)
+                         for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{n}]", child) for n, child in reversed(list(enumerate(item))))
     return None
 
 
@@ -228,11 +235,16 @@ def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Pa
         if not payload_type.__struct_fields__:
             empty = _EMPTY[payload_type] = msgspec.convert(payload, payload_type)
             return empty
-    # One C-speed scan first (the encoder writes U+0000 as \u0000), the walk only on a hit.
-    if b"\\u0000" in msgspec.json.encode(payload) and (nul_field := _nul_path(payload)) is not None:
-        raise InvalidPayload("text may not contain the NUL character (U+0000)", {"field": nul_field})
     try:
+        # One C-speed scan first (the encoder writes U+0000 as \u0000), the walk only on a hit.
+        if b"\\u0000" in msgspec.json.encode(payload) and (nul_field := _nul_path(payload)) is not None:
+            raise InvalidPayload("text may not contain the NUL character (U+0000)", {"field": nul_field})
         return msgspec.convert(payload, payload_type)
+    except RecursionError:
+        # A payload nested past the recursion limit (a frame's decoder stops there, but a
+        # payload built in process, or met deeper in the stack, need not): no payload type
+        # takes more than a few levels, so it is a wrong type, too deep to name its field.
+        raise InvalidPayload("payload nests too deeply", {"field": None}) from None
     except msgspec.ValidationError as error:
         text = str(error)
         whole = _whole_numbers(payload) if "got `float`" in text else payload
@@ -257,7 +269,7 @@ class Dispatcher:
                 key = (table.resource, action.name)
                 if key in self._actions:
                     raise ValueError(f"action registered twice: {key}")
-                self._actions[key] = action
+                self._actions[key] = dataclasses.replace(action, resource=table.resource)
 
     def lookup(self, resource: str, action_name: str) -> Action:
         action = self._actions.get((resource, action_name))
@@ -299,7 +311,9 @@ class Dispatcher:
             if action.transactional:
                 result = await self._in_transaction(action, context, arguments)
             else:
+                # It changed nothing in PostgreSQL itself: its entry follows once it is done.
                 result = await action.handler(context, arguments)
+                await self._record(context.pool, action, context, arguments, result, "done")
             if self.cache is not None:
                 self.cache.invalidate(action.changes)
             return await action.then(context, result) if action.then is not None else result
@@ -335,6 +349,7 @@ class Dispatcher:
                             return replay["result"]
                     result = await action.handler(
                         dataclasses.replace(context, transaction_connection=connection), arguments)
+                    await self._record(connection, action, context, arguments, result, "committed")
                     if key is not None:
                         await context.queries.idempotency.store_result(
                             connection, caller=context.caller.name, action=action.name, key=key,
@@ -353,6 +368,16 @@ class Dispatcher:
             unavailable.details["outcome"] = "not_applied"  # nothing was committed
             raise unavailable from None
         return result
+
+    @staticmethod
+    async def _record(connection: Executor, action: Action, context: Context, arguments: Payload,
+                      result: Any, outcome: str) -> None:
+        """The write's trail entry: who (the caller), what (action, ids, masked payload), the
+        outcome; in the write's transaction when it has one."""
+        await context.queries.trail.record_entry(
+            connection, actor=context.caller.name, actor_role=context.caller.role,
+            resource=action.resource, action=action.name, outcome=outcome,
+            **entry_fields(arguments, result))
 
     @staticmethod
     async def _claim_key(context: Context, connection: Executor, action: Action,
