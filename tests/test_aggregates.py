@@ -288,3 +288,36 @@ async def test_reply_percentiles_read_from_either_end_of_a_second(admin: Client,
         await factories.message(db, conversation_id, "agent", sent + dt.timedelta(seconds=delay))
     await assert_reply_percentiles_exact(admin, db, 7)
     await assert_reply_percentiles_exact(admin, db, 30)
+
+
+async def test_the_kept_search_text_follows_users_and_leads(admin: Client, db) -> None:
+    """A search given alone counts the kept search text of each lead (lead_search, 0017):
+    it follows a rename, a new email or company, a lead moved to another user and a lead
+    deleted, and verify-aggregates names a kept text that went wrong."""
+    async def found(text: str) -> tuple[int, list[str]]:
+        page = (await admin.request("leads", "get_all_leads", {"filter": {"search": text}, "limit": 50}))["payload"]
+        return page["total"], [lead["id"] for lead in page["data"]]
+
+    lead_id = await factories.lead(db, [("start", now(), "agent")], full_name="Zacarías Quiñones")
+    other = await factories.lead(db, [("start", now(), "agent")], full_name="Otra Persona")
+    user_id = await db.fetchval("SELECT user_id FROM lead_qualifications WHERE id = $1", lead_id)
+    assert await found("quiñones") == (1, [str(lead_id)])
+    await db.execute("UPDATE users SET full_name = 'Zacarías Ybarra', company = 'Xyzzy SL' WHERE id = $1", user_id)
+    assert await found("quiñones") == (0, [])
+    assert await found("YBARRA") == (1, [str(lead_id)])
+    assert await found("xyzzy") == (1, [str(lead_id)])
+    await db.execute("UPDATE users SET email = 'zeta@ejemplo-unico.es' WHERE id = $1", user_id)
+    assert await found("ejemplo-unico") == (1, [str(lead_id)])
+    assert await differences(db, load_queries()) == []
+
+    await db.execute("UPDATE lead_qualifications SET user_id = (SELECT user_id FROM lead_qualifications "
+                     "WHERE id = $2) WHERE id = $1", lead_id, other)
+    assert await found("ybarra") == (0, [])
+    assert (await found("otra persona"))[0] == 2
+    await db.execute("DELETE FROM lead_qualifications WHERE id = $1", other)
+    assert await found("otra persona") == (1, [str(lead_id)])
+    assert await differences(db, load_queries()) == []
+
+    await db.execute("UPDATE lead_search SET text = 'nada' WHERE lead_id = $1", lead_id)
+    assert [(d.figure, d.key, d.kept) for d in await differences(db, load_queries())] == [
+        ("lead_search", str(lead_id), "nada")]

@@ -36,6 +36,9 @@ class AggregatesQueries(Protocol):
     def lead_cohort_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (UTC day of creation, step) whose kept roll-up (lead_cohort_days, 0016) differs from the sum of that day's kept lead_cohort_counts (a missing row counts as 0)."""
 
+    def lead_search_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each lead whose kept search text (lead_search, 0017) differs from its user's user_search_text, or that has one without the other (first 20)."""
+
     def lead_step_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each step whose kept current/furthest counts (0002) differ from the counts over lead_qualifications."""
 

@@ -12,7 +12,7 @@
 -- first and probes each (a plain per-lead check, OFFSET 0 keeping PostgreSQL from hashing
 -- every match first).
 -- The total counts the filter rows alone (one entry per lead and step, one item per lead and
--- name, one lead per user).
+-- name, one search text per lead).
 -- Run it after plan_each_call, so the drivers not named fold away.
 WITH counted AS NOT MATERIALIZED (  -- one row per matching lead
     SELECT e.lead_id AS id FROM lead_step_entries AS e
@@ -35,9 +35,8 @@ WITH counted AS NOT MATERIALIZED (  -- one row per matching lead
        AND (:wanted_since::timestamptz IS NULL
             OR (i.created_at >= :wanted_since::timestamptz AND i.created_at < :wanted_until::timestamptz))
     UNION ALL
-    SELECT l.id FROM users AS u JOIN lead_qualifications AS l ON l.user_id = u.id
-     WHERE :driver::text = 'search'
-       AND user_search_text(u.full_name, u.email, u.company) LIKE contains_pattern(:search::text)
+    SELECT s.lead_id FROM lead_search AS s  -- the search text kept per lead (0017)
+     WHERE :driver::text = 'search' AND s.text LIKE contains_pattern(:search::text)
 ), page AS (
     (SELECT l.id, l.created_at FROM lead_qualifications AS l
       WHERE :driver::text = 'entered' AND EXISTS (
