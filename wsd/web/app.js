@@ -262,13 +262,13 @@ const localDay = new Intl.DateTimeFormat("en-GB", { timeZone: ZONE, day: "numeri
 const shortDay = (date) => dayMonth.format(new Date(`${date}T00:00:00Z`));
 
 /** "+7 (+12%)" against the previous period, coloured; "=" when unchanged. */
-function delta(change, { percent = false } = {}) {
+function delta(change, { percent = false, compact = false } = {}) {
   if (!change) return null;
   const { absolute, relative } = change;
   const sign = absolute > 0 ? "+" : "";
   const text = absolute === 0 ? "="
     : percent ? `${sign}${Math.round(absolute * 100)} pt`
-    : `${sign}${fmt(Math.round(absolute * 10) / 10)}${relative === null ? "" : ` (${sign}${Math.round(relative * 100)}%)`}`;
+    : `${sign}${fmt(Math.round(absolute * 10) / 10)}${relative === null || compact ? "" : ` (${sign}${Math.round(relative * 100)}%)`}`;
   return el("span", { class: `delta ${absolute > 0 ? "up" : absolute < 0 ? "down" : "muted"}`, text,
     title: "against the previous period" });
 }
@@ -466,11 +466,14 @@ function drawTimes(column) {
   const box = column.querySelector(".times");
   if (!row) return box.replaceChildren();
   const name = STEP_NAMES[row.step] ?? row.step;
-  const lines = [["agent_on", "AI on"], ["agent_off", "AI off"]].filter(([key]) => row[key].leads > 0)
-    .map(([key, label]) => el("span", { class: "line", "data-agent": key,
-      title: `${label}: median and 90th percentile of the time the leads have been at ${name}` },
-      `${label} `, countLink(row[key].leads, row[key].filters.leads, `${name}, agent ${label.slice(3)} · now`),
-      ` · ${duration(row[key].median_hours)}`, el("span", { class: "muted", text: ` p90 ${duration(row[key].p90_hours)}` })));
+  // A small table: the leads at the step per AI agent on/off, and how long they have been there.
+  const lines = [el("span", { class: "head", text: "AI" }), el("span", { class: "head", text: "leads" }),
+    el("span", { class: "head", text: "median" }), el("span", { class: "head", text: "p90" })];
+  for (const [key, label] of [["agent_on", "on"], ["agent_off", "off"]]) {
+    lines.push(el("span", { class: "agent", text: label }),
+      el("span", { "data-agent": key }, countLink(row[key].leads, row[key].filters.leads, `${name}, AI agent ${label} · now`)),
+      el("span", { text: duration(row[key].median_hours) }), el("span", { text: duration(row[key].p90_hours) }));
+  }
   if (row.stalled_after_hours !== null) {
     lines.push(el("span", { class: `line stalled${row.stalled > 0 ? " bad" : ""}`,
       title: `At ${name} longer than ${duration(row.stalled_after_hours)}` },
@@ -516,7 +519,8 @@ function drawPipeline(answer) {
     const node = columnFor(column.step);
     const name = STEP_NAMES[column.step] ?? column.step;
     node.querySelector(".count").replaceChildren(countLink(column.count, column.filters?.count ?? { step: column.step },
-      `At ${name} · ${Array.isArray(answer) ? "now" : `created ${periodName().toLowerCase()}`}`), delta(changes.get(column.step)));
+      `At ${name} · ${Array.isArray(answer) ? "now" : `created ${periodName().toLowerCase()}`}`),
+      delta(changes.get(column.step), { compact: true }));
     const list = node.querySelector("ul");
     keepInView(list, focused, () => arrange(list, column.leads.map((lead) => {
       seen.add(lead.id);
@@ -740,8 +744,8 @@ function drawDrill(rows, meta) {
     : rows.map((lead) => el("li", {}, el("button", { type: "button", class: "row", "data-lead": lead.id,
       onclick: () => selectLead(lead.id) },
       el("span", { class: "name", text: lead.user?.full_name ?? "—" }),
-      el("span", { class: "company", text: [lead.user?.company, lead.user?.email].filter(Boolean).join(" · ") }),
       el("span", { class: "step", text: STEP_NAMES[lead.current_step] ?? lead.current_step }),
+      el("span", { class: "company", text: [lead.user?.company, lead.user?.email].filter(Boolean).join(" · ") }),
       el("span", { class: "created", text: `created ${when(lead.created_at)}${lead.agent_enabled === false ? " · agent off" : ""}` }))))));
   $("drill").scrollTop = scrolled;
 }
