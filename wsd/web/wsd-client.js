@@ -349,6 +349,14 @@ export class WsdClient {
           if (this._subs.has(local) && this.state === "ready") this._subscribe(local, sub);
           return;
         }
+        if (error.code === "rate_limited" && /in flight/.test(error.message)) {
+          // Too many requests in flight on this connection (a page subscribing all its
+          // panels at once): ask again once some have answered.
+          setTimeout(() => {
+            if (this._subs.has(local) && this.state === "ready") this._subscribe(local, sub);
+          }, 100 + Math.random() * 200);
+          return;
+        }
         this._subs.delete(local);
         sub.onError(error);
       });
