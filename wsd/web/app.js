@@ -520,7 +520,7 @@ function drawPipeline(answer) {
     const name = STEP_NAMES[column.step] ?? column.step;
     node.querySelector(".count").replaceChildren(countLink(column.count, column.filters?.count ?? { step: column.step },
       `At ${name} · ${Array.isArray(answer) ? "now" : `created ${periodName().toLowerCase()}`}`),
-      delta(changes.get(column.step), { compact: true }));
+      ...[delta(changes.get(column.step), { compact: true })].filter(Boolean));
     const list = node.querySelector("ul");
     keepInView(list, focused, () => arrange(list, column.leads.map((lead) => {
       seen.add(lead.id);
