@@ -5,6 +5,7 @@ Examples:
     python -m bench --scenarios stats,point --clients 100 --seconds 10
     python -m bench --scenarios cold --cold-sizes 10000,100000,1000000
     python -m bench --scenarios live-fanout,live-load --load-leads 1000000
+    python -m bench --scenarios live-distinct --distinct-queries 2000
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 from bench.harness import (SCENARIOS, Data, cold_aggregates, machine, save, throughput_scenarios)
 from bench.live import live_fanout, live_load
+from bench.live_distinct import live_distinct
 
-LIVE_SCENARIOS = ("live-fanout", "live-load")
+LIVE_SCENARIOS = ("live-fanout", "live-load", "live-distinct")
 
 
 def _ratio(result: dict[str, Any]) -> str:
@@ -57,6 +59,9 @@ async def live_scenarios(args: argparse.Namespace, scenarios: list[str], results
     if "live-load" in scenarios:
         results["live-load"] = await live_load(args.load_leads, args.load_connections, args.load_seconds,
                                                args.load_agent_rate, args.load_probe_rate)
+    if "live-distinct" in scenarios:
+        results["live-distinct"] = await live_distinct(args.leads, args.distinct_queries, args.distinct_seconds,
+                                                       args.load_agent_rate, args.distinct_budgets.split(","))
 
 
 def print_live(results: dict[str, Any]) -> None:
@@ -77,6 +82,16 @@ def print_live(results: dict[str, Any]) -> None:
               f"PostgreSQL {load['postgres_cpu_share']:.2f} core, wsd {load['wsd_cpu_share']:.2f} core, "
               f"{load['reruns_per_s']:.1f} re-runs/s; commit→push p50 {p['p50_ms']:.1f} p99 {p['p99_ms']:.1f} ms "
               f"({p['n']} pushes, {load['pushes_missing']} missing)")
+    distinct = results.get("live-distinct")
+    if distinct:
+        print(f"\nlive-distinct: {distinct['queries']} distinct queries, {distinct['leads']} leads, "
+              f"agent at {distinct['agent_rate']}/s, {distinct['seconds']:.0f} s each")
+        for name, run in distinct["runs"].items():
+            print(f"  {name:14} PostgreSQL {run['postgres_cpu_share']:.2f} core, wsd {run['wsd_cpu_share']:.2f} core, "
+                  f"{run['reruns_per_s']:.0f} re-runs/s ({run['reruns_delayed_per_s']:.0f}/s delayed), "
+                  f"{run['updates_sent_per_s']:.0f} updates/s"
+                  + (f"; per 1,000 queries: PostgreSQL {run['postgres_cores_per_1000_queries']:.2f}, "
+                     f"wsd {run['wsd_cores_per_1000_queries']:.2f} core" if name != "floor" else ""))
 
 
 async def main() -> None:
@@ -98,6 +113,11 @@ async def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=60)
     parser.add_argument("--load-agent-rate", type=float, default=48, help="demo-activity events/s")
     parser.add_argument("--load-probe-rate", type=float, default=2, help="timestamped commits/s")
+    parser.add_argument("--distinct-queries", type=int, default=2000,
+                        help="live-distinct: distinct live queries (100 per connection)")
+    parser.add_argument("--distinct-seconds", type=float, default=30)
+    parser.add_argument("--distinct-budgets", default="default,none",
+                        help="live-distinct: live.max_reruns_per_second values to run ('default', 'none', N)")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
     results: dict[str, Any] = {"machine": machine(), "clients": args.clients, "seconds": args.seconds,

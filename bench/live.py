@@ -103,13 +103,16 @@ class Subscribers:
     async def start(cls, daemon: Daemon, connections: int, subscriptions: list[dict],
                     probe: int = -1) -> "Subscribers":
         out = Path(tempfile.mkstemp(prefix="live-arrivals-", suffix=".json")[1])
+        # Through a file: thousands of distinct subscriptions are more than one argument may hold.
+        listed = Path(tempfile.mkstemp(prefix="live-subscriptions-", suffix=".json")[1])
+        listed.write_bytes(orjson.dumps(subscriptions))
         process = subprocess.Popen(
             pinned(CLIENT_CPUS) + [sys.executable, "-m", "bench.live_client", daemon.url, daemon.token,
-                                   str(connections), orjson.dumps(subscriptions).decode(), str(probe),
-                                   str(out)],
+                                   str(connections), f"@{listed}", str(probe), str(out)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, preexec_fn=raise_open_files)
         assert process.stdout is not None
         line = await asyncio.to_thread(process.stdout.readline)
+        listed.unlink()
         if not line:
             raise RuntimeError(f"subscribers exited with {process.wait()}")
         return cls(process, orjson.loads(line), out)

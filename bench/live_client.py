@@ -1,7 +1,7 @@
 """Live-query subscribers, run as their own process (pinned by the harness to its own core).
 
-Opens CONNECTIONS WebSocket connections, subscribes each to every entry of SUBSCRIPTIONS,
-prints one JSON line `{"ready": ...}`, then records when each update arrives until a line
+Opens CONNECTIONS WebSocket connections, subscribes each to every entry of SUBSCRIPTIONS
+(or, when SUBSCRIPTIONS is a list of lists, connection n to every entry of list n), prints one JSON line `{"ready": ...}`, then records when each update arrives until a line
 arrives on stdin; then writes one JSON object of arrivals to OUT and exits.
 
 Reading must cost as little as possible so that the client's own delay does not show up
@@ -10,7 +10,7 @@ its subscription id. Only the subscription named PROBE (an index into SUBSCRIPTI
 none) is looked into further: its `"total_users":N` is read, so that the harness can tell
 which commit a push reflects when commits come faster than re-runs.
 
-Usage: python -m bench.live_client URL TOKEN CONNECTIONS SUBSCRIPTIONS_JSON PROBE OUT
+Usage: python -m bench.live_client URL TOKEN CONNECTIONS SUBSCRIPTIONS_JSON|@FILE PROBE OUT
 Output: {"ready": n, "subscriptions": n, "arrivals": {"t": [...], "sub": [...], "conn": [...]},
          "probe": {"t": [...], "conn": [...], "value": [...]}, "errors": [...]}
 Times are time.monotonic() (CLOCK_MONOTONIC: one clock for every process of the machine).
@@ -23,6 +23,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -111,7 +112,9 @@ async def open_one(url: str, token: str, subscriptions: list[dict], gate: asynci
 
 async def run(url: str, token: str, connections: int, subscriptions: list[dict], probe: int) -> dict:
     gate = asyncio.Semaphore(OPEN_AT_ONCE)
-    opened = await asyncio.gather(*(open_one(url, token, subscriptions, gate) for _ in range(connections)))
+    per_connection = subscriptions if subscriptions and isinstance(subscriptions[0], list) else None
+    opened = await asyncio.gather(*(open_one(url, token, per_connection[n] if per_connection else subscriptions,
+                                             gate) for n in range(connections)))
     record = Record()
     readers = [asyncio.create_task(read_updates(ws, n, ids, probe, record))
                for n, (ws, ids) in enumerate(opened)]
@@ -135,7 +138,8 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    result = asyncio.run(run(url, token, int(connections), orjson.loads(subscriptions), probe))
+    listed = Path(subscriptions[1:]).read_bytes() if subscriptions.startswith("@") else subscriptions
+    result = asyncio.run(run(url, token, int(connections), orjson.loads(listed), probe))
     with open(out, "wb") as file:
         file.write(orjson.dumps(result))
 

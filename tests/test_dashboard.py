@@ -236,7 +236,7 @@ async def test_real_time_metrics(admin: Client, db) -> None:
     for key in ("pool", "cache", "live"):
         assert set(metrics[key]) <= words, (key, set(metrics[key]) - words)
     assert isinstance(metrics["slow_clients_dropped"], int) and set(metrics["live"]) == {
-        "queries", "subscriptions", "reruns", "updates_sent"}
+        "queries", "subscriptions", "reruns", "reruns_delayed", "updates_sent"}
     assert metrics["instance"].rsplit(":", 1)[1].isdigit()
 
 

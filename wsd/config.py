@@ -115,7 +115,10 @@ class LiveConfig(_Section):
     min_interval_ms: int = 200
     safety_rerun_seconds: float = 60.0
     max_subscriptions_per_connection: int = 100
+    max_queries_per_token: int = 1000
+    max_queries: int = 10000
     max_concurrent_reruns: int = 4
+    max_reruns_per_second: int = 500
 
 
 class CacheConfig(_Section):
@@ -196,7 +199,10 @@ def _check(config: Config) -> None:
                        ("limits.max_package_items", config.limits.max_package_items),
                        ("limits.default_page_size", config.limits.default_page_size),
                        ("live.max_subscriptions_per_connection", config.live.max_subscriptions_per_connection),
-                       ("live.max_concurrent_reruns", config.live.max_concurrent_reruns)):
+                       ("live.max_queries_per_token", config.live.max_queries_per_token),
+                       ("live.max_queries", config.live.max_queries),
+                       ("live.max_concurrent_reruns", config.live.max_concurrent_reruns),
+                       ("live.max_reruns_per_second", config.live.max_reruns_per_second)):
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
     if config.limits.default_page_size > 1000:

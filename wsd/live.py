@@ -8,6 +8,12 @@ runs after the last write), and a subscriber is sent the answer only when it dif
 the last one it was sent. A periodic re-run and a full re-run after the change listener
 reconnects cover anything a notification missed.
 
+Everything is bounded: subscriptions per connection, distinct queries per token name and in
+the whole process (each reserved before the first answer is awaited, so concurrent
+subscribes cannot pass a limit, and released when the connection closes, so no query
+outlives its connection), and re-runs per second (`RerunBudget`: past it a re-run waits for
+its turn, and the changes that arrive meanwhile join it).
+
 Example exchange:
     → {"resource": "live", "action": "subscribe", "id": 1,
        "payload": {"resource": "dashboard", "action": "get_dashboard_stats"}}
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
@@ -27,11 +34,11 @@ import structlog
 
 from wsd.config import LiveConfig
 from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, validate_payload
-from wsd.errors import InvalidPayload, NotFound, RateLimited, WsdError
+from wsd.errors import InvalidPayload, NotFound, RateLimited, Unavailable, WsdError
 from wsd.protocol import encode
 
-__all__ = ["LiveQueries", "LiveQuery", "Subscriber", "ChangeHints", "LIVE_RESOURCE", "LIVE_ACTIONS", "HINT_TOPIC",
-           "Hints"]
+__all__ = ["LiveQueries", "LiveQuery", "Subscriber", "RerunBudget", "ChangeHints", "LIVE_RESOURCE", "LIVE_ACTIONS",
+           "HINT_TOPIC", "Hints"]
 
 log = structlog.get_logger("wsd.live")
 
@@ -43,7 +50,10 @@ class Subscriber(Protocol):
     """What a live query needs of a connection (the server's Session)."""
 
     caller: Caller | None
+    # Its subscriptions, those still waiting for their first answer included.
     subscriptions: dict[str, "LiveQuery"]
+    # Set when the connection ended: a subscribe still running must not register then.
+    closed: bool
 
     def push_update(self, subscription: str, frame: bytes) -> None: ...
 
@@ -80,6 +90,10 @@ class LiveQuery:
     payload: dict[str, Any]
     # (connection, subscription id) → the answer last sent to it, encoded.
     subscribers: dict[tuple[Subscriber, str], bytes] = field(default_factory=dict)
+    # (connection, subscription id) → the token name it was taken under, for every
+    # subscription that holds the query, those still waiting for their first answer too.
+    holders: dict[tuple[Subscriber, str], str] = field(default_factory=dict)
+    tokens: Counter[str] = field(default_factory=Counter)   # token name → its holders
     dirty: bool = False
     running: bool = False
     last_run: float = float("-inf")
@@ -100,6 +114,31 @@ def update_frame(subscription: str, answer: bytes) -> bytes:
     return b'{"type":"update","subscription":' + orjson.dumps(subscription) + b',"payload":' + answer + b"}"
 
 
+class RerunBudget:
+    """At most `per_second` re-runs start in any one second, as a whole: each asks for its
+    turn, and past the budget its turn is later (a generic cell rate algorithm with one
+    second's burst). A query waits for its turn holding no task, and changes that arrive
+    meanwhile join the re-run it waits for, so a spent budget widens the re-run intervals
+    instead of queueing re-runs: what waits is at most one re-run per query.
+
+    Example:
+        >>> budget = RerunBudget(2)
+        >>> [round(budget.turn(now=10.0), 2) for _ in range(4)]
+        [0.0, 0.0, 0.5, 1.0]
+    """
+
+    def __init__(self, per_second: int) -> None:
+        self._step = 1 / per_second
+        self._burst = 1.0 - self._step   # how far ahead of now the turns may have run
+        self._next = float("-inf")       # the turn after the last one taken
+
+    def turn(self, now: float) -> float:
+        """Take the next turn; the seconds until it comes (0: now)."""
+        start = max(now, self._next - self._burst)
+        self._next = max(self._next, now) + self._step
+        return start - now
+
+
 class LiveQueries:
     """Every live query of this process, by key and by topic."""
 
@@ -109,10 +148,13 @@ class LiveQueries:
         self._settings = settings
         self._queries: dict[tuple[str, str, bytes], LiveQuery] = {}
         self._by_topic: dict[str, set[LiveQuery]] = {}
+        self._per_token: Counter[str] = Counter()   # token name → distinct queries it holds
         self._reruns: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_reruns)
+        self._budget = RerunBudget(settings.max_reruns_per_second)
         self._next_id = 0
         self.reruns = 0
+        self.reruns_delayed = 0
         self.updates_sent = 0
         # Seconds from a change reaching a query to its new answer going out (/metrics).
         self.observe_push_lag: Callable[[float], None] = lambda _seconds: None
@@ -122,52 +164,97 @@ class LiveQueries:
     async def subscribe(self, subscriber: Subscriber, payload: dict[str, Any]) -> dict[str, Any]:
         """Validate like a direct call, answer like a direct call, and keep the query live.
 
+        The subscription holds its place from before its first answer is awaited, and lets
+        it go if that answer fails or the connection closes meanwhile.
+
         Raises:
             WsdError: what a direct call of the action would answer, `invalid_payload` for a
-                write action, `rate_limited` past live.max_subscriptions_per_connection.
+                write action, `rate_limited` past live.max_subscriptions_per_connection,
+                live.max_queries_per_token or live.max_queries.
         """
-        assert subscriber.caller is not None
+        caller = subscriber.caller
+        assert caller is not None
         request = validate_payload(payload, Subscribe)
         assert isinstance(request, Subscribe)
         action = self._dispatcher.lookup(request.resource, request.action)
         if action.writes:
             raise InvalidPayload("only read actions can be subscribed to",
                                  {"field": "action", "action": request.action})
-        limit = self._settings.max_subscriptions_per_connection
-        if len(subscriber.subscriptions) >= limit:
-            raise RateLimited("too many subscriptions on this connection", {"limit": limit})
-        result = await self._run(action, request.payload, subscriber.caller)
-        answer = encode_answer(result)
+        if subscriber.closed:   # the request task started after its connection ended
+            raise Unavailable("the connection closed", {"reason": "closed"})
         key = (request.resource, request.action, orjson.dumps(request.payload, option=orjson.OPT_SORT_KEYS))
+        subscription = self._reserve(subscriber, caller.name, key, action, request.payload)
+        query = subscriber.subscriptions[subscription]
+        try:
+            result = await self._run(action, request.payload, caller)
+        except BaseException:
+            if subscriber.subscriptions.get(subscription) is query:
+                self._forget(subscriber, subscription)
+            raise
+        answer = encode_answer(result)
+        if subscriber.subscriptions.get(subscription) is query:   # not dropped meanwhile
+            query.subscribers[(subscriber, subscription)] = answer
+            if query.dirty:   # a change came while it had no subscriber to re-run for
+                self._schedule(query)
+        return {"subscription": subscription, **orjson.loads(answer)}
+
+    def _reserve(self, subscriber: Subscriber, token: str, key: tuple[str, str, bytes], action: Action,
+                 payload: dict[str, Any]) -> str:
+        """Check every limit and take the subscription's place at once (nothing awaits in
+        between, so subscribes running together cannot pass a limit); its id."""
+        settings = self._settings
+        if len(subscriber.subscriptions) >= settings.max_subscriptions_per_connection:
+            raise RateLimited("too many subscriptions on this connection",
+                              {"limit": settings.max_subscriptions_per_connection})
         query = self._queries.get(key)
+        if query is None and len(self._queries) >= settings.max_queries:
+            raise RateLimited("too many distinct live queries on this server",
+                              {"limit": settings.max_queries})
+        if (query is None or not query.tokens[token]) and \
+                self._per_token[token] >= settings.max_queries_per_token:
+            raise RateLimited("too many distinct live queries for this token",
+                              {"limit": settings.max_queries_per_token})
         if query is None:
-            query = self._queries[key] = LiveQuery(key, action, request.payload)
+            query = self._queries[key] = LiveQuery(key, action, payload)
             for topic in action.topics:
                 self._by_topic.setdefault(topic, set()).add(query)
         self._next_id += 1
         subscription = f"s{self._next_id}"
-        query.subscribers[(subscriber, subscription)] = answer
+        query.holders[(subscriber, subscription)] = token
+        query.tokens[token] += 1
+        if query.tokens[token] == 1:
+            self._per_token[token] += 1
         subscriber.subscriptions[subscription] = query
-        return {"subscription": subscription, **orjson.loads(answer)}
+        return subscription
 
     def unsubscribe(self, subscriber: Subscriber, payload: dict[str, Any]) -> None:
-        """Raises NotFound for a subscription this connection does not have."""
+        """Raises NotFound for a subscription this connection does not have (or whose first
+        answer has not been sent yet)."""
         unsubscribe = validate_payload(payload, Unsubscribe)
         assert isinstance(unsubscribe, Unsubscribe)
         subscription = unsubscribe.subscription
-        if subscription not in subscriber.subscriptions:
+        query = subscriber.subscriptions.get(subscription)
+        if query is None or (subscriber, subscription) not in query.subscribers:
             raise NotFound("no such subscription on this connection", {"subscription": subscription})
         self._forget(subscriber, subscription)
 
     def drop(self, subscriber: Subscriber) -> None:
-        """A connection closed: its subscriptions end with it."""
+        """A connection closed: its subscriptions end with it, those still waiting for their
+        first answer too."""
         for subscription in list(subscriber.subscriptions):
             self._forget(subscriber, subscription)
 
     def _forget(self, subscriber: Subscriber, subscription: str) -> None:
         query = subscriber.subscriptions.pop(subscription)
         query.subscribers.pop((subscriber, subscription), None)
-        if query.subscribers:
+        token = query.holders.pop((subscriber, subscription))
+        query.tokens[token] -= 1
+        if not query.tokens[token]:
+            del query.tokens[token]
+            self._per_token[token] -= 1
+            if not self._per_token[token]:
+                del self._per_token[token]
+        if query.holders:
             return
         del self._queries[query.key]
         for topic in query.action.topics:
@@ -210,6 +297,18 @@ class LiveQueries:
             self._start(query)
 
     def _start(self, query: LiveQuery) -> None:
+        """Its interval is over: re-run now if the budget allows, else at its turn."""
+        query.timer = None
+        if not query.subscribers or query.running:
+            return
+        wait = self._budget.turn(time.monotonic())
+        if wait > 0:
+            self.reruns_delayed += 1
+            query.timer = asyncio.get_running_loop().call_later(wait, self._begin, query)
+            return
+        self._begin(query)
+
+    def _begin(self, query: LiveQuery) -> None:
         query.timer = None
         if not query.subscribers or query.running:
             return
@@ -261,8 +360,9 @@ class LiveQueries:
 
     def stats(self) -> dict[str, int]:
         return {"queries": len(self._queries),
-                "subscriptions": sum(len(q.subscribers) for q in self._queries.values()),
-                "reruns": self.reruns, "updates_sent": self.updates_sent}
+                "subscriptions": sum(len(q.holders) for q in self._queries.values()),
+                "reruns": self.reruns, "reruns_delayed": self.reruns_delayed,
+                "updates_sent": self.updates_sent}
 
 
 class ChangeHints:

@@ -246,6 +246,8 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("wsd_live_subscriptions", "Live subscriptions over all connections",
                                 value=live["subscriptions"])
         yield CounterMetricFamily("wsd_live_reruns", "Live query re-runs", value=live["reruns"])
+        yield CounterMetricFamily("wsd_live_reruns_delayed", "Live re-runs that waited for their turn "
+                                  "(live.max_reruns_per_second spent)", value=live["reruns_delayed"])
         yield CounterMetricFamily("wsd_live_updates_sent", "Live updates handed to subscribers",
                                   value=live["updates_sent"])
         yield CounterMetricFamily("wsd_slow_clients_dropped", "Clients disconnected for not reading",

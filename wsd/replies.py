@@ -395,6 +395,7 @@ class LiveFigures(Reply):
     queries: int
     subscriptions: int
     reruns: int
+    reruns_delayed: int
     updates_sent: int
 
 

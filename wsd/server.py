@@ -78,6 +78,7 @@ class Session:
     subscriptions: dict[str, LiveQuery] = field(default_factory=dict)
     # Live updates held back while the client is behind: the newest per subscription only.
     held_updates: dict[str, bytes] = field(default_factory=dict)
+    closed: bool = False   # its connection ended (a live subscribe still running must not register)
     context: Context | None = None   # what its requests' handlers get, built once per caller
     wants_hints: bool = False   # `changes` events only after live.hints (opt-in)
     # Its token was removed or changed by a reload: nothing it sends from then on runs.
@@ -93,9 +94,16 @@ class Session:
         not an error."""
         self.connection.write_text(message)
 
+    def has_room(self, frame: bytes) -> bool:
+        """Whether `frame` may be written now: the limit bounds what waits unread, not one
+        frame, so an empty buffer takes the next frame whatever its size (a live update of a
+        1,000-lead page is ~590 KB, over the default 256 KiB)."""
+        unread = self.unread_bytes()
+        return unread == 0 or unread + len(frame) <= self.send_limit
+
     def push_event(self, message: bytes) -> bool:
         """Push an event unless the client is too far behind; False when it was dropped."""
-        if self.unread_bytes() + len(message) > self.send_limit:
+        if not self.has_room(message):
             self.events_dropped += 1
             self._fell_behind()
             return False
@@ -105,7 +113,7 @@ class Session:
     def push_update(self, subscription: str, frame: bytes) -> None:
         """Push a live update; a client that is behind keeps only the newest per subscription,
         sent when it catches up (`release_held_updates`)."""
-        if self.held_updates or self.unread_bytes() + len(frame) > self.send_limit:
+        if self.held_updates or not self.has_room(frame):
             self.held_updates.pop(subscription, None)
             self.held_updates[subscription] = frame
             self._fell_behind()
@@ -115,7 +123,7 @@ class Session:
     def release_held_updates(self) -> None:
         while self.held_updates:
             subscription, frame = next(iter(self.held_updates.items()))
-            if self.unread_bytes() + len(frame) > self.send_limit:
+            if not self.has_room(frame):
                 return
             del self.held_updates[subscription]
             self.push(frame)
@@ -318,6 +326,7 @@ class WsdServer:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
+        session.closed = True
         self.live.drop(session)
         if session.caller is not None:
             self._per_token[session.caller.name] -= 1
