@@ -513,6 +513,7 @@ function drawPipeline(answer) {
   const columns = Array.isArray(answer) ? answer : answer.steps;
   const changes = new Map((answer.change?.steps ?? []).map((change) => [change.step, change.count]));
   $("pipeline-title").textContent = Array.isArray(answer) ? "Pipeline" : `Pipeline · leads created ${periodName().toLowerCase()}`;
+  $("pipeline-note").textContent = Array.isArray(answer) ? "" : `, among those created ${periodName().toLowerCase()}`;
   const focused = document.activeElement;
   const seen = new Set();
   const order = columns.map((column) => {
