@@ -223,7 +223,9 @@ function subscribePeriod(names = ["stats", "funnel", "activity", "pipeline", "ag
     if (name === "activity") {  // e.g. hours over 90 days: too many bars, said in the panel
       options.onError = (error) => {
         section.classList.remove("loading");
-        $("activity").replaceChildren(el("p", { class: "error", text: `${error.message} (${error.code})` }));
+        $("activity-title").textContent = `Activity · ${periodName()}`;
+        $("activity").replaceChildren(el("p", { class: "error",
+          text: `Too many bars for this period: choose a longer "Timeline by". (${error.code}: ${error.message})` }));
         $("activity-legend").replaceChildren();
       };
     }
