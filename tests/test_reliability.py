@@ -436,7 +436,9 @@ async def test_every_limit_answers_with_its_code(postgres, db, tmp_path: Path) -
         before = await db.fetchval(commits)
         for _ in range(200):
             assert (await asyncio.to_thread(daemon.http, "/readyz"))[0] == 200
-        assert await db.fetchval(commits) - before < 30
+        # A query per request would be ≥ 200 commits; the probe and background tasks make a
+        # few dozen at most while 200 requests run on a loaded machine.
+        assert await db.fetchval(commits) - before < 100
         # Failed authentications per address: after 3, even a good token is refused for a minute.
         for _ in range(3):
             with pytest.raises(InvalidStatus) as wrong:

@@ -48,6 +48,14 @@ class ServerConfig(_Section):
     max_connections_per_token: int = 1_000
     max_unauthenticated: int = 1_000
     max_messages_before_login: int = 5
+    # TCP connections still in their HTTP handshake (a slow or partial request holds one):
+    # past it new connections are closed at once. Each handshake gets open_timeout_seconds.
+    max_handshakes: int = 1_000
+    open_timeout_seconds: float = 10.0
+    # Keepalive: a ping every ping_interval_seconds; no pong within ping_timeout_seconds of
+    # it closes the connection with 1011.
+    ping_interval_seconds: float = 20.0
+    ping_timeout_seconds: float = 20.0
     listen_backlog: int = 511
     workers: int = 1
     # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client: the
@@ -126,11 +134,13 @@ class CacheConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    """GET /metrics: who may scrape it (an address in `allowed_addresses`, or anyone showing
-    the token whose SHA-256 is `token_sha256`) and how old the outbox figures may be."""
+    """GET /metrics: who may scrape it (an address in `allowed_addresses` naming this server
+    by an IP address or a name in `allowed_hosts`, or anyone showing the token whose SHA-256
+    is `token_sha256`) and how old the outbox figures may be."""
 
     enabled: bool = True
     allowed_addresses: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
+    allowed_hosts: list[str] = msgspec.field(default_factory=lambda: ["localhost"])
     token_sha256: str = ""
     outbox_cache_seconds: float = 5.0
 
@@ -175,6 +185,7 @@ class Config(_Section):
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?")
 
 
 def _check(config: Config) -> None:
@@ -194,6 +205,7 @@ def _check(config: Config) -> None:
                        ("server.max_connections_per_token", s.max_connections_per_token),
                        ("server.max_unauthenticated", s.max_unauthenticated),
                        ("server.max_messages_before_login", s.max_messages_before_login),
+                       ("server.max_handshakes", s.max_handshakes),
                        ("server.listen_backlog", s.listen_backlog),
                        ("auth.max_failures_per_minute", config.auth.max_failures_per_minute),
                        ("limits.max_package_items", config.limits.max_package_items),
@@ -214,6 +226,9 @@ def _check(config: Config) -> None:
     if config.live.min_interval_ms < 0:
         raise ConfigError("live.min_interval_ms: must not be negative")
     for key, seconds in (("server.send_timeout_seconds", s.send_timeout_seconds),
+                         ("server.open_timeout_seconds", s.open_timeout_seconds),
+                         ("server.ping_interval_seconds", s.ping_interval_seconds),
+                         ("server.ping_timeout_seconds", s.ping_timeout_seconds),
                          ("live.safety_rerun_seconds", config.live.safety_rerun_seconds),
                          ("database.acquire_timeout_seconds", d.acquire_timeout_seconds)):
         if seconds <= 0:
@@ -235,9 +250,16 @@ def _check(config: Config) -> None:
         raise ConfigError("business.workdays: ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
     if b.min_notice_minutes < 0:
         raise ConfigError("business.min_notice_minutes: must not be negative")
+    first_named: dict[str, int] = {}
     for index, token in enumerate(config.auth.tokens):
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
+        # Idempotency keys, connection limits and logs go by name: two tokens of one name
+        # would replay each other's stored results.
+        if token.name in first_named:
+            raise ConfigError(f"auth.tokens[{index}].name: {token.name!r} is already the name of "
+                              f"auth.tokens[{first_named[token.name]}]; token names must be unique")
+        first_named[token.name] = index
     _check_networks("server.trusted_proxies", s.trusted_proxies)
     _check_metrics(config.metrics)
     for step, hours in config.reports.stalled_hours.items():
@@ -268,6 +290,10 @@ def _check_networks(key: str, entries: list[str]) -> None:
 
 def _check_metrics(m: MetricsConfig) -> None:
     _check_networks("metrics.allowed_addresses", m.allowed_addresses)
+    for index, host in enumerate(m.allowed_hosts):
+        if host != "*" and not _HOST_NAME.fullmatch(host):
+            raise ConfigError(f"metrics.allowed_hosts[{index}]: not a host name (without a port) "
+                              f"or \"*\": {host!r}")
     if m.token_sha256 and not _SHA256.match(m.token_sha256):
         raise ConfigError("metrics.token_sha256: expected 64 lowercase hex digits (or empty)")
     if m.outbox_cache_seconds < 0:

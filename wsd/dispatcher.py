@@ -177,25 +177,29 @@ _UNAVAILABLE = (
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # Class 53: out of connection slots ("too many clients": TooManyConnectionsError when the
+    # pool opens one), memory or disk. The server is there but cannot take the work now.
+    asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
     # A connection that broke under a statement is left "in another operation".
     asyncpg.InternalClientError,
 )
 
 
-def _nul_path(value: Any, path: str = "") -> str | None:
-    """The path of the first string holding U+0000, which no PostgreSQL text can store."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Iterable[tuple[str, Any]] = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
-    elif isinstance(value, list):
-        items = ((f"{path}[{n}]", v) for n, v in enumerate(value))
-    else:
-        return None
-    for item_path, item in items:
-        if (found := _nul_path(item, item_path)) is not None:
-            return found
+def _nul_path(value: Any) -> str | None:
+    """The path of the first string holding U+0000, which no PostgreSQL text can store.
+    Walked with a stack, not recursion: a payload may nest as deep as the decoder follows."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), child)
+                         for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{n}]", child) for n, child in reversed(list(enumerate(item))))
     return None
 
 
@@ -228,11 +232,16 @@ def validate_payload(payload: dict[str, Any], payload_type: type[Payload]) -> Pa
         if not payload_type.__struct_fields__:
             empty = _EMPTY[payload_type] = msgspec.convert(payload, payload_type)
             return empty
-    # One C-speed scan first (the encoder writes U+0000 as \u0000), the walk only on a hit.
-    if b"\\u0000" in msgspec.json.encode(payload) and (nul_field := _nul_path(payload)) is not None:
-        raise InvalidPayload("text may not contain the NUL character (U+0000)", {"field": nul_field})
     try:
+        # One C-speed scan first (the encoder writes U+0000 as \u0000), the walk only on a hit.
+        if b"\\u0000" in msgspec.json.encode(payload) and (nul_field := _nul_path(payload)) is not None:
+            raise InvalidPayload("text may not contain the NUL character (U+0000)", {"field": nul_field})
         return msgspec.convert(payload, payload_type)
+    except RecursionError:
+        # A payload nested past the recursion limit (a frame's decoder stops there, but a
+        # payload built in process, or met deeper in the stack, need not): no payload type
+        # takes more than a few levels, so it is a wrong type, too deep to name its field.
+        raise InvalidPayload("payload nests too deeply", {"field": None}) from None
     except msgspec.ValidationError as error:
         text = str(error)
         whole = _whole_numbers(payload) if "got `float`" in text else payload

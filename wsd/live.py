@@ -182,6 +182,9 @@ class LiveQueries:
                                  {"field": "action", "action": request.action})
         if subscriber.closed:   # the request task started after its connection ended
             raise Unavailable("the connection closed", {"reason": "closed"})
+        # The error a direct call gets, before the payload is keyed: orjson refuses values
+        # nested past 255 levels or integers past 64 bits, which no valid payload holds.
+        self._dispatcher.authorize(action, caller, request.payload)
         key = (request.resource, request.action, orjson.dumps(request.payload, option=orjson.OPT_SORT_KEYS))
         subscription = self._reserve(subscriber, caller.name, key, action, request.payload)
         query = subscriber.subscriptions[subscription]

@@ -168,19 +168,25 @@ def log_request(resource: str, action: str, request_id: Any, caller: str, outcom
                 "outcome": outcome, "duration_ms": duration_ms, "event": "request", "level": "info",
                 "timestamp": _Clock.iso()}, default=str))
             return
-        except TypeError:  # orjson refuses an id beyond 64 bits: structlog's path says so
+        except TypeError:  # orjson refuses an id beyond 64 bits: structlog's renderer writes it
             pass
     _access_log.info("request", resource=resource, action=action, request_id=request_id,
                      caller=caller, outcome=outcome, duration_ms=duration_ms)
 
 
 def _orjson_dumps(event: Any, **_: Any) -> bytes:
-    return orjson.dumps(event, default=str)
+    try:
+        return orjson.dumps(event, default=str)
+    except TypeError:
+        # orjson writes no integer wider than 64 bits (nor calls `default` for one): a
+        # client's request id may be one. Its digits are written as text.
+        return orjson.dumps({key: str(value) if type(value) is int else value
+                             for key, value in event.items()}, default=str)
 
 
 def _orjson_text(event: Any, **_: Any) -> str:
     """For stdlib records: logging's formatter works in text."""
-    return orjson.dumps(event, default=str).decode()
+    return _orjson_dumps(event).decode()
 
 
 def configure_logging(level: str = "info", access_lines_per_second: int = 0) -> None:

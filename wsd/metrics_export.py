@@ -14,8 +14,11 @@ daemons in one test process, or a library that registers its own, never collide)
 Labels carry no personal data and no ids: resource and action are the registered names
 (unknown ones are refused before they are counted), codes and reasons are fixed sets.
 
-Access: a client address in `metrics.allowed_addresses` (default loopback), or a Bearer
-token whose SHA-256 is `metrics.token_sha256`; anything else gets 403.
+Access: a client address in `metrics.allowed_addresses` (default loopback) whose Host
+header names this server by an IP address or a name in `metrics.allowed_hosts` (default
+`localhost`), or a Bearer token whose SHA-256 is `metrics.token_sha256`; anything else gets
+403. The Host rule stops DNS rebinding: a page on a hostile name that resolves to 127.0.0.1
+reaches wsd from an allowed address, but with its own name in Host.
 
 With `serve --workers N` each worker keeps its own registry and a scrape reaches whichever
 worker the kernel hands the connection to (docs/scaling.md). Scraping every worker would
@@ -45,6 +48,7 @@ from websockets.http11 import Request, Response
 
 from wsd.auth import bearer_token
 from wsd.config import MetricsConfig
+from wsd.static import request_host
 
 if TYPE_CHECKING:
     import asyncpg
@@ -59,9 +63,10 @@ __all__ = ["DaemonMetrics", "StateCollector", "OutboxProbe", "REFUSAL_REASONS"]
 
 log = structlog.get_logger("wsd.metrics")
 
-# The reasons WsdServer._refuse gives; each starts at 0 so a rate() over it exists at once.
+# The reasons WsdServer._refuse and handshake_started give; each starts at 0 so a rate() over
+# it exists at once.
 REFUSAL_REASONS = ("auth_throttled", "max_connections", "max_unauthenticated", "invalid_token",
-                   "max_connections_per_token")
+                   "max_connections_per_token", "max_handshakes")
 ROLES = ("admin", "viewer")
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -126,6 +131,8 @@ class DaemonMetrics:
             digest = hashlib.sha256(token.encode("utf-8")).digest()
             if hmac.compare_digest(digest, bytes.fromhex(self.settings.token_sha256)):
                 return True
+        if not self.host_allowed(request):
+            return False
         peer = connection.remote_address
         if not peer:
             return False
@@ -137,6 +144,20 @@ class DaemonMetrics:
             address = address.ipv4_mapped
         return any(address in ipaddress.ip_network(allowed, strict=False)
                    for allowed in self.settings.allowed_addresses)
+
+    def host_allowed(self, request: Request) -> bool:
+        """The Host header names this server by an IP address (no DNS, so nothing to rebind)
+        or by a name in `metrics.allowed_hosts`."""
+        host = request_host(request)
+        if host is None:
+            return False
+        name = host[1:host.index("]")] if host.startswith("[") else host.partition(":")[0]
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            allowed = self.settings.allowed_hosts
+            return "*" in allowed or name.lower().rstrip(".") in (entry.lower() for entry in allowed)
 
 
 class OutboxProbe:

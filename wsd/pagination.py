@@ -42,19 +42,26 @@ def encode_cursor(at: dt.datetime, row_id: uuid.UUID, group: int | None = None) 
 
 
 def decode_cursor(cursor: str | None, grouped: bool = False) -> Keyset:
-    """All None for the first page; `invalid_payload` for anything not made here, or made
-    for a list ordered another way (`grouped`: the list is ordered by a group first)."""
+    """All None for the first page; `invalid_payload` on `cursor` for any string
+    `encode_cursor` did not write for a list ordered this way (`grouped`: by a group first),
+    byte for byte (the key decoded from it must encode back to it), so no forged shape
+    reaches a query."""
     if cursor is None:
         return Keyset(None, None, None)
     try:
-        at, row_id, *group = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if len(group) != int(grouped) or not all(type(g) is int for g in group):
-            raise ValueError("a cursor of a list ordered another way")
-        instant = dt.datetime.fromisoformat(at)
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (type(key) is list and len(key) == 2 + int(grouped) and type(key[0]) is str
+                and type(key[1]) is str and all(type(group) is int for group in key[2:])):
+            raise ValueError("not a key of a list ordered this way")
+        instant = dt.datetime.fromisoformat(key[0])
+        row_id = uuid.UUID(key[1])
+        group = key[2] if grouped else None
+        if instant.tzinfo is None or encode_cursor(instant, row_id, group) != cursor:
+            raise ValueError("not in the form this server writes")
         instant_in_range(instant, "cursor")  # a forged year 9999 would overflow in asyncpg
-        return Keyset(instant, uuid.UUID(row_id), group[0] if group else None)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+    except ValueError:   # base64's, JSON's, the timestamp's and the uuid's errors included
         raise InvalidPayload("cursor is not one this server issued", {"field": "cursor"}) from None
+    return Keyset(instant, row_id, group)
 
 
 def page_of(rows: Sequence[Any], page_size: int, key: str, document: str, group: str | None = None) -> Paged:

@@ -25,6 +25,10 @@ __all__ = ["Encoded", "Request", "parse_request", "encode", "success_reply", "er
 RequestId = str | int | float | None
 # orjson writes integers of at most 64 bits; a larger id is echoed as its exact digits.
 _ORJSON_INTS = range(-(2**63), 2**64)
+# The longest integer id, in characters of its JSON text (a minus sign counts): Python's own
+# bound on turning digits into an int (`sys.get_int_max_str_digits`'s default), where msgspec
+# stops. Longer ids are `bad_request` on `id`.
+MAX_ID_DIGITS = 4300
 
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -99,9 +103,18 @@ def parse_request(frame: str | bytes) -> Request:
     # 12345678901234567890123 into a float, so the id could not be echoed and a huge `limit`
     # read as "expected int, got float"), and refuses numbers out of a double's range.
     try:
-        return _ENVELOPE_DECODER.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        request = _ENVELOPE_DECODER.decode(frame)
+    except msgspec.ValidationError as error:
+        if str(error).endswith("out of range - at `$.id`"):
+            raise BadRequest("malformed request envelope", {"fields": {"id": (
+                f"a number out of range: integers of at most {MAX_ID_DIGITS} characters (digits "
+                "and sign), or a float within a double's range")}}) from None
         return _malformed(frame)
+    except msgspec.DecodeError:
+        return _malformed(frame)
+    except RecursionError:   # nested deeper than the interpreter's recursion limit
+        raise _too_deep() from None
+    return request
 
 
 _ENVELOPE_DECODER = msgspec.json.Decoder(Request)
@@ -114,6 +127,8 @@ def _malformed(frame: str | bytes) -> Request:
         body = msgspec.json.decode(frame)
     except msgspec.DecodeError as error:
         raise BadJson(f"message is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(body, dict):
         raise BadRequest("message must be a JSON object", {"got": type(body).__name__})
     request_id = body.get("id")
@@ -135,6 +150,12 @@ def _malformed(frame: str | bytes) -> Request:
         raise BadRequest("malformed request envelope", {"fields": problems},
                          request_id=_request_id(request_id))
     return Request(body["resource"], body["action"], _request_id(request_id), payload)
+
+
+def _too_deep() -> BadJson:
+    """A frame nested deeper than msgspec can follow (Python's recursion limit, ~1,000 levels
+    less the stack below): an error like any other, not a crash of the connection."""
+    return BadJson("message nests too deeply", {"reason": "too_deep"})
 
 
 def success_reply(request_id: RequestId, data: Any, **extra: Any) -> bytes:

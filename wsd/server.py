@@ -157,6 +157,7 @@ class WsdServer:
         self.slow_clients_dropped = 0
         self._per_token: Counter[str] = Counter()
         self._unauthenticated = 0
+        self._handshakes = 0   # TCP connections accepted whose HTTP handshake has not ended
         self._failures = FailureThrottle(config.auth.max_failures_per_minute)
         self._addresses = ClientAddresses(config.server.trusted_proxies)
         self._refusals = QuietLog(log)
@@ -234,6 +235,24 @@ class WsdServer:
                     session.connection.abort()
 
     # -- handshake -------------------------------------------------------------------------
+
+    def handshake_started(self, peer: Any) -> bool:
+        """A TCP connection was accepted: it counts against `server.max_handshakes` until
+        `handshake_ended`. False past the bound: the transport closes it at once, so partial
+        requests cannot hold sockets and memory beyond it (each is also cut off after
+        `server.open_timeout_seconds`)."""
+        if self._handshakes >= self.config.server.max_handshakes:
+            # No request read yet, so no X-Forwarded-For: the peer's own address.
+            self._refusals.warning("handshake refused", reason="max_handshakes",
+                                   address=self._addresses.of(peer, ()))
+            self.metrics.refused("max_handshakes")
+            return False
+        self._handshakes += 1
+        return True
+
+    def handshake_ended(self) -> None:
+        """A counted handshake ended: upgraded, answered, timed out or dropped."""
+        self._handshakes -= 1
 
     async def _process_request(self, connection: Handshake, request: Request) -> Response | None:
         path = urlsplit(request.path).path

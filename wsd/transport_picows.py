@@ -18,9 +18,10 @@ delivers frames to `PicowsConnection`.
 What picows does not do, `PicowsConnection` does as websockets does: fragmented messages
 are reassembled (limit: `server.max_message_bytes` over the whole message, 1009), Text
 frames must be UTF-8 (1007), a client's close frame is echoed, a close sent by wsd waits
-`CLOSE_SECONDS` for the client's, keepalive pings every 20 s close with 1011 when no pong
-comes within 20 s, and a client that is behind on its replies is not read
-(`pause_reading`) until it catches up.
+`CLOSE_SECONDS` for the client's, keepalive pings every `server.ping_interval_seconds` close
+with 1011 when no pong comes within `server.ping_timeout_seconds`, and a client that is behind
+on its replies is not read (`pause_reading`) until it catches up. Both transports count a
+connection against `server.max_handshakes` until its handshake ends.
 """
 
 from __future__ import annotations
@@ -53,8 +54,6 @@ GOING_AWAY = 1001
 INVALID_DATA = 1007
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
-OPEN_TIMEOUT = 10.0      # websockets' open_timeout: the whole HTTP handshake
-PING_SECONDS = 20.0      # websockets' ping_interval and ping_timeout as wsd sets them
 CAUGHT_UP_POLL = 0.05
 TEXT, BINARY, CONTINUATION, CLOSE, PONG = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION,
                                            WSMsgType.CLOSE, WSMsgType.PONG)
@@ -127,7 +126,8 @@ class PicowsListening:
             None, None, False, factory, self.picows_logger,
             True,                      # disconnect_on_exception
             None,                      # handshake timeout: the front already had its own
-            False, PING_SECONDS, PING_SECONDS, WSAutoPingStrategy.PING_PERIODICALLY,  # pings: ours
+            False, settings.ping_interval_seconds, settings.ping_timeout_seconds,
+            WSAutoPingStrategy.PING_PERIODICALLY,   # picows's pings off: ours, as websockets's
             True,                      # answer pings with pongs
             settings.max_message_bytes,  # larger frames: picows closes with 1009
             None,                      # extra headers (client side only)
@@ -148,6 +148,7 @@ class _HttpFront(asyncio.Protocol):
         self._timeout: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._peer: Any = None
+        self._counted = False   # against server.max_handshakes, until `_end`
 
     # -- wsd.transport.Handshake ---------------------------------------------------------------
 
@@ -163,8 +164,14 @@ class _HttpFront(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
         self._peer = transport.get_extra_info("peername")
+        wsd = self.listening.wsd
+        if not wsd.handshake_started(self._peer):   # past server.max_handshakes
+            self.abort()
+            return
+        self._counted = True
         self.listening.fronts.add(self)
-        self._timeout = asyncio.get_running_loop().call_later(OPEN_TIMEOUT, self.abort)
+        self._timeout = asyncio.get_running_loop().call_later(
+            wsd.config.server.open_timeout_seconds, self.abort)
 
     def data_received(self, data: bytes) -> None:
         if self._task is not None:      # the request is in; more bytes wait for the upgrade
@@ -253,6 +260,9 @@ class _HttpFront(asyncio.Protocol):
             self._timeout.cancel()
             self._timeout = None
         self.listening.fronts.discard(self)
+        if self._counted:
+            self._counted = False
+            self.listening.wsd.handshake_ended()
         if not self.ended.done():
             self.ended.set_result(None)
 
@@ -302,6 +312,7 @@ class PicowsConnection(WSListener):
         self._awaiting_pong = False
         self._loop = asyncio.get_running_loop()
         self._on_frame = listening.wsd._on_frame
+        self._settings = listening.wsd.config.server
         self.ended: asyncio.Future[None] = self._loop.create_future()
 
     # -- wsd.transport.Connection --------------------------------------------------------------
@@ -341,7 +352,7 @@ class PicowsConnection(WSListener):
         session = self._session = wsd.open_session(self)
         if session.caller is None:
             self._later(wsd.config.server.login_timeout_seconds, self._login_deadline)
-        self._ping_timer = self._loop.call_later(PING_SECONDS, self._ping)
+        self._ping_timer = self._loop.call_later(wsd.config.server.ping_interval_seconds, self._ping)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -469,16 +480,23 @@ class PicowsConnection(WSListener):
             self._close_soon(POLICY_VIOLATION, "authentication timeout")
 
     def _ping(self) -> None:
-        """websockets' keepalive: a ping every PING_SECONDS; no pong within PING_SECONDS of
-        one closes the connection with 1011."""
+        """websockets' keepalive: a ping every `server.ping_interval_seconds`; no pong within
+        `server.ping_timeout_seconds` of one closes the connection with 1011."""
+        if not self._open:
+            return
+        self._awaiting_pong = True
+        self._ws.send_ping(b"")
+        self._ping_timer = self._loop.call_later(self._settings.ping_timeout_seconds, self._pong_due)
+
+    def _pong_due(self) -> None:
         if not self._open:
             return
         if self._awaiting_pong:
             self._fail(INTERNAL_ERROR, "keepalive ping timeout")
             return
-        self._awaiting_pong = True
-        self._ws.send_ping(b"")
-        self._ping_timer = self._loop.call_later(PING_SECONDS, self._ping)
+        settings = self._settings
+        self._ping_timer = self._loop.call_later(
+            max(settings.ping_interval_seconds - settings.ping_timeout_seconds, 0.0), self._ping)
 
     def _later(self, seconds: float, callback: Callable[[], object]) -> None:
         self._timers.append(self._loop.call_later(seconds, callback))

@@ -1,7 +1,8 @@
 """wsd on websockets (the default transport): a coroutine per connection reads its frames.
 
 `WsdConnection` is websockets' `ServerConnection` plus what `wsd.transport.Connection`
-asks for; `WebsocketsListening` runs `serve` and the read loop, which hands every frame
+asks for, counted against `server.max_handshakes` from the TCP accept to the end of its
+handshake; `WebsocketsListening` runs `serve` and the read loop, which hands every frame
 to `WsdServer._on_frame` and closes with 1008 when it says so.
 """
 
@@ -26,6 +27,28 @@ POLICY_VIOLATION = 1008
 
 class WsdConnection(ServerConnection):
     """websockets' connection with the methods a `Session` uses."""
+
+    wsd: WsdServer   # set on the subclass each `WebsocketsListening` makes
+    _handshaking = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """websockets starts the handshake's task here; past `server.max_handshakes` the
+        socket is dropped at once (that task then ends without a word)."""
+        super().connection_made(transport)
+        if self.wsd.handshake_started(transport.get_extra_info("peername")):
+            self._handshaking = True
+        else:
+            abort_socket(self.transport)
+
+    def handshake_over(self) -> None:
+        """The handshake ended (upgraded, or the connection is gone): counted no more."""
+        if self._handshaking:
+            self._handshaking = False
+            self.wsd.handshake_ended()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handshake_over()
+        super().connection_lost(exc)
 
     def is_open(self) -> bool:
         return self.protocol.state is State.OPEN
@@ -58,16 +81,23 @@ class WebsocketsListening:
 
     async def start(self, reuse_port: bool) -> None:
         settings = self._wsd.config.server
+
+        class Connection(WsdConnection):
+            """A connection of this server (websockets makes one per TCP connection)."""
+
+        Connection.wsd = self._wsd
         self._server = await serve(
             self._serve_connection, settings.host, settings.port,
             origins=None,  # checked in _process_request: the page's own origin is allowed too
             process_request=self._wsd._process_request,
-            create_connection=WsdConnection,
+            create_connection=Connection,
             max_size=settings.max_message_bytes,
             # Small JSON frames: deflate costs ~64 KiB per connection. `text_frame` writes
             # frames without extensions: compression on would need `send_text` back.
             compression=None,
-            ping_interval=20, ping_timeout=20,
+            ping_interval=settings.ping_interval_seconds,
+            ping_timeout=settings.ping_timeout_seconds,   # then close 1011
+            open_timeout=settings.open_timeout_seconds,
             close_timeout=CLOSE_SECONDS,
             backlog=settings.listen_backlog,
             reuse_port=reuse_port,
@@ -102,6 +132,7 @@ class WebsocketsListening:
 
     async def _serve_connection(self, connection: ServerConnection) -> None:
         assert isinstance(connection, WsdConnection)
+        connection.handshake_over()
         wsd = self._wsd
         session = wsd.open_session(connection)
         deadline = asyncio.get_running_loop().time() + wsd.config.server.login_timeout_seconds
