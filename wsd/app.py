@@ -26,6 +26,7 @@ from wsd.database import Database, apply_migrations, load_queries
 from wsd.demo_activity import run_demo_activity
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
+from wsd.handlers.exports import EXPORTS
 from wsd.leader import lead
 from wsd.listener import ChangeListener
 from wsd.live import HINT_TOPIC, ChangeHints
@@ -123,6 +124,14 @@ async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Any) -> None:
         await asyncio.sleep(3600)
 
 
+async def _purge_trail(pool: asyncpg.Pool, queries: Any, keep_days: int) -> None:
+    """[trail] keep_days > 0: entries older than that are deleted, hourly."""
+    while True:
+        older_than = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
+        await queries.trail.purge_entries(pool, older_than=older_than)
+        await asyncio.sleep(3600)
+
+
 @asynccontextmanager
 async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool = False,
                    reuse_port: bool = False, notifier: Notifier | None = None) -> AsyncIterator[WsdServer]:
@@ -154,7 +163,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         if config.outlook.enabled:
             calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook, user_agent=f"wsd/{INSTANCE}"))
             stack.push_async_callback(calendar.graph.close)
-        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar)
+        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar, exports=EXPORTS)
 
         hints = ChangeHints(server.publish)
 
@@ -190,6 +199,8 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                       # "today" and every period preset move at local midnight.
                       "local midnight re-run": lambda: at_local_midnights(config.business.zone, resync),
                       "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
+        if config.trail.keep_days > 0:
+            supervised["trail purge"] = lambda: _purge_trail(pool, queries, config.trail.keep_days)
         if notifier.watchdog_seconds is not None:
             supervised["systemd watchdog"] = notifier.watchdog
         if calendar is not None:

@@ -29,11 +29,11 @@ __all__ = ["Keyset", "encode_cursor", "decode_cursor", "page_of"]
 class Keyset(NamedTuple):
     """Where the next page starts: after (group, at, id); all None for the first page."""
     at: dt.datetime | None
-    id: uuid.UUID | None
+    id: Any   # uuid.UUID, or int for a list of bigint ids (the trail); None first
     group: int | None
 
 
-def encode_cursor(at: dt.datetime, row_id: uuid.UUID, group: int | None = None) -> str:
+def encode_cursor(at: dt.datetime, row_id: uuid.UUID | int, group: int | None = None) -> str:
     key: list[Any] = [at.isoformat(), str(row_id)]
     if group is not None:
         key.append(group)
@@ -41,9 +41,10 @@ def encode_cursor(at: dt.datetime, row_id: uuid.UUID, group: int | None = None) 
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, grouped: bool = False) -> Keyset:
+def decode_cursor(cursor: str | None, grouped: bool = False, id_type: type[Any] = uuid.UUID) -> Keyset:
     """All None for the first page; `invalid_payload` for anything not made here, or made
-    for a list ordered another way (`grouped`: the list is ordered by a group first)."""
+    for a list ordered another way (`grouped`: the list is ordered by a group first).
+    `id_type`: what the rows' ids are (`uuid.UUID`, or `int` for bigint ids)."""
     if cursor is None:
         return Keyset(None, None, None)
     try:
@@ -52,7 +53,7 @@ def decode_cursor(cursor: str | None, grouped: bool = False) -> Keyset:
             raise ValueError("a cursor of a list ordered another way")
         instant = dt.datetime.fromisoformat(at)
         instant_in_range(instant, "cursor")  # a forged year 9999 would overflow in asyncpg
-        return Keyset(instant, uuid.UUID(row_id), group[0] if group else None)
+        return Keyset(instant, id_type(row_id), group[0] if group else None)
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise InvalidPayload("cursor is not one this server issued", {"field": "cursor"}) from None
 

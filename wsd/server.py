@@ -36,8 +36,10 @@ from wsd.auth import TokenBook, bearer_token
 from wsd.calendar_sync import CalendarSync
 from wsd.client_address import ClientAddresses
 from wsd.config import Config
-from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, validate_payload
-from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
+from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, Payload, database_error, validate_payload
+from wsd.errors import (InternalError, InvalidPayload, RateLimited, Unauthorized, Unavailable, UnknownAction,
+                        WsdError)
+from wsd.export import PAGING, Export, run_export
 from wsd.cache import MISS
 from wsd.guards import FailureThrottle, QuietLog
 from wsd.live import HINT_TOPIC, LIVE_RESOURCE, Hints, LiveQueries, LiveQuery
@@ -45,7 +47,7 @@ from wsd.logs import log_request
 from wsd.metrics import RequestStats
 from wsd.metrics_export import DaemonMetrics
 from wsd.protocol import Request as WsdRequest
-from wsd.protocol import error_reply, event_message, parse_request, success_reply
+from wsd.protocol import chunk_message, error_reply, event_message, parse_request, success_reply
 from wsd.queries import Queries
 from wsd.runtime import INSTANCE, Runtime
 from wsd.static import StaticFiles, origin_allowed
@@ -57,6 +59,9 @@ __all__ = ["WsdServer", "Session", "text_frame"]
 log = structlog.get_logger("wsd.server")
 
 LOGIN = ("auth", "login")
+EXPORT_RESOURCE = "export"
+# How often an export waiting for its client to read looks again.
+EXPORT_WAIT_SECONDS = 0.005
 MAX_FAILED_LOGINS = 5
 POLICY_VIOLATION = 1008
 SWEEP_SECONDS = 0.5
@@ -139,7 +144,8 @@ class WsdServer:
 
     def __init__(self, config: Config, pool: asyncpg.Pool, queries: Queries, dispatcher: Dispatcher,
                  calendar: CalendarSync | None = None,
-                 readiness: Callable[[], tuple[bool, str]] | None = None) -> None:
+                 readiness: Callable[[], tuple[bool, str]] | None = None,
+                 exports: dict[str, Export] | None = None) -> None:
         self.config = config
         self.pool = pool
         self.queries = queries
@@ -164,6 +170,8 @@ class WsdServer:
         self._draining = False
         self._listening: Listening | None = None
         self.static = StaticFiles(config.server.path, config.business.timezone)
+        self.exports = exports or {}
+        self._exporting: set[str] = set()   # callers (token names) with an export running
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -361,6 +369,8 @@ class WsdServer:
                                   {"limit": self.config.server.max_inflight_per_connection})
             if request.resource == LIVE_RESOURCE:
                 call, writes = self._live_call_for(session, request)
+            elif request.resource == EXPORT_RESOURCE:
+                call, writes = self._export_call_for(session, request)
             else:
                 action = self.dispatcher.lookup(request.resource, request.action)
                 if action.cached and self._answer_stored(session, request, action):
@@ -435,12 +445,60 @@ class WsdServer:
     def _call_for(self, session: Session, request: WsdRequest,
                   action: Action) -> tuple[Callable[[], Awaitable[Any]], bool]:
         """What a request for `action` runs, and whether it writes."""
+        context = self._context_of(session)
+        return (lambda: self.dispatcher.dispatch(action, context, request.payload)), action.writes
+
+    def _context_of(self, session: Session) -> Context:
+        """The session's handler context, built once per caller."""
         assert session.caller is not None
         context = session.context
         if context is None or context.caller is not session.caller:
             context = session.context = Context(self.pool, self.queries, self.config, session.caller,
                                                 self.runtime)
-        return (lambda: self.dispatcher.dispatch(action, context, request.payload)), action.writes
+        return context
+
+    def _export_call_for(self, session: Session, request: WsdRequest) -> tuple[Callable[[], Awaitable[Any]], bool]:
+        """What an export runs: the read it mirrors decides the role and checks the payload
+        (less `limit` and `cursor`, plus `bom`) before anything runs."""
+        export = self.exports.get(request.action)
+        if export is None:
+            raise UnknownAction(f"no action export.{request.action}",
+                                {"resource": EXPORT_RESOURCE, "action": request.action})
+        payload = {k: v for k, v in request.payload.items() if k not in (*PAGING, "bom")}
+        bom = request.payload.get("bom", False)
+        if not isinstance(bom, bool):
+            raise InvalidPayload("bom is true or false", {"field": "bom"})
+        assert session.caller is not None
+        arguments = self.dispatcher.authorize(self.dispatcher.lookup(*export.read), session.caller, payload)
+        context = self._context_of(session)
+        return (lambda: self._export(session, request, export, context, arguments, bom)), False
+
+    async def _export(self, session: Session, request: WsdRequest, export: Export, context: Context,
+                      arguments: Payload, bom: bool) -> dict[str, Any]:
+        """Stream an export as `chunk` messages, one export at a time per caller."""
+        caller = context.caller.name
+        if caller in self._exporting:
+            raise RateLimited("an export is already running for this caller: one at a time", {"limit": 1})
+        self._exporting.add(caller)
+
+        async def send(text: str) -> None:
+            # The bounded send path: wait while the client has half the send limit unread,
+            # so the cursor pauses for a slow reader and wsd holds one batch at a time.
+            while session.unread_bytes() > session.send_limit // 2 and session.connection.is_open():
+                await asyncio.sleep(EXPORT_WAIT_SECONDS)
+            if not session.connection.is_open():
+                raise Unavailable("the client went away during the export", {"reason": "closed"})
+            session.push(chunk_message(request.id, text))
+
+        try:
+            return await run_export(context, export, arguments, bom, send)
+        except Exception as error:
+            mapped = database_error(error)
+            if mapped is error:
+                raise
+            raise mapped from None
+        finally:
+            self._exporting.discard(caller)
 
     async def _execute(self, action: Action, payload: dict[str, Any], caller: Caller) -> Any:
         """Run a read action for a live query, exactly as a direct call runs it."""
