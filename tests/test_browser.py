@@ -256,7 +256,7 @@ STALE = """() => [...document.querySelectorAll('[data-panel]')].filter((s) => !s
 async def test_panels_are_marked_stale_while_the_daemon_restarts(postgres: str, db: asyncpg.Connection,
                                                                  browser, tmp_path: Path) -> None:  # noqa: F811
     await seed(db)
-    # The page opens 6 subscriptions at once: more than the 4 in flight test daemons allow.
+    # The page opens 8 subscriptions at once: more than the 4 in flight test daemons allow.
     first = start_daemon(tmp_path, postgres, max_inflight_per_connection=16)
     second = None
     try:
@@ -266,7 +266,8 @@ async def test_panels_are_marked_stale_while_the_daemon_restarts(postgres: str, 
         await tab.wait_text("#stat-users", "3")
         await tab.page.wait_for_selector("#agent dt")
         fresh = await tab.page.evaluate(STALE)
-        assert [name for name, _, _ in fresh] == ["stats", "funnel", "activity", "pipeline", "meetings", "agent"]
+        assert [name for name, _, _ in fresh] == ["stats", "funnel", "activity", "pipeline", "agent", "takeover",
+                                                  "meetings", "abandoned"]
         assert all(not stale and label is None for _, stale, label in fresh), fresh
         await kill(first)
         await tab.page.wait_for_selector('#conn-state[data-state="reconnecting"]', timeout=5000)
@@ -743,6 +744,8 @@ async def test_exports_download_the_rows_shown_and_the_trail_and_takeover_are_on
         trail = await tab.text("#lead")
         assert "test-admin (admin) · leads.update_lead_step" in trail, trail
         assert "new_step: requirements" in trail
+        # The hand-off made through wsd, named with its caller, among the agent's switches.
+        assert "Agent switches (1)" in trail and "off by test-admin (admin)" in trail, trail
         entries = await download_csv(tab, "#trail-export")
         assert [(e["actor"], e["resource"], e["action"]) for e in entries][-1] == ("test-admin", "leads", "update_lead_step")
         await tab.page.keyboard.press("Escape")

@@ -21,6 +21,8 @@ const $ = (id) => document.getElementById(id);
 let client = null;
 let leadSub = null;
 let selectedLead = null;
+// The open lead's agent switches (conversations.get_agent_history), its own subscription.
+const agentHistory = { conversation: null, stop: null, switches: null, lead: null };
 const subs = {};  // panel name → unsubscribe function of its live query
 
 function el(tag, attrs = {}, ...children) {
@@ -106,6 +108,8 @@ function signOut(message) {
   if (old) old.close();
   leadSub = null;
   selectedLead = null;
+  agentHistory.stop = null;  // the closed client took its subscriptions with it
+  stopHistory();
   for (const name of Object.keys(subs)) delete subs[name];
   drill = null;
   clearPanels();
@@ -635,7 +639,37 @@ async function exportList(button, list, payload) {
 
 // -- the lead drawer ---------------------------------------------------------------------
 
+function stopHistory() {
+  if (agentHistory.stop) agentHistory.stop();
+  Object.assign(agentHistory, { conversation: null, stop: null, switches: null, lead: null });
+}
+
+/** Follows the switches of the open lead's conversation; each answer redraws the drawer. */
+function followHistory(lead) {
+  agentHistory.lead = lead;
+  const conversation = lead.conversation?.id ?? null;
+  if (conversation === agentHistory.conversation) return;
+  if (agentHistory.stop) agentHistory.stop();
+  Object.assign(agentHistory, { conversation, stop: null, switches: null });
+  if (conversation === null) return;
+  agentHistory.stop = client.subscribe("conversations", "get_agent_history", { conversation_id: conversation }, (switches) => {
+    if (agentHistory.conversation !== conversation) return;
+    agentHistory.switches = switches;
+    if (agentHistory.lead) drawLead(agentHistory.lead);
+  }, panel("lead", "Agent switches"));
+}
+
+function historySection() {
+  if (agentHistory.switches === null) return [];
+  return [el("h4", { text: `Agent switches (${agentHistory.switches.length})` }),
+    items([...agentHistory.switches].reverse(), "Never switched.", (change) => el("li", { class: "trail" },
+      el("strong", { text: when(change.at) }),
+      ` ${change.enabled ? "on" : "off"} by ${change.actor}${change.actor_role ? ` (${change.actor_role})` : ""}`,
+      change.reason ? el("span", { class: "muted", text: ` — ${change.reason}` }) : null))];
+}
+
 function selectLead(leadId) {
+  if (leadId !== selectedLead) stopHistory();
   selectedLead = leadId;
   for (const [id, card] of cards) card.button.classList.toggle("selected", id === leadId);
   if (leadSub) leadSub();
@@ -655,6 +689,7 @@ function selectLead(leadId) {
 function closeDrawer() {
   if (leadSub) leadSub();
   leadSub = null;
+  stopHistory();
   const reopen = selectedLead === null ? null
     : (!$("drill").hidden ? $("drill-rows").querySelector(`[data-lead="${selectedLead}"]`) : null)
       ?? cards.get(selectedLead)?.button;
@@ -708,11 +743,13 @@ function trailSection(lead) {
   return [head, items(lead.trail, "Nothing done through wsd yet.", (entry) => el("li", { class: "trail" },
     el("strong", { text: when(entry.at) }), ` ${entry.actor} (${entry.actor_role}) · ${entry.resource}.${entry.action}`,
     what(entry) ? el("span", { class: "muted", text: ` · ${what(entry)}` }) : null,
-    entry.outcome !== "done" ? el("span", { class: "muted", text: ` · ${entry.outcome}` }) : null))];
+    // The usual outcomes go unsaid; an export's row count or a failure is written.
+    !["done", "committed"].includes(entry.outcome) ? el("span", { class: "muted", text: ` · ${entry.outcome}` }) : null))];
 }
 
 function drawLead(lead) {
   if (lead.id !== selectedLead) return;
+  followHistory(lead);
   const user = lead.user ?? {};
   const bant = lead.bant_data;
   const needs = lead.requirements;
@@ -747,6 +784,7 @@ function drawLead(lead) {
       el("strong", { text: when(change.changed_at) }),
       ` ${change.from_step ? `${STEP_NAMES[change.from_step] ?? change.from_step} → ` : ""}` +
       `${STEP_NAMES[change.to_step] ?? change.to_step} (${change.source})`)),
+    ...historySection(),
     ...trailSection(lead)));
   $("drawer").scrollTop = scrolled;  // a live update does not send the reader back to the top
 }
