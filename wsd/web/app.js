@@ -602,12 +602,17 @@ function drawTakeover(report) {
 
 function drawAbandoned(leads) {
   $("abandoned").replaceChildren(...(leads.length === 0 ? [el("li", { class: "muted", text: "None: every lead moved this week." })]
-    : leads.map((lead) => el("li", {}, el("button", { type: "button", class: "row", "data-lead": lead.id,
-      onclick: () => selectLead(lead.id) },
-      el("span", { class: "name", text: lead.user?.full_name ?? "—" }),
-      el("span", { class: "step", text: STEP_NAMES[lead.current_step] ?? lead.current_step }),
-      el("span", { class: "company", text: lead.user?.company ?? "" }),
-      el("span", { class: "created", text: `${fmt(lead.days_inactive)} days quiet` }))))));
+    : leads.map((lead) => leadRow(lead, lead.user?.company ?? "", `${fmt(lead.days_inactive)} days quiet`))));
+}
+
+/** A lead in a list: name and step, `detail` under the name, `note` under the step; a click
+ * opens its drawer. */
+function leadRow(lead, detail, note) {
+  return el("li", {}, el("button", { type: "button", class: "row", "data-lead": lead.id, onclick: () => selectLead(lead.id) },
+    el("span", { class: "name", text: lead.user?.full_name ?? "—" }),
+    el("span", { class: "step", text: STEP_NAMES[lead.current_step] ?? lead.current_step }),
+    el("span", { class: "company", text: detail }),
+    el("span", { class: "created", text: note })));
 }
 
 // -- exports -----------------------------------------------------------------------------
@@ -861,12 +866,8 @@ function drawDrill(rows, meta) {
   const scrolled = $("drill").scrollTop;
   $("drill-rows").replaceChildren(...(rows.length === 0
     ? [el("li", { class: "muted", text: drill.cursors.length > 1 ? "No more leads on this page." : "No leads." })]
-    : rows.map((lead) => el("li", {}, el("button", { type: "button", class: "row", "data-lead": lead.id,
-      onclick: () => selectLead(lead.id) },
-      el("span", { class: "name", text: lead.user?.full_name ?? "—" }),
-      el("span", { class: "step", text: STEP_NAMES[lead.current_step] ?? lead.current_step }),
-      el("span", { class: "company", text: [lead.user?.company, lead.user?.email].filter(Boolean).join(" · ") }),
-      el("span", { class: "created", text: `created ${when(lead.created_at)}${lead.agent_enabled === false ? " · agent off" : ""}` }))))));
+    : rows.map((lead) => leadRow(lead, [lead.user?.company, lead.user?.email].filter(Boolean).join(" · "),
+      `created ${when(lead.created_at)}${lead.agent_enabled === false ? " · agent off" : ""}`))));
   $("drill").scrollTop = scrolled;
 }
 
