@@ -311,6 +311,9 @@ function drawStats(stats) {
   box.hidden = !stats.in_period;
   if (!stats.in_period) return box.replaceChildren();
   const previous = stats.previous?.period;
+  // Hours over more than 41 days would be over wsd's 1,000 bars: not offered.
+  const days = (Date.parse(stats.period.to) - Date.parse(stats.period.from)) / 86_400_000 + 1;
+  $("granularity").querySelector('option[value="hour"]').disabled = days * 24 > 1000;
   $("period-span").textContent = `${shortDay(stats.period.from)} – ${shortDay(stats.period.to)}` +
     (previous ? ` · vs ${shortDay(previous.from)} – ${shortDay(previous.to)}` : "");
   box.replaceChildren(...IN_PERIOD.map(([key, name]) => {
