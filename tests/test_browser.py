@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import io
 import os
 import re
 import signal
@@ -254,7 +256,7 @@ STALE = """() => [...document.querySelectorAll('[data-panel]')].filter((s) => !s
 async def test_panels_are_marked_stale_while_the_daemon_restarts(postgres: str, db: asyncpg.Connection,
                                                                  browser, tmp_path: Path) -> None:  # noqa: F811
     await seed(db)
-    # The page opens 6 subscriptions at once: more than the 4 in flight test daemons allow.
+    # The page opens 8 subscriptions at once: more than the 4 in flight test daemons allow.
     first = start_daemon(tmp_path, postgres, max_inflight_per_connection=16)
     second = None
     try:
@@ -264,7 +266,8 @@ async def test_panels_are_marked_stale_while_the_daemon_restarts(postgres: str, 
         await tab.wait_text("#stat-users", "3")
         await tab.page.wait_for_selector("#agent dt")
         fresh = await tab.page.evaluate(STALE)
-        assert [name for name, _, _ in fresh] == ["stats", "funnel", "activity", "pipeline", "meetings", "agent"]
+        assert [name for name, _, _ in fresh] == ["stats", "funnel", "activity", "pipeline", "agent", "takeover",
+                                                  "meetings", "abandoned"]
         assert all(not stale and label is None for _, stale, label in fresh), fresh
         await kill(first)
         await tab.page.wait_for_selector('#conn-state[data-state="reconnecting"]', timeout=5000)
@@ -668,4 +671,101 @@ async def test_time_in_step_and_stalled_counts_on_the_board(daemon: Daemon, db: 
     await tab.page.click(f"{column} .stalled .count-link")
     await tab.wait_text("#drill-total", "2 leads")
     assert tab.errors == []
+    await tab.page.context.close()
+
+
+# -- the trail, the take-over figures and exports (issue 22) ----------------------------------
+
+AWKWARD_NAMES = ['Zoë "la jefa", Núñez', "=HYPERLINK(1)", "Línea\nNueva", "Ángel, Ortiz"]
+
+
+async def download_csv(tab: Tab, button: str) -> list[dict[str, str]]:
+    """Clicks an Export button and reads the file the browser downloads."""
+    async with tab.page.expect_download(timeout=10_000) as waiting:
+        await tab.page.click(button)
+    download = await waiting.value
+    path = await download.path()
+    raw = Path(str(path)).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf"), raw[:20]   # the byte-order mark spreadsheets need
+    return list(csv.DictReader(io.StringIO(raw[3:].decode("utf-8"), newline="")))
+
+
+async def test_exports_download_the_rows_shown_and_the_trail_and_takeover_are_on_the_page(
+        postgres: str, db: asyncpg.Connection, browser, tmp_path: Path) -> None:  # noqa: F811
+    now = dt.datetime.now(UTC)
+    ids = {}
+    for n, name in enumerate(AWKWARD_NAMES):
+        user_id = await factories.user(db, full_name=name, company="Ñu, S.L.")
+        conversation_id = await factories.conversation(db, user_id)
+        ids[name] = (await factories.lead(db, [("start", now - dt.timedelta(hours=3 + n), "agent"),
+                                                ("bant", now - dt.timedelta(hours=2 + n), "agent")],
+                                           user_id=user_id, conversation_id=conversation_id), conversation_id)
+    await factories.lead(db, [("start", now - dt.timedelta(hours=1), "agent")], full_name="Sin Avanzar")
+    daemon = start_daemon(tmp_path, postgres, max_inflight_per_connection=16)
+    tab = await new_tab(browser)
+    try:
+        lead_id, conversation_id = ids[AWKWARD_NAMES[0]]
+        # Writes through wsd (on the trail) and a hand-off the page must count.
+        for args in (("leads", "update_lead_step", f"lead_id={lead_id}", "new_step=requirements"),
+                     ("conversations", "update_agent_status", f"conversation_id={conversation_id}", "enabled=false")):
+            done = await asyncio.to_thread(wsd_cli, daemon, *args)
+            assert done.returncode == 0, done.stdout + done.stderr
+        await log_in(tab, daemon, ADMIN_TOKEN)
+        await ready(tab)
+        async with open_client(daemon.url) as connection:
+            client = Client(connection)
+            takeover = await client.data("dashboard", "get_human_takeover")
+            shown = await client.request("leads", "get_all_leads", {"filter": {"reached": "bant"}, "limit": 50})
+        assert takeover["handoffs"] == 1 and takeover["unanswered_now"] == 1
+        await tab.wait_text('#takeover dd[data-figure="handoffs"]', "1")
+        await tab.wait_text('#takeover dd[data-figure="unanswered_now"]', "1")
+
+        # The funnel's BANT count (all time): 4 leads; its Export downloads exactly those rows.
+        await tab.page.click('#funnel li[data-step="bant"] .count-link')
+        await tab.wait_text("#drill-total", "4 leads")
+        rows = await download_csv(tab, "#drill-export")
+        assert [row["id"] for row in rows] == await drill_rows(tab) == [lead["id"] for lead in shown["payload"]["data"]]
+        by_id = {lead["id"]: lead for lead in shown["payload"]["data"]}
+        for row in rows:
+            name = by_id[row["id"]]["user"]["full_name"]
+            # A formula-looking cell is neutralised with a leading apostrophe; the rest verbatim.
+            assert row["user.full_name"] == ("'" + name if name.startswith("=") else name)
+            assert row["user.company"] == "Ñu, S.L." and row["current_step"] == by_id[row["id"]]["current_step"]
+        # The search narrows the export too.
+        await tab.page.fill("#drill-search", "ortiz")
+        await tab.wait_text("#drill-total", "1 lead")
+        assert [row["user.full_name"] for row in await download_csv(tab, "#drill-export")] == ["Ángel, Ortiz"]
+
+        # The lead's trail in its drawer, and its export.
+        await tab.page.fill("#drill-search", "")
+        await tab.wait_text("#drill-total", "4 leads")
+        await tab.page.click(f'#drill-rows .row[data-lead="{lead_id}"]')
+        await tab.page.wait_for_selector("#trail-export")
+        trail = await tab.text("#lead")
+        assert "test-admin (admin) · leads.update_lead_step" in trail, trail
+        assert "new_step: requirements" in trail
+        # The hand-off made through wsd, named with its caller, among the agent's switches.
+        assert "Agent switches (1)" in trail and "off by test-admin (admin)" in trail, trail
+        entries = await download_csv(tab, "#trail-export")
+        assert [(e["actor"], e["resource"], e["action"]) for e in entries][-1] == ("test-admin", "leads", "update_lead_step")
+        await tab.page.keyboard.press("Escape")
+        await tab.page.keyboard.press("Escape")
+
+        # Today's meetings and the abandoned leads export too (none of either here: a header).
+        for button in ("#meetings-export", "#abandoned-export"):
+            assert await download_csv(tab, button) == []
+        assert tab.csp_violations() == [] and tab.errors == []
+    finally:
+        await tab.page.context.close()
+        daemon.stop()
+
+
+async def test_a_viewer_sees_no_trail_in_the_drawer(daemon: Daemon, db: asyncpg.Connection, browser) -> None:  # noqa: F811
+    [(lead_id, _), *_] = await seed(db)
+    tab = await new_tab(browser)
+    await log_in(tab, daemon, VIEWER_TOKEN)
+    await ready(tab)
+    await tab.page.click(f'.card[data-lead="{lead_id}"]')
+    await tab.page.wait_for_selector("#lead-name")
+    assert "Trail" not in await tab.text("#lead") and await tab.page.locator("#trail-export").count() == 0
     await tab.page.context.close()

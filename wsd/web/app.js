@@ -15,11 +15,14 @@ const PRESETS = { today: "Today", yesterday: "Yesterday", last_7_days: "Last 7 d
   last_month: "Last month", this_quarter: "This quarter" };
 const GRANULARITIES = ["hour", "day", "week", "month"];
 const DRILL_PAGE = 50;  // leads per page of a count's list
+const ABANDONED_DAYS = 7;
 
 const $ = (id) => document.getElementById(id);
 let client = null;
 let leadSub = null;
 let selectedLead = null;
+// The open lead's agent switches (conversations.get_agent_history), its own subscription.
+const agentHistory = { conversation: null, stop: null, switches: null, lead: null };
 const subs = {};  // panel name → unsubscribe function of its live query
 
 function el(tag, attrs = {}, ...children) {
@@ -105,6 +108,8 @@ function signOut(message) {
   if (old) old.close();
   leadSub = null;
   selectedLead = null;
+  agentHistory.stop = null;  // the closed client took its subscriptions with it
+  stopHistory();
   for (const name of Object.keys(subs)) delete subs[name];
   drill = null;
   clearPanels();
@@ -152,6 +157,8 @@ function subscribeAll() {
   subscribePeriod();
   client.subscribe("leads", "get_step_durations", {}, drawDurations, panel("pipeline", "Time in step"));
   client.subscribe("meetings", "get_all_meetings", { filter: "today" }, drawMeetings, panel("meetings", "Meetings"));
+  client.subscribe("leads", "get_abandoned_leads", { days: ABANDONED_DAYS, limit: 8 }, drawAbandoned,
+    panel("abandoned", "Abandoned leads"));
 }
 
 // -- the reporting period ----------------------------------------------------------------
@@ -204,7 +211,7 @@ function periodName() {
 
 /** (Re)subscribes the panels that follow the period; `names` limits it to some of them.
  * A panel keeps its last answer, dimmed, until the new one arrives. */
-function subscribePeriod(names = ["stats", "funnel", "activity", "pipeline", "agent"]) {
+function subscribePeriod(names = ["stats", "funnel", "activity", "pipeline", "agent", "takeover"]) {
   const base = view.period === null ? null : { period: view.period, compare: true };
   const queries = {
     stats: ["dashboard", "get_dashboard_stats", base ?? {}, drawStats, "Stats"],
@@ -213,6 +220,7 @@ function subscribePeriod(names = ["stats", "funnel", "activity", "pipeline", "ag
       base ? { ...base, ...(view.granularity ? { granularity: view.granularity } : {}) } : {}, drawActivity, "Activity"],
     pipeline: ["leads", "get_lead_pipeline", base ?? {}, drawPipeline, "Pipeline"],
     agent: ["dashboard", "get_agent_performance", base ?? { days: 7 }, drawAgent, "Agent"],
+    takeover: ["dashboard", "get_human_takeover", base ?? { days: 7 }, drawTakeover, "Take-over"],
   };
   for (const name of names) {
     if (subs[name]) subs[name]();
@@ -244,8 +252,8 @@ function applyView(names) {
 
 function clearPanels() {
   for (const id of ["stat-users", "stat-conversations", "stat-meetings", "stat-leads"]) $(id).textContent = "–";
-  for (const id of ["funnel", "activity", "activity-legend", "pipeline", "meetings", "agent", "lead", "in-period",
-    "drill-rows"]) $(id).replaceChildren();
+  for (const id of ["funnel", "activity", "activity-legend", "pipeline", "meetings", "agent", "takeover", "abandoned",
+    "lead", "in-period", "drill-rows"]) $(id).replaceChildren();
   for (const id of ["period-span", "drill-total", "drill-page", "drill-what"]) $(id).textContent = "";
   cards.clear();
   durations.clear();
@@ -574,9 +582,102 @@ function drawAgent(performance) {
   $("agent").replaceChildren(...items);
 }
 
+/** Human take-over (dashboard.get_human_takeover) for the same window as the agent's figures. */
+function drawTakeover(report) {
+  const now = report;  // the figures are the answer's own; `previous` and `change` beside them
+  $("takeover-title").textContent = report.period
+    ? `Human take-over · ${periodName()} vs previous` : `Human take-over, ${report.days ?? 7} days`;
+  const seconds = (value) => (value === null || value === undefined ? "–"
+    : value < 90 ? `${value.toFixed(0)} s` : duration(value / 3600));
+  const rows = [["Hand-offs to a person", "handoffs"], ["Answered by a person", "answered"],
+    ["Unanswered now", "unanswered_now"], ["Switched back to the agent", "switched_back"],
+    ["Conversations a person wrote in", "conversations_human_wrote"]];
+  const items = [];
+  for (const [name, key] of rows) {
+    items.push(el("dt", { text: name }), el("dd", { "data-figure": key }, fmt(now[key]), delta(report.change?.[key])));
+  }
+  const first = now.first_human_message_seconds;
+  items.push(el("dt", { text: "First human reply, median" }),
+    el("dd", { "data-figure": "first_median" }, seconds(first.median)),
+    el("dt", { text: "First human reply, p90" }), el("dd", { "data-figure": "first_p90" }, seconds(first.p90)));
+  $("takeover").replaceChildren(...items);
+}
+
+function drawAbandoned(leads) {
+  $("abandoned").replaceChildren(...(leads.length === 0 ? [el("li", { class: "muted", text: "None: every lead moved this week." })]
+    : leads.map((lead) => leadRow(lead, lead.user?.company ?? "", `${fmt(lead.days_inactive)} days quiet`))));
+}
+
+/** A lead in a list: name and step, `detail` under the name, `note` under the step; a click
+ * opens its drawer. */
+function leadRow(lead, detail, note) {
+  return el("li", {}, el("button", { type: "button", class: "row", "data-lead": lead.id, onclick: () => selectLead(lead.id) },
+    el("span", { class: "name", text: lead.user?.full_name ?? "—" }),
+    el("span", { class: "step", text: STEP_NAMES[lead.current_step] ?? lead.current_step }),
+    el("span", { class: "company", text: detail }),
+    el("span", { class: "created", text: note })));
+}
+
+// -- exports -----------------------------------------------------------------------------
+// A list as CSV: the export's chunks come over the socket (client.exportCsv assembles
+// them) and the file is handed to the browser as a download. With a byte-order mark, which
+// spreadsheet programs need to read UTF-8.
+
+async function exportList(button, list, payload) {
+  if (button.disabled) return;
+  const label = button.textContent;
+  button.disabled = true;
+  button.textContent = "Exporting…";
+  try {
+    const result = await client.exportCsv(list, { ...payload, bom: true });
+    const url = URL.createObjectURL(new Blob([result.csv], { type: result.content_type }));
+    const link = el("a", { href: url, download: result.filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    toast(`Exported ${fmt(result.rows)} row${result.rows === 1 ? "" : "s"} to ${result.filename}`);
+  } catch (error) {
+    toast(`Export: ${error.code} — ${error.message}`);
+  } finally {
+    button.disabled = false;
+    button.textContent = label;
+  }
+}
+
 // -- the lead drawer ---------------------------------------------------------------------
 
+function stopHistory() {
+  if (agentHistory.stop) agentHistory.stop();
+  Object.assign(agentHistory, { conversation: null, stop: null, switches: null, lead: null });
+}
+
+/** Follows the switches of the open lead's conversation; each answer redraws the drawer. */
+function followHistory(lead) {
+  agentHistory.lead = lead;
+  const conversation = lead.conversation?.id ?? null;
+  if (conversation === agentHistory.conversation) return;
+  if (agentHistory.stop) agentHistory.stop();
+  Object.assign(agentHistory, { conversation, stop: null, switches: null });
+  if (conversation === null) return;
+  agentHistory.stop = client.subscribe("conversations", "get_agent_history", { conversation_id: conversation }, (switches) => {
+    if (agentHistory.conversation !== conversation) return;
+    agentHistory.switches = switches;
+    if (agentHistory.lead) drawLead(agentHistory.lead);
+  }, panel("lead", "Agent switches"));
+}
+
+function historySection() {
+  if (agentHistory.switches === null) return [];
+  return [el("h4", { text: `Agent switches (${agentHistory.switches.length})` }),
+    items([...agentHistory.switches].reverse(), "Never switched.", (change) => el("li", { class: "trail" },
+      el("strong", { text: when(change.at) }),
+      ` ${change.enabled ? "on" : "off"} by ${change.actor}${change.actor_role ? ` (${change.actor_role})` : ""}`,
+      change.reason ? el("span", { class: "muted", text: ` — ${change.reason}` }) : null))];
+}
+
 function selectLead(leadId) {
+  if (leadId !== selectedLead) stopHistory();
   selectedLead = leadId;
   for (const [id, card] of cards) card.button.classList.toggle("selected", id === leadId);
   if (leadSub) leadSub();
@@ -596,6 +697,7 @@ function selectLead(leadId) {
 function closeDrawer() {
   if (leadSub) leadSub();
   leadSub = null;
+  stopHistory();
   const reopen = selectedLead === null ? null
     : (!$("drill").hidden ? $("drill-rows").querySelector(`[data-lead="${selectedLead}"]`) : null)
       ?? cards.get(selectedLead)?.button;
@@ -636,8 +738,26 @@ function agentControl(conversation) {
     el("span", { text: admin ? "AI agent answers this lead" : "AI agent answers this lead (admins can switch it)" }));
 }
 
+/** Who did what to the lead through wsd (its latest 50 trail entries, newest first); an
+ * admin's read: a viewer's document has `trail: null` and the section is left out. */
+function trailSection(lead) {
+  if (!Array.isArray(lead.trail)) return [];
+  const head = el("div", { class: "section-head" }, el("h4", { text: `Trail (${lead.trail.length})` }),
+    el("button", { type: "button", class: "export", id: "trail-export",
+      onclick: (event) => exportList(event.currentTarget, "trail", { lead_id: lead.id }) }, "Export"));
+  const what = (entry) => Object.entries(entry.payload ?? {})
+    .filter(([key]) => !key.endsWith("_id"))
+    .map(([key, value]) => `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`).join(", ");
+  return [head, items(lead.trail, "Nothing done through wsd yet.", (entry) => el("li", { class: "trail" },
+    el("strong", { text: when(entry.at) }), ` ${entry.actor} (${entry.actor_role}) · ${entry.resource}.${entry.action}`,
+    what(entry) ? el("span", { class: "muted", text: ` · ${what(entry)}` }) : null,
+    // The usual outcomes go unsaid; an export's row count or a failure is written.
+    !["done", "committed"].includes(entry.outcome) ? el("span", { class: "muted", text: ` · ${entry.outcome}` }) : null))];
+}
+
 function drawLead(lead) {
   if (lead.id !== selectedLead) return;
+  followHistory(lead);
   const user = lead.user ?? {};
   const bant = lead.bant_data;
   const needs = lead.requirements;
@@ -671,7 +791,9 @@ function drawLead(lead) {
     items(lead.step_history, "No steps yet.", (change) => el("li", {},
       el("strong", { text: when(change.changed_at) }),
       ` ${change.from_step ? `${STEP_NAMES[change.from_step] ?? change.from_step} → ` : ""}` +
-      `${STEP_NAMES[change.to_step] ?? change.to_step} (${change.source})`))));
+      `${STEP_NAMES[change.to_step] ?? change.to_step} (${change.source})`)),
+    ...historySection(),
+    ...trailSection(lead)));
   $("drawer").scrollTop = scrolled;  // a live update does not send the reader back to the top
 }
 
@@ -747,12 +869,8 @@ function drawDrill(rows, meta) {
   const scrolled = $("drill").scrollTop;
   $("drill-rows").replaceChildren(...(rows.length === 0
     ? [el("li", { class: "muted", text: drill.cursors.length > 1 ? "No more leads on this page." : "No leads." })]
-    : rows.map((lead) => el("li", {}, el("button", { type: "button", class: "row", "data-lead": lead.id,
-      onclick: () => selectLead(lead.id) },
-      el("span", { class: "name", text: lead.user?.full_name ?? "—" }),
-      el("span", { class: "step", text: STEP_NAMES[lead.current_step] ?? lead.current_step }),
-      el("span", { class: "company", text: [lead.user?.company, lead.user?.email].filter(Boolean).join(" · ") }),
-      el("span", { class: "created", text: `created ${when(lead.created_at)}${lead.agent_enabled === false ? " · agent off" : ""}` }))))));
+    : rows.map((lead) => leadRow(lead, [lead.user?.company, lead.user?.email].filter(Boolean).join(" · "),
+      `created ${when(lead.created_at)}${lead.agent_enabled === false ? " · agent off" : ""}`))));
   $("drill").scrollTop = scrolled;
 }
 
@@ -795,6 +913,10 @@ $("drill-prev").addEventListener("click", () => {
   $("drill").scrollTop = 0;
 });
 $("stat-leads").addEventListener("click", () => openDrill("All leads · now", {}));
+$("drill-export").addEventListener("click", () => exportList($("drill-export"), "leads", { filter: drillFilter() }));
+$("meetings-export").addEventListener("click", () => exportList($("meetings-export"), "meetings", { filter: "today" }));
+$("abandoned-export").addEventListener("click", () => exportList($("abandoned-export"), "abandoned_leads",
+  { days: ABANDONED_DAYS }));
 
 $("period").addEventListener("change", () => {
   const value = $("period").value;
