@@ -238,3 +238,53 @@ async def test_verify_aggregates_names_a_corrupted_kept_row(db, postgres: str) -
     assert "conversion_stats median_hours [consent]: kept None, recomputed 2.0" in done.stdout
     assert " second 5]: kept 2, recomputed 1" in done.stdout
     assert "agent_performance median [" in done.stdout and "kept None, recomputed 5.0" in done.stdout
+
+
+async def test_period_figures_read_the_day_roll_ups_and_verify_checks_them(admin: Client, db, postgres: str) -> None:
+    """A period of whole days sums the per-day roll-ups (0016), kept with the quarter-hour
+    and hour rows they roll up: agent performance over 30 days equals its figures counted
+    from the raw rows, a day row changed by hand shows in the answer (so it is what is read)
+    and verify-aggregates names it."""
+    conversation_id = await factories.conversation(db)
+    for days, delay in ((3, 4.5), (10, 1.25), (20, 7.0)):
+        at = now() - dt.timedelta(days=days)
+        await factories.message(db, conversation_id, "user", at)
+        await factories.message(db, conversation_id, "agent", at + dt.timedelta(seconds=delay))
+    stats = await admin.data("dashboard", "get_dashboard_stats", {"period": "last_30_days"})
+    since = dt.datetime.fromisoformat(stats["period"]["since"])
+    until = dt.datetime.fromisoformat(stats["period"]["until"])
+    raw = await db.fetchval("SELECT count(*) FROM messages WHERE created_at >= $1 AND created_at < $2", since, until)
+    assert stats["in_period"]["messages"] == raw
+    await assert_reply_percentiles_exact(admin, db, 30)
+    assert await differences(db, load_queries()) == []
+
+    day = await db.fetchval("SELECT utc_day($1::timestamptz)", now() - dt.timedelta(days=10))
+    await db.execute("UPDATE activity_days SET events = events + 100 WHERE kind = 'messages' AND day = $1", day)
+    await db.execute("UPDATE reply_delay_days SET replies = replies + 1 WHERE day = $1 AND second = 1", day)
+    # Another cache key than the first call's: the hand edit sends no change hint.
+    stats = await admin.data("dashboard", "get_dashboard_stats", {"period": "last_30_days", "compare": True})
+    assert stats["in_period"]["messages"] == raw + 100
+    done = verify(postgres)
+    assert done.returncode == 1
+    assert "activity_day [messages " in done.stdout and "reply_delay_day [" in done.stdout
+    await db.execute("UPDATE activity_days SET events = events - 100 WHERE kind = 'messages' AND day = $1", day)
+    await db.execute("UPDATE reply_delay_days SET replies = replies - 1 WHERE day = $1 AND second = 1", day)
+
+
+async def test_reply_percentiles_read_from_either_end_of_a_second(admin: Client, db) -> None:
+    """Twenty replies within one second of delay (3.00 to 3.95 s, with a tie), a few outside
+    the window: the median's ranks sit low in that second, p90's high, so the values are
+    read counting from the low end and from the high end; both bit-equal percentile_cont."""
+    conversation_id = await factories.conversation(db)
+    delays = [3 + n / 20 for n in range(19)] + [3.5]
+    at = now() - dt.timedelta(days=3)
+    for n, delay in enumerate(delays):
+        sent = at + dt.timedelta(minutes=n)
+        await factories.message(db, conversation_id, "user", sent)
+        await factories.message(db, conversation_id, "agent", sent + dt.timedelta(seconds=delay))
+    for days_ago, delay in ((9, 3.01), (10, 3.99)):  # the same second, outside the 7-day window
+        sent = now() - dt.timedelta(days=days_ago)
+        await factories.message(db, conversation_id, "user", sent)
+        await factories.message(db, conversation_id, "agent", sent + dt.timedelta(seconds=delay))
+    await assert_reply_percentiles_exact(admin, db, 7)
+    await assert_reply_percentiles_exact(admin, db, 30)

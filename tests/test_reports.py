@@ -353,6 +353,23 @@ async def test_period_conversion_medians_are_percentile_cont(admin: Client, db: 
         assert any(pair["median_hours"] is not None for pair in answer["pairs"])
 
 
+async def test_a_figure_filter_totals_from_kept_counts_as_counting_would(
+        admin: Client, db: asyncpg.Connection, seeded: list[uuid.UUID]) -> None:
+    """A filter that is exactly one kept figure's (agent on/off, a step, no filter at all,
+    the activity funnel's `entered`, a popular feature or integration by name, spelled as
+    users type it) takes its total from the kept counts; the same filter with a search beside
+    it (counted) must agree, and so must the leads listed."""
+    today = dt.datetime.now(MADRID).date()
+    days = {"from": (today - dt.timedelta(days=29)).isoformat(), "to": today.isoformat()}
+    for wanted in ({"agent": "on"}, {"agent": "off"}, {"step": "start"}, {},
+                   {"entered": {"step": "bant", **days}}, {"entered": {"step": "consent", **days}},
+                   {"wants_feature": "  PAGOS "}, {"wants_feature": "Mapa"}, {"wants_integration": "stripe"}):
+        kept = await admin.request("leads", "get_all_leads", {"filter": wanted, "limit": 1000})
+        counted = await admin.request("leads", "get_all_leads", {"filter": {**wanted, "search": "@"}, "limit": 1000})
+        assert kept["payload"]["total"] == counted["payload"]["total"] == len(kept["payload"]["data"]), wanted
+        assert kept["payload"]["total"] > 0, wanted
+
+
 async def test_a_time_in_step_filter_totals_from_kept_counts_as_counting_would(
         admin: Client, db: asyncpg.Connection, seeded: list[uuid.UUID]) -> None:
     """`stalled` with at most a step and an agent switch: the total comes from the kept
@@ -363,3 +380,39 @@ async def test_a_time_in_step_filter_totals_from_kept_counts_as_counting_would(
         counted = await admin.request("leads", "get_all_leads", {"filter": {**wanted, "search": "@"}, "limit": 1000})
         assert kept["payload"]["total"] == counted["payload"]["total"] == len(kept["payload"]["data"]), wanted
     assert kept["payload"]["total"] > 0
+
+
+async def test_a_filter_given_alone_is_read_from_its_own_rows_as_the_leads_would_give_it(
+        admin: Client, db: asyncpg.Connection, seeded: list[uuid.UUID]) -> None:
+    """A step-entry, meeting, item or search filter given alone takes its own reading
+    (single_filter_leads);
+    beside `reached: start` (every lead) it goes through the general one. Both give the same
+    leads in the same order and the same total, and paging by cursor walks the same list."""
+    leads = await db.fetch("SELECT id, user_id FROM lead_qualifications WHERE id = ANY($1) ORDER BY id", seeded)
+    for n, lead in enumerate(leads[:12]):
+        start = now() + dt.timedelta(days=1 + n) if n % 3 == 0 else now() - dt.timedelta(days=1 + n)
+        await factories.meeting(db, lead["id"], lead["user_id"], start, status="cancelled" if n % 3 == 2 else "scheduled")
+        if n % 4 == 0:  # a second meeting of the same status: the lead is listed once
+            await factories.meeting(db, lead["id"], lead["user_id"], start + dt.timedelta(hours=2),
+                                    status="cancelled" if n % 3 == 2 else "scheduled")
+    today = dt.datetime.now(MADRID).date()
+    days = {"from": (today - dt.timedelta(days=60)).isoformat(), "to": today.isoformat()}
+    for wanted in ({"entered": {"step": "consent", **days}}, {"entered": {"step": "completed", **days}},
+                   {"meeting": "scheduled"}, {"meeting": "completed"}, {"meeting": "cancelled"},
+                   {"wants_feature": "pagos"}, {"wants_feature": "Mapa", "wanted": days},
+                   {"wants_integration": "Slack"}, {"wants_integration": "STRIPE", "wanted": days},
+                   {"search": "cliente 1"}, {"search": "nadie"}):
+        alone = await admin.request("leads", "get_all_leads", {"filter": wanted, "limit": 1000})
+        general = await admin.request("leads", "get_all_leads", {"filter": {**wanted, "reached": "start"}, "limit": 1000})
+        listed = [lead["id"] for lead in alone["payload"]["data"]]
+        assert listed == [lead["id"] for lead in general["payload"]["data"]], wanted
+        assert alone["payload"]["total"] == general["payload"]["total"] == len(listed), wanted
+        paged, cursor = [], None
+        while True:
+            page = (await admin.request("leads", "get_all_leads", {"filter": wanted, "limit": 3, "cursor": cursor}))["payload"]
+            assert page["total"] == len(listed)
+            paged += [lead["id"] for lead in page["data"]]
+            if (cursor := page["next_cursor"]) is None:
+                break
+        assert paged == listed, wanted
+        assert len(listed) > 0 or wanted == {"search": "nadie"}, wanted

@@ -18,6 +18,9 @@ class AggregatesQueries(Protocol):
     def activity_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (kind, quarter-hour) whose kept count (or reply seconds total) differs from the count over the raw tables."""
 
+    def activity_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (kind, UTC day) whose kept roll-up (activity_days, 0016) differs from the sum of that day's kept quarter-hour activity_counts (a missing row counts as 0)."""
+
     def exact_conversion_medians(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {to_step, median_hours} for each step after `start`: the median hours between first entering the step before it and it, over the leads that entered both, computed with percentile_cont over every pair of entries (what conversion_stats reads from kept rows)."""
 
@@ -30,6 +33,9 @@ class AggregatesQueries(Protocol):
     def lead_cohort_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (quarter-hour of creation, step) whose kept current/furthest counts (lead_cohort_counts, 0013) differ from the counts over lead_qualifications (a missing row counts as 0)."""
 
+    def lead_cohort_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (UTC day of creation, step) whose kept roll-up (lead_cohort_days, 0016) differs from the sum of that day's kept lead_cohort_counts (a missing row counts as 0)."""
+
     def lead_step_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each step whose kept current/furthest counts (0002) differ from the counts over lead_qualifications."""
 
@@ -38,6 +44,9 @@ class AggregatesQueries(Protocol):
 
     def reply_delay_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (UTC hour, whole second of delay) whose kept count of agent replies (reply_delay_counts, 0010) differs from the count over messages (a missing row counts as 0)."""
+
+    def reply_delay_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each (UTC day, whole second of delay) whose kept roll-up (reply_delay_days, 0016) differs from the sum of that day's kept reply_delay_counts (a missing row counts as 0)."""
 
     def requirement_item_day_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (kind, UTC day, spelling) whose kept count of items added (or requirements created) that day (requirement_item_days, 0013) differs from the count over features, integrations and requirements."""
@@ -192,6 +201,12 @@ class LeadsQueries(Protocol):
     async def record_step_change(self, conn: Executor, *, lead_id: Any, from_step: Any, to_step: Any, source: Any) -> str:
         """Appends a step change to the lead's history (its trigger keeps furthest_step and the first-entry times current)."""
 
+    def single_filter_leads(self, conn: Executor, *, driver: Any, entered_step: Any, entered_since: Any, entered_until: Any, meeting_status: Any, wants_feature: Any, wants_integration: Any, wanted_since: Any, wanted_until: Any, search: Any, count_all: Any, after_created_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns the leads of a filter given alone, newest first, up to page_size after the keyset (after_created_at, after_id), as filtered_leads does: rows of {created_at, id, lead, total} (total NULL unless count_all; a page past the end is one row with a NULL lead)."""
+
+    async def wanted_item_leads(self, conn: Executor, *, kind: Any, name: Any) -> Any:
+        """Returns how many leads want a feature or integration (kind 'features' or 'integrations') of that name (trimmed, case-folded), from the kept requirement_item_names: a lead has one requirements row and each name once in it, so its items of the name are its leads."""
+
 
 class MeetingsQueries(Protocol):
     """The queries of wsd/sql/meetings/."""
@@ -304,13 +319,13 @@ class ReportsQueries(Protocol):
         """Returns the 7 steps in funnel order {step, entered}: the leads whose first entry into the step falls in [since, until) (whole UTC quarter-hours), from the kept step_entry_counts (one pass over the period's rows)."""
 
     async def period_activity(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
-        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept quarter-hour activity_counts (a period's bounds are local midnights, whole UTC quarter-hours)."""
+        """Returns the events of [since, until) the front page counts: {new_leads, messages, step_changes, meetings_created, agent_toggles} (the timeline's kinds), summed from the kept counts by activity_in (whole UTC days, then quarter-hours; a period's bounds are local midnights, whole UTC quarter-hours, so no raw rows are read)."""
 
     def period_conversion_stats(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept lead_cohort_counts); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is exactly percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did)."""
+        """Returns one row per consecutive pair of steps {from_step, to_step, reached_from, reached_to, rate, median_hours} over a period: reached_* count the leads created in [since, until) whose furthest step is at or past the step (kept counts, cohort_in); rate = reached_to / reached_from (0 when nobody reached from_step); median_hours is exactly percentile_cont(0.5) of the hours from first entering from_step to first entering to_step, over the leads that first entered to_step in [since, until) (NULL when none did)."""
 
     def period_pipeline(self, conn: Executor, *, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""
+        """Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in [since, until): how many of them are at the step now (kept counts, cohort_in), and the 20 newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL without one): newest, not most recently updated, so that they are one range of lead_qualifications_step_created_idx whatever the period's length."""
 
     def period_popular_items(self, conn: Executor, *, kind: Any, top: Any, since: Any, until: Any) -> AsyncIterator[asyncpg.Record]:
         """Returns the `top` items of a kind ('features' or 'integrations') most often added in [since, until) {name, count, share}: grouped like popular_items (trimmed, case-folded, most common spelling, first in sort order on a tie), share being count over the requirements created in the period (0 when there are none)."""

@@ -139,32 +139,60 @@ async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
 async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_at: Any,
                     after_id: Any) -> Paged:
     """A page of the filter's leads and their total, read in one snapshot. A filter that is
-    exactly a time-in-step figure's (stalled or not, at most a step and an agent switch) takes
-    its total from that figure's kept counts: counting them would read most leads."""
-    figure = wanted.stalled is not None and _TIME_IN_STEP_KEYS.issuperset(
-        name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
-    parameters = _filter_parameters(ctx, wanted, count_all=not figure)
+    exactly one figure's takes its total from that figure's kept counts (`_kept_total`):
+    counting its leads would read most of them. A step-entry, meeting, item or search filter
+    given alone is read its own way (`single_filter_leads`), any other from the leads."""
+    given = frozenset(name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
+    kept = given <= _TIME_IN_STEP_KEYS or given in _KEPT_ALONE
+    driver = _SINGLE_FILTERS.get(given - {"wanted"})
+    parameters = _filter_parameters(ctx, wanted, count_all=not kept)
     async with ctx.pool.acquire() as connection, \
             connection.transaction(isolation="repeatable_read", readonly=True):
         await ctx.queries.leads.plan_each_call(connection)
-        rows = [row async for row in ctx.queries.leads.filtered_leads(
-            connection, **parameters, after_created_at=after_created_at, after_id=after_id,
-            page_size=limit + 1)]
-        if figure:
-            groups = [row async for row in ctx.queries.reports.step_durations(
-                connection, now=parameters["now"], stalled_hours=parameters["stalled_hours"])]
-    if figure:
-        total = sum(row["stalled"] if wanted.stalled else row["leads"] - row["stalled"] for row in groups
-                    if wanted.step in (None, row["step"])
-                    and wanted.agent in (None, "on" if row["agent_on"] else "off"))
-    else:
-        total = rows[0]["total"]
+        if driver is not None:
+            found = ctx.queries.leads.single_filter_leads(
+                connection, driver=driver, **{name: parameters[name] for name in _SINGLE_FILTER_PARAMETERS},
+                after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)
+        else:
+            found = ctx.queries.leads.filtered_leads(
+                connection, **parameters, after_created_at=after_created_at, after_id=after_id,
+                page_size=limit + 1)
+        rows = [row async for row in found]
+        total = await _kept_total(ctx, connection, wanted, parameters) if kept else rows[0]["total"]
     page = page_of([row for row in rows if row["id"] is not None], limit, key="created_at", document="lead")
     return Paged(page.data, page.next_cursor, total)
 
 
-# The filter fields a time-in-step figure's filter may hold.
+async def _kept_total(ctx: Context, connection: Any, wanted: LeadFilter, parameters: dict[str, Any]) -> int:
+    """The total of a filter that is exactly one figure's, from the counts that figure is
+    read from (the same snapshot as the page): time in step (stalled or not, leads at a step,
+    agent on/off, or every lead), the activity funnel's `entered`, popular items' names."""
+    if wanted.entered is not None:
+        rows = ctx.queries.reports.entered_steps(connection, since=parameters["entered_since"],
+                                                 until=parameters["entered_until"])
+        return sum([row["entered"] async for row in rows if row["step"] == wanted.entered.step])
+    for kind, name in (("features", wanted.wants_feature), ("integrations", wanted.wants_integration)):
+        if name is not None:
+            count: int = await ctx.queries.leads.wanted_item_leads(connection, kind=kind, name=name)
+            return count
+    groups = [row async for row in ctx.queries.reports.step_durations(
+        connection, now=parameters["now"], stalled_hours=parameters["stalled_hours"])]
+    return sum(row["leads"] if wanted.stalled is None else
+               row["stalled"] if wanted.stalled else row["leads"] - row["stalled"] for row in groups
+               if wanted.step in (None, row["step"]) and wanted.agent in (None, "on" if row["agent_on"] else "off"))
+
+
+# The filter fields a time-in-step figure's filter may hold (any of them, or none: every lead).
 _TIME_IN_STEP_KEYS = frozenset({"stalled", "step", "agent"})
+# Filters whose total is a kept figure when given alone: the activity funnel's step entries in
+# a period, and a name of popular features or integrations (over all time).
+_KEPT_ALONE = frozenset({frozenset({"entered"}), frozenset({"wants_feature"}), frozenset({"wants_integration"})})
+# Filters read from their own rows when given alone (`wanted` aside): single_filter_leads,
+# with these of filtered_leads' parameters.
+_SINGLE_FILTERS = {frozenset({name}): name
+                   for name in ("entered", "meeting", "wants_feature", "wants_integration", "search")}
+_SINGLE_FILTER_PARAMETERS = ("entered_step", "entered_since", "entered_until", "meeting_status", "wants_feature",
+                             "wants_integration", "wanted_since", "wanted_until", "search", "count_all")
 
 
 async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, Any]] | dict[str, Any]:

@@ -7,8 +7,9 @@
 -- kept quarter-hour activity_counts (raw rows for the partial quarters at the ends). The
 -- median and p90 are exactly percentile_cont's over the period's replies: the window's
 -- per-second histogram (reply_delays_in: kept hours, raw ends) finds the second holding
--- each rank percentile_cont reads, then one range of messages_reply_second_idx per such
--- second (its replies inside the window, sorted) reads the values at those ranks.
+-- each rank percentile_cont reads, then one range of messages_reply_value_idx per such
+-- second (its replies in value order, those inside the window counted from the nearer end)
+-- reads the values at those ranks.
 WITH counts AS (
     SELECT coalesce(sum(events) FILTER (WHERE kind = 'conversations_handled'), 0)::bigint AS conversations_handled,
            coalesce(sum(events) FILTER (WHERE kind = 'handoffs'), 0)::bigint AS handoffs,
@@ -37,20 +38,33 @@ WITH counts AS (
             UNION SELECT ceil(position)::bigint FROM fractions) AS r
       JOIN running AS s ON r.rank >= s.through - s.replies AND r.rank < s.through
 ), seconds AS (
-    SELECT second, min(rank_in_second) AS first, max(rank_in_second) AS last FROM located GROUP BY second
+    -- Each second read: its first and last rank read, and its replies in the window.
+    SELECT l.second, min(l.rank_in_second) AS first, max(l.rank_in_second) AS last, max(r.replies) AS replies
+      FROM located AS l JOIN running AS r USING (second)
+     GROUP BY l.second
 ), sorted AS MATERIALIZED (
-    -- Per second read: its window replies sorted, from the first rank read to the last (one
-    -- index range per second, not per rank).
+    -- Per second read: its window replies sorted, from the first rank read to the last: one
+    -- range of messages_reply_value_idx (that second in value order, the window checked in
+    -- the index), read from the end nearer those ranks, so at most half the second is read.
     SELECT s.second, s.first, v.values
       FROM seconds AS s
      CROSS JOIN LATERAL (
            SELECT array_agg(m.response_seconds ORDER BY m.response_seconds) AS values
-             FROM (SELECT response_seconds FROM messages
-                    WHERE role = 'agent' AND response_seconds IS NOT NULL
-                      AND floor(response_seconds) = s.second
-                      AND created_at >= :since AND created_at < :until
-                    ORDER BY response_seconds
-                   OFFSET s.first LIMIT s.last - s.first + 1) AS m) AS v
+             FROM ((SELECT response_seconds FROM messages
+                     WHERE s.first <= s.replies - 1 - s.last
+                       AND role = 'agent' AND response_seconds IS NOT NULL
+                       AND floor(response_seconds) = s.second
+                       AND created_at >= :since AND created_at < :until
+                     ORDER BY response_seconds
+                    OFFSET s.first LIMIT s.last - s.first + 1)
+                   UNION ALL
+                   (SELECT response_seconds FROM messages
+                     WHERE s.first > s.replies - 1 - s.last
+                       AND role = 'agent' AND response_seconds IS NOT NULL
+                       AND floor(response_seconds) = s.second
+                       AND created_at >= :since AND created_at < :until
+                     ORDER BY response_seconds DESC
+                    OFFSET s.replies - 1 - s.last LIMIT s.last - s.first + 1)) AS m) AS v
 ), ranked AS (
     -- The value at each rank read.
     SELECT l.rank, s.values[l.rank_in_second - s.first + 1] AS value

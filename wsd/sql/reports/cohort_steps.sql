@@ -1,12 +1,9 @@
 -- name: cohort_steps(since, until)
 -- Returns the 7 steps in funnel order {step, current, reached} over the leads created in
 -- [since, until) (whole UTC quarter-hours): how many of them are at the step now, and how
--- many got at least as far (furthest step at or past it). From the kept lead_cohort_counts.
+-- many got at least as far (furthest step at or past it). From the kept counts (cohort_in).
 WITH counts AS (
-    SELECT step, sum(current) AS current, sum(furthest) AS furthest
-      FROM lead_cohort_counts
-     WHERE quarter >= :since AND quarter < :until
-     GROUP BY step
+    SELECT step, current, furthest FROM cohort_in(:since, :until)
 )
 SELECT s.step, coalesce(c.current, 0)::bigint AS current,
        (sum(coalesce(c.furthest, 0)) OVER (ORDER BY s.position DESC))::bigint AS reached

@@ -1,14 +1,11 @@
 -- name: period_pipeline(since, until)
 -- Returns the 7 steps in funnel order, each {step, count, leads} over the leads created in
--- [since, until): how many of them are at the step now (kept lead_cohort_counts), and the 20
+-- [since, until): how many of them are at the step now (kept counts, cohort_in), and the 20
 -- newest of them as the pipeline's summaries (with their conversation's agent_enabled, NULL
 -- without one): newest, not most recently updated, so that they are one range of
 -- lead_qualifications_step_created_idx whatever the period's length.
-WITH counts AS (  -- one pass over the rows of the period
-    SELECT step, sum(current) AS current
-      FROM lead_cohort_counts
-     WHERE quarter >= :since AND quarter < :until
-     GROUP BY step
+WITH counts AS (
+    SELECT step, current FROM cohort_in(:since, :until)
 )
 SELECT s.step, coalesce(n.current, 0)::bigint AS count,
        coalesce((
