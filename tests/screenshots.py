@@ -4,7 +4,9 @@
     .venv/bin/python -m tests.screenshots http://127.0.0.1:8765 var/demo-token
 
 Not a test: it writes docs/dashboard-desktop.png and docs/dashboard-phone.png (the whole
-page), and docs/dashboard-lead.png (1280×800 with a lead's drawer open).
+page, period "last 7 days" against the 7 days before), docs/dashboard-lead.png (1280×800 with
+a lead's drawer open) and docs/dashboard-drill.png (1280×800: the leads behind the funnel's
+BANT count, one of them open beside the list).
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ async def main(base_url: str, token: str) -> None:
             context = await browser.new_context(viewport=viewport,  # type: ignore[arg-type]
                                                 device_scale_factor=1 if name == "desktop" else 2)
             page = await context.new_page()
-            await page.goto(base_url + "/")
+            await page.goto(base_url + "/?period=last_7_days")
             await page.fill("#token", token)
             await page.click("#login-form button[type=submit]")
             await page.wait_for_selector('#conn-state[data-state="ready"]')
             await page.wait_for_selector(".card")
+            await page.wait_for_selector(".mini")
             await asyncio.sleep(1.5)  # let the first live updates land
             path = ROOT / "docs" / f"dashboard-{name}.png"
             await page.screenshot(path=str(path), full_page=True)
@@ -42,6 +45,15 @@ async def main(base_url: str, token: str) -> None:
                 await page.wait_for_selector("#lead-name")
                 await asyncio.sleep(0.5)
                 path = ROOT / "docs" / "dashboard-lead.png"
+                await page.screenshot(path=str(path))
+                print(path)
+                await page.keyboard.press("Escape")
+                await page.click('#funnel li[data-step="bant"] .count-link')
+                await page.wait_for_selector("#drill-rows .row")
+                await page.click("#drill-rows li:nth-child(2) .row")
+                await page.wait_for_selector("#lead-name")
+                await asyncio.sleep(0.5)
+                path = ROOT / "docs" / "dashboard-drill.png"
                 await page.screenshot(path=str(path))
                 print(path)
             await context.close()

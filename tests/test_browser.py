@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import io
 import os
 import re
 import signal
@@ -254,7 +256,7 @@ STALE = """() => [...document.querySelectorAll('[data-panel]')].filter((s) => !s
 async def test_panels_are_marked_stale_while_the_daemon_restarts(postgres: str, db: asyncpg.Connection,
                                                                  browser, tmp_path: Path) -> None:  # noqa: F811
     await seed(db)
-    # The page opens 6 subscriptions at once: more than the 4 in flight test daemons allow.
+    # The page opens 8 subscriptions at once: more than the 4 in flight test daemons allow.
     first = start_daemon(tmp_path, postgres, max_inflight_per_connection=16)
     second = None
     try:
@@ -264,7 +266,8 @@ async def test_panels_are_marked_stale_while_the_daemon_restarts(postgres: str, 
         await tab.wait_text("#stat-users", "3")
         await tab.page.wait_for_selector("#agent dt")
         fresh = await tab.page.evaluate(STALE)
-        assert [name for name, _, _ in fresh] == ["stats", "funnel", "activity", "pipeline", "meetings", "agent"]
+        assert [name for name, _, _ in fresh] == ["stats", "funnel", "activity", "pipeline", "agent", "takeover",
+                                                  "meetings", "abandoned"]
         assert all(not stale and label is None for _, stale, label in fresh), fresh
         await kill(first)
         await tab.page.wait_for_selector('#conn-state[data-state="reconnecting"]', timeout=5000)
@@ -438,4 +441,331 @@ async def test_the_current_hour_does_not_flatten_the_others(daemon: Daemon, db: 
     assert chart["axis"][:3] == ["0", "6", "12"]
     (earlier_x, earlier), (current_x, current) = sorted(chart["bars"])[-2:]
     assert earlier_x < current_x and earlier == pytest.approx(current / 2, abs=0.5) and earlier > 80
+    await tab.page.context.close()
+
+
+# -- reporting periods and the leads behind a count (issue 25) --------------------------------
+
+async def seed_dated(db: asyncpg.Connection) -> dict[str, list[object]]:
+    """Leads created 2 days ago (4, 2 of them reaching BANT) and 20 days ago (3, all at
+    BANT): "last 7 days" and "last 30 days" count them differently."""
+    now = dt.datetime.now(UTC)
+    made: dict[str, list[object]] = {"recent": [], "older": []}
+    for n in range(4):
+        at = now - dt.timedelta(days=2, minutes=n)
+        path = [("start", at, "agent")] + ([("bant", at + dt.timedelta(minutes=1), "agent")] if n < 2 else [])
+        made["recent"].append(await factories.lead(db, path, full_name=f"Reciente {n}"))
+    for n in range(3):
+        at = now - dt.timedelta(days=20, minutes=n)
+        made["older"].append(await factories.lead(db, [("start", at, "agent"), ("bant", at + dt.timedelta(minutes=1), "agent")],
+                                                  full_name=f"Antiguo {n}"))
+    return made
+
+
+async def funnel_texts(tab: Tab) -> dict[str, str]:
+    return await tab.page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('#funnel li')].map((li) => "
+        "[li.dataset.step, li.querySelector('.count-link').textContent]))")
+
+
+async def wait_funnel(tab: Tab, expected: dict[str, str]) -> None:
+    try:
+        await tab.page.wait_for_function(
+            "(e) => Object.entries(e).every(([s, v]) => "
+            "document.querySelector(`#funnel li[data-step=\"${s}\"] .count-link`)?.textContent === v)",
+            arg=expected, timeout=5000, polling=50)
+    except Exception:
+        raise AssertionError(f"the funnel shows {await funnel_texts(tab)}, not {expected}") from None
+
+
+async def test_the_period_changes_the_numbers_to_what_a_direct_call_answers(
+        postgres: str, db: asyncpg.Connection, browser, tmp_path: Path) -> None:  # noqa: F811
+    await seed_dated(db)
+    daemon = start_daemon(tmp_path, postgres, max_inflight_per_connection=16)
+    tab = await new_tab(browser)
+    try:
+        await log_in(tab, daemon, ADMIN_TOKEN)
+        await ready(tab)
+        # All time: the seed's answers.
+        await wait_funnel(tab, {"start": "7", "bant": "5"})
+        async with open_client(daemon.url) as connection:
+            client = Client(connection)
+            answers = {}
+            for period in ("last_7_days", "last_30_days"):
+                answers[period] = {
+                    "funnel": await client.data("dashboard", "get_conversion_funnel", {"period": period}),
+                    "activity": await client.data("dashboard", "get_conversion_funnel",
+                                                  {"period": period, "mode": "activity"}),
+                    "stats": await client.data("dashboard", "get_dashboard_stats", {"period": period, "compare": True}),
+                    "agent": await client.data("dashboard", "get_agent_performance", {"period": period, "compare": True}),
+                }
+        week = answers["last_7_days"]
+        assert [s["reached"] for s in week["funnel"]["steps"]][:4] == [4, 2, 2, 2]   # the data tells them apart
+        assert [s["reached"] for s in answers["last_30_days"]["funnel"]["steps"]][:4] == [7, 5, 5, 5]
+
+        for period, answer in answers.items():
+            await tab.page.select_option("#period", period)
+            await wait_funnel(tab, {s["step"]: str(s["reached"]) for s in answer["funnel"]["steps"]})
+            await tab.wait_text('.mini[data-figure="new_leads"] .value',
+                                str(answer["stats"]["in_period"]["new_leads"]))
+            change = answer["stats"]["change"]["in_period"]["new_leads"]
+            assert (await tab.text('.mini[data-figure="new_leads"] .delta')).startswith(
+                f"+{change['absolute']}" if change["absolute"] > 0 else "=")
+            await tab.page.wait_for_function(
+                "(n) => document.querySelector('#agent dd[data-figure=\"conversations_handled\"]')?.firstChild?.textContent === n",
+                arg=str(answer["agent"]["current"]["conversations_handled"]), timeout=5000)
+            assert f"?period={period}" in tab.page.url
+
+        # The funnel's other mode, and a shared URL opening the same view.
+        await tab.page.click('#funnel-mode button[data-mode="activity"]')
+        await wait_funnel(tab, {s["step"]: str(s["entered"]) for s in answers["last_30_days"]["activity"]["steps"]})
+        assert tab.page.url.endswith("?period=last_30_days&funnel=activity")
+        shared = await new_tab(browser)
+        await shared.page.goto(tab.page.url)
+        await shared.page.fill("#token", ADMIN_TOKEN)
+        await shared.page.click("#login-form button[type=submit]")
+        await wait_funnel(shared, {s["step"]: str(s["entered"]) for s in answers["last_30_days"]["activity"]["steps"]})
+        assert await shared.page.input_value("#period") == "last_30_days"
+        await shared.page.context.close()
+
+        # A custom range: the 3 older leads only.
+        today = dt.datetime.now(ZoneInfo("Europe/Madrid")).date()
+        first, last = today - dt.timedelta(days=25), today - dt.timedelta(days=10)
+        await tab.page.click('#funnel-mode button[data-mode="cohort"]')
+        await tab.page.select_option("#period", "custom")
+        await tab.page.fill("#period-from", first.isoformat())
+        await tab.page.fill("#period-to", last.isoformat())
+        await tab.page.click("#period-apply")
+        async with open_client(daemon.url) as connection:
+            custom = await Client(connection).data("dashboard", "get_conversion_funnel",
+                                                   {"period": {"from": first.isoformat(), "to": last.isoformat()}})
+        assert custom["steps"][0]["reached"] == 3
+        await wait_funnel(tab, {s["step"]: str(s["reached"]) for s in custom["steps"]})
+        assert f"from={first.isoformat()}&to={last.isoformat()}" in tab.page.url
+
+        # Back to all time: the seed's answer again.
+        await tab.page.select_option("#period", "")
+        await wait_funnel(tab, {"start": "7", "bant": "5"})
+        assert await tab.page.is_hidden("#in-period")
+        assert tab.csp_violations() == [] and tab.errors == []
+    finally:
+        await tab.page.context.close()
+        daemon.stop()
+
+
+async def drill_rows(tab: Tab) -> list[str]:
+    return await tab.page.evaluate("() => [...document.querySelectorAll('#drill-rows .row')].map((r) => r.dataset.lead)")
+
+
+async def test_a_funnel_count_opens_exactly_its_leads_and_a_write_moves_both(
+        postgres: str, db: asyncpg.Connection, browser, tmp_path: Path) -> None:  # noqa: F811
+    """55 leads created this week reached BANT (two pages of 50), 3 earlier ones did too: the
+    week's BANT count opens exactly the 55, by pages; a search narrows them; a lead the agent
+    writes straight into PostgreSQL moves the count and the open list."""
+    now = dt.datetime.now(UTC)
+    week: set[str] = set()
+    for n in range(55):
+        at = now - dt.timedelta(hours=2, minutes=n)
+        week.add(str(await factories.lead(db, [("start", at, "agent"), ("bant", at + dt.timedelta(seconds=30), "agent")],
+                                          full_name=f"Semana {n:02d}", company="Ñandú SL" if n % 11 == 0 else "Otra SA")))
+    for n in range(3):
+        at = now - dt.timedelta(days=40, minutes=n)
+        await factories.lead(db, [("start", at, "agent"), ("bant", at + dt.timedelta(minutes=1), "agent")],
+                             full_name=f"Viejo {n}")
+    daemon = start_daemon(tmp_path, postgres, max_inflight_per_connection=16)
+    tab = await new_tab(browser)
+    try:
+        await tab.page.goto(f"http://127.0.0.1:{daemon.port}/?period=last_7_days")
+        await tab.page.fill("#token", ADMIN_TOKEN)
+        await tab.page.click("#login-form button[type=submit]")
+        await ready(tab)
+        await wait_funnel(tab, {"bant": "55"})
+        await tab.page.click('#funnel li[data-step="bant"] .count-link')
+        await tab.wait_text("#drill-total", "55 leads")
+        await tab.page.wait_for_function("document.querySelectorAll('#drill-rows .row').length === 50")
+        first_page = await drill_rows(tab)
+        await tab.wait_text("#drill-page", "1–50 of 55")
+        await tab.page.click("#drill-next")
+        await tab.wait_text("#drill-page", "51–55 of 55")
+        second_page = await drill_rows(tab)
+        assert len(second_page) == 5 and set(first_page) | set(second_page) == week
+        await tab.page.click("#drill-prev")
+        await tab.wait_text("#drill-page", "1–50 of 55")
+
+        # The search narrows the same filter: 5 of the 55 (n = 0, 11, 22, 33, 44).
+        await tab.page.fill("#drill-search", "ñandú")
+        await tab.wait_text("#drill-total", "5 leads")
+        assert len(await drill_rows(tab)) == 5
+        await tab.page.fill("#drill-search", "")
+        await tab.wait_text("#drill-total", "55 leads")
+
+        # Each row opens the lead's drawer beside the list.
+        await tab.page.click(f'#drill-rows .row[data-lead="{first_page[3]}"]')
+        await tab.page.wait_for_selector("#lead-name")
+        assert (await tab.text("#lead-name")).startswith("Semana")
+        assert await tab.page.is_visible("#drill")
+        await tab.page.keyboard.press("Escape")
+        await tab.page.wait_for_selector("#drawer", state="hidden")
+        assert await tab.page.is_visible("#drill")
+
+        # The agent's worker writes a lead that reaches BANT, straight into PostgreSQL.
+        newest = await factories.lead(db, [("start", dt.datetime.now(UTC), "agent"),
+                                           ("bant", dt.datetime.now(UTC), "agent")], full_name="Recién Llegada")
+        await wait_funnel(tab, {"bant": "56"})
+        await tab.wait_text("#drill-total", "56 leads")
+        await tab.page.wait_for_selector(f'#drill-rows .row[data-lead="{newest}"]', timeout=5000)
+        # A move by hand elsewhere takes one out of the pipeline's "now" count: the open list
+        # of the board's count follows it too.
+        await tab.page.keyboard.press("Escape")
+        await tab.page.wait_for_selector("#drill", state="hidden")
+        await tab.page.click('.column[data-step="bant"] .count .count-link')
+        await tab.wait_text("#drill-total", "56 leads")
+        moved = await asyncio.to_thread(wsd_cli, daemon, "leads", "update_lead_step", f"lead_id={newest}",
+                                        "new_step=requirements")
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        await tab.wait_text("#drill-total", "55 leads")
+        await tab.wait_text('.column[data-step="bant"] .count .count-link', "55")
+        assert str(newest) not in await drill_rows(tab)
+        async with open_client(daemon.url) as connection:
+            direct = await connection_total(Client(connection), {"created": (await period_days(tab)), "step": "bant"})
+        assert direct == 55
+        assert tab.csp_violations() == [] and tab.errors == []
+    finally:
+        await tab.page.context.close()
+        daemon.stop()
+
+
+async def period_days(tab: Tab) -> dict[str, str]:
+    """The period the open list's filter names (from the count it was opened from)."""
+    created = await tab.page.evaluate(
+        "() => JSON.parse(document.querySelector('.column[data-step=\"bant\"] .count-link').dataset.filter).created")
+    return {"from": created["from"], "to": created["to"]}
+
+
+async def connection_total(client: Client, filter_: dict[str, object]) -> int:
+    reply = await client.request("leads", "get_all_leads", {"filter": filter_, "limit": 1})
+    return int(reply["payload"]["total"])
+
+
+async def test_time_in_step_and_stalled_counts_on_the_board(daemon: Daemon, db: asyncpg.Connection,
+                                                          browser) -> None:  # noqa: F811
+    now = dt.datetime.now(UTC)
+    for hours in (1, 72, 100):   # BANT stalls after 48 h in the test config's default
+        await factories.lead(db, [("start", now - dt.timedelta(hours=hours + 1), "agent"),
+                                  ("bant", now - dt.timedelta(hours=hours), "agent")])
+    async with open_client(daemon.url) as connection:
+        rows = await Client(connection).data("leads", "get_step_durations")
+    bant = next(row for row in rows if row["step"] == "bant")
+    assert bant["stalled"] == 2 and bant["leads"] == 3
+    tab = await new_tab(browser)
+    await log_in(tab, daemon, ADMIN_TOKEN)
+    await ready(tab)
+    column = '.column[data-step="bant"] .times'
+    await tab.wait_text(f"{column} .stalled .count-link", "2")
+    assert bant["agent_off"]["leads"] == 3   # no conversation: the agent counts as off
+    await tab.wait_text(f'{column} [data-agent="agent_off"] .count-link', "3")
+    # 72 h median and 97.2 h p90 as the page writes them (over 48 h, in whole days).
+    assert round(bant["agent_off"]["median_hours"]) == 72
+    cells = await tab.page.evaluate(f"() => [...document.querySelectorAll('{column} > span')].map((s) => s.textContent)")
+    assert cells[8:12] == ["off", "3", "3 d", f"{round(bant['agent_off']['p90_hours'] / 24)} d"], cells
+    await tab.page.click(f"{column} .stalled .count-link")
+    await tab.wait_text("#drill-total", "2 leads")
+    assert tab.errors == []
+    await tab.page.context.close()
+
+
+# -- the trail, the take-over figures and exports (issue 22) ----------------------------------
+
+AWKWARD_NAMES = ['Zoë "la jefa", Núñez', "=HYPERLINK(1)", "Línea\nNueva", "Ángel, Ortiz"]
+
+
+async def download_csv(tab: Tab, button: str) -> list[dict[str, str]]:
+    """Clicks an Export button and reads the file the browser downloads."""
+    async with tab.page.expect_download(timeout=10_000) as waiting:
+        await tab.page.click(button)
+    download = await waiting.value
+    path = await download.path()
+    raw = Path(str(path)).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf"), raw[:20]   # the byte-order mark spreadsheets need
+    return list(csv.DictReader(io.StringIO(raw[3:].decode("utf-8"), newline="")))
+
+
+async def test_exports_download_the_rows_shown_and_the_trail_and_takeover_are_on_the_page(
+        postgres: str, db: asyncpg.Connection, browser, tmp_path: Path) -> None:  # noqa: F811
+    now = dt.datetime.now(UTC)
+    ids = {}
+    for n, name in enumerate(AWKWARD_NAMES):
+        user_id = await factories.user(db, full_name=name, company="Ñu, S.L.")
+        conversation_id = await factories.conversation(db, user_id)
+        ids[name] = (await factories.lead(db, [("start", now - dt.timedelta(hours=3 + n), "agent"),
+                                                ("bant", now - dt.timedelta(hours=2 + n), "agent")],
+                                           user_id=user_id, conversation_id=conversation_id), conversation_id)
+    await factories.lead(db, [("start", now - dt.timedelta(hours=1), "agent")], full_name="Sin Avanzar")
+    daemon = start_daemon(tmp_path, postgres, max_inflight_per_connection=16)
+    tab = await new_tab(browser)
+    try:
+        lead_id, conversation_id = ids[AWKWARD_NAMES[0]]
+        # Writes through wsd (on the trail) and a hand-off the page must count.
+        for args in (("leads", "update_lead_step", f"lead_id={lead_id}", "new_step=requirements"),
+                     ("conversations", "update_agent_status", f"conversation_id={conversation_id}", "enabled=false")):
+            done = await asyncio.to_thread(wsd_cli, daemon, *args)
+            assert done.returncode == 0, done.stdout + done.stderr
+        await log_in(tab, daemon, ADMIN_TOKEN)
+        await ready(tab)
+        async with open_client(daemon.url) as connection:
+            client = Client(connection)
+            takeover = await client.data("dashboard", "get_human_takeover")
+            shown = await client.request("leads", "get_all_leads", {"filter": {"reached": "bant"}, "limit": 50})
+        assert takeover["handoffs"] == 1 and takeover["unanswered_now"] == 1
+        await tab.wait_text('#takeover dd[data-figure="handoffs"]', "1")
+        await tab.wait_text('#takeover dd[data-figure="unanswered_now"]', "1")
+
+        # The funnel's BANT count (all time): 4 leads; its Export downloads exactly those rows.
+        await tab.page.click('#funnel li[data-step="bant"] .count-link')
+        await tab.wait_text("#drill-total", "4 leads")
+        rows = await download_csv(tab, "#drill-export")
+        assert [row["id"] for row in rows] == await drill_rows(tab) == [lead["id"] for lead in shown["payload"]["data"]]
+        by_id = {lead["id"]: lead for lead in shown["payload"]["data"]}
+        for row in rows:
+            name = by_id[row["id"]]["user"]["full_name"]
+            # A formula-looking cell is neutralised with a leading apostrophe; the rest verbatim.
+            assert row["user.full_name"] == ("'" + name if name.startswith("=") else name)
+            assert row["user.company"] == "Ñu, S.L." and row["current_step"] == by_id[row["id"]]["current_step"]
+        # The search narrows the export too.
+        await tab.page.fill("#drill-search", "ortiz")
+        await tab.wait_text("#drill-total", "1 lead")
+        assert [row["user.full_name"] for row in await download_csv(tab, "#drill-export")] == ["Ángel, Ortiz"]
+
+        # The lead's trail in its drawer, and its export.
+        await tab.page.fill("#drill-search", "")
+        await tab.wait_text("#drill-total", "4 leads")
+        await tab.page.click(f'#drill-rows .row[data-lead="{lead_id}"]')
+        await tab.page.wait_for_selector("#trail-export")
+        trail = await tab.text("#lead")
+        assert "test-admin (admin) · leads.update_lead_step" in trail, trail
+        assert "new_step: requirements" in trail
+        # The hand-off made through wsd, named with its caller, among the agent's switches.
+        assert "Agent switches (1)" in trail and "off by test-admin (admin)" in trail, trail
+        entries = await download_csv(tab, "#trail-export")
+        assert [(e["actor"], e["resource"], e["action"]) for e in entries][-1] == ("test-admin", "leads", "update_lead_step")
+        await tab.page.keyboard.press("Escape")
+        await tab.page.keyboard.press("Escape")
+
+        # Today's meetings and the abandoned leads export too (none of either here: a header).
+        for button in ("#meetings-export", "#abandoned-export"):
+            assert await download_csv(tab, button) == []
+        assert tab.csp_violations() == [] and tab.errors == []
+    finally:
+        await tab.page.context.close()
+        daemon.stop()
+
+
+async def test_a_viewer_sees_no_trail_in_the_drawer(daemon: Daemon, db: asyncpg.Connection, browser) -> None:  # noqa: F811
+    [(lead_id, _), *_] = await seed(db)
+    tab = await new_tab(browser)
+    await log_in(tab, daemon, VIEWER_TOKEN)
+    await ready(tab)
+    await tab.page.click(f'.card[data-lead="{lead_id}"]')
+    await tab.page.wait_for_selector("#lead-name")
+    assert "Trail" not in await tab.text("#lead") and await tab.page.locator("#trail-export").count() == 0
     await tab.page.context.close()

@@ -49,8 +49,9 @@ export interface SubscribeOptions {
   /** fresh/stale changes; updatedAt: Date.now() of the last answer (null before the first) */
   onState?: (state: SubscriptionState, info: { updatedAt: number | null }) => void;
 }
-export interface Page<T = unknown> { data: T; next_cursor: string | null }
-export interface UpdateMeta { initial: boolean; next_cursor?: string | null }
+/** `total`: how many match in all, on `get_all_leads` with a `filter`. */
+export interface Page<T = unknown> { data: T; next_cursor: string | null; total?: number }
+export interface UpdateMeta { initial: boolean; next_cursor?: string | null; total?: number }
 
 /** Client-side codes, distinct from every server code. */
 export const TIMEOUT: "timeout";

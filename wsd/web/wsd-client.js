@@ -122,6 +122,7 @@ export const WRITE_ACTIONS = new Set([
  * @typedef {object} Page
  * @property {unknown} data
  * @property {string|null} next_cursor
+ * @property {number} [total] how many match in all (`get_all_leads` with a `filter`)
  */
 
 const LOGIN_TIMEOUT_MS = 10000;
@@ -177,7 +178,7 @@ export class WsdClient {
 
   /**
    * One request. Resolves with the reply's `data`; for paged actions (whose reply carries
-   * `next_cursor`) with `{data, next_cursor}`. Rejects with a WsdError. A read made while
+   * `next_cursor`) with `{data, next_cursor}` (and `total` where the reply has it). Rejects with a WsdError. A read made while
    * reconnecting waits for the connection (within its timeout); a write fails at once
    * with "unavailable" (nothing is sent: retry when the state is "ready").
    * @param {string} resource
@@ -239,7 +240,7 @@ export class WsdClient {
    * @param {string} resource
    * @param {string} action
    * @param {object} payload
-   * @param {(data: any, meta: {next_cursor?: string|null, initial: boolean}) => void} onData
+   * @param {(data: any, meta: {next_cursor?: string|null, total?: number, initial: boolean}) => void} onData
    * @param {SubscribeOptions} [options]
    * @returns {() => void}
    */
@@ -357,6 +358,7 @@ export class WsdClient {
         this._bySid.set(sub.sid, local);
         const meta = { initial: true };
         if ("next_cursor" in body) meta.next_cursor = body.next_cursor;
+        if ("total" in body) meta.total = body.total;
         sub.onData(body.data, meta);
         this._subState(sub, "fresh");
       })
@@ -364,6 +366,14 @@ export class WsdClient {
         if (error.code === CONNECTION_LOST || error.code === CLOSED) return;  // retried on reconnect
         if (error.code === TIMEOUT) {  // a slow first answer: ask again on this connection
           if (this._subs.has(local) && this.state === "ready") this._subscribe(local, sub);
+          return;
+        }
+        if (error.code === "rate_limited" && /in flight/.test(error.message)) {
+          // Too many requests in flight on this connection (a page subscribing all its
+          // panels at once): ask again once some have answered.
+          setTimeout(() => {
+            if (this._subs.has(local) && this.state === "ready") this._subscribe(local, sub);
+          }, 100 + Math.random() * 200);
           return;
         }
         this._subs.delete(local);
@@ -385,6 +395,7 @@ export class WsdClient {
       if (sub) {
         const meta = { initial: false };
         if ("next_cursor" in message.payload) meta.next_cursor = message.payload.next_cursor;
+        if ("total" in message.payload) meta.total = message.payload.total;
         sub.onData(message.payload.data, meta);
         sub.updatedAt = Date.now();
       }
@@ -407,7 +418,8 @@ export class WsdClient {
     if (message.type === "success") {
       const payload = message.payload ?? {};
       this._settle(message.id, "next_cursor" in payload
-        ? { data: payload.data, next_cursor: payload.next_cursor } : payload.data, null);
+        ? { data: payload.data, next_cursor: payload.next_cursor, ...("total" in payload ? { total: payload.total } : {}) }
+        : payload.data, null);
     } else if (message.type === "error") {
       if (message.id === null || message.id === undefined) {
         console.error("wsd error without a request id", message.payload);
