@@ -1,8 +1,8 @@
 """Checking the kept aggregates: every kept figure recomputed from the raw tables and compared.
 
-The dashboard's expensive figures are kept by triggers (migrations 0009, 0011, 0013, 0014, 0016, 0017) so that reads stay
-cheap at any size; a trigger bug, a bulk load with triggers off, or a hand edit would make
-them silently wrong. `wsd verify-aggregates` and the tests run `differences()` to catch that.
+The dashboard's expensive figures are kept by triggers (migrations 0009, 0011, 0013, 0014, 0016,
+0017) so that reads stay cheap at any size; a trigger bug, a bulk load with triggers off, or a
+hand edit would make them silently wrong. `wsd verify-aggregates` and the tests run `differences()` to catch that.
 
 Example:
     async with pool.acquire() as connection:
