@@ -2,7 +2,8 @@
 
 The dashboard's expensive figures are kept by triggers (migrations 0009, 0011, 0013, 0014, 0016,
 0017) so that reads stay cheap at any size; a trigger bug, a bulk load with triggers off, or a
-hand edit would make them silently wrong. `wsd verify-aggregates` and the tests run `differences()` to catch that.
+hand edit would make them silently wrong. `wsd verify-aggregates` and the tests run
+`differences()` to catch that.
 
 Example:
     async with pool.acquire() as connection:
