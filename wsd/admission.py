@@ -132,12 +132,11 @@ class Admission:
             self._failures.failed(session.address)
             self.refusals.warning("login failed", address=session.address)
             raise Unauthorized("invalid token")
-        if session.caller is None and \
-                self._sessions.connections_of(caller.name) >= self.config.server.max_connections_per_token:
+        limit = self.config.server.max_connections_per_token
+        if session.caller is None and self._sessions.connections_of(caller.name) >= limit:
             self.refusals.warning("login refused", reason="max_connections_per_token",
                                   address=session.address)
-            raise RateLimited("too many connections for this token",
-                              {"limit": self.config.server.max_connections_per_token})
+            raise RateLimited("too many connections for this token", {"limit": limit})
         self._sessions.log_in(session, caller)
         return {"name": caller.name, "role": caller.role}
 

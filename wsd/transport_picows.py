@@ -42,7 +42,7 @@ from websockets.server import ServerProtocol
 
 from wsd.config import ServerConfig
 from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, Peer, abort_socket,
-                           unsent_bytes)
+                           first_port, unsent_bytes)
 
 __all__ = ["PicowsConnection", "PicowsListening"]
 
@@ -82,7 +82,7 @@ class PicowsListening:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return first_port(self._server.sockets)
 
     def stop_accepting(self) -> None:
         assert self._server is not None

@@ -14,8 +14,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from wsd.config import ServerConfig
-from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, abort_socket, text_frame,
-                           unsent_bytes)
+from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, abort_socket, first_port,
+                           text_frame, unsent_bytes)
 
 __all__ = ["WsdConnection", "WebsocketsListening"]
 
@@ -103,7 +103,7 @@ class WebsocketsListening:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return first_port(self._server.sockets)
 
     def stop_accepting(self) -> None:
         assert self._server is not None
