@@ -328,7 +328,7 @@ async def idle_cost(daemon: Daemon, connections: int) -> dict:
 AGGREGATES = [("dashboard", "get_dashboard_stats"), ("dashboard", "get_conversion_funnel"),
               ("dashboard", "get_activity_timeline"), ("dashboard", "get_agent_performance"),
               ("leads", "get_conversion_stats"), ("requirements", "get_popular_features"),
-              ("leads", "get_lead_pipeline")]
+              ("leads", "get_lead_pipeline"), ("dashboard", "get_human_takeover")]
 # Issue 25's reports: every aggregate over the presets up to 90 days, with and without the
 # previous period; time in step; and a drill-down page (limit 50, with its total) per filter.
 PERIOD_AGGREGATES = AGGREGATES + [("requirements", "get_popular_integrations")]

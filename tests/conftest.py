@@ -30,7 +30,7 @@ from wsd.database import EmbeddedPostgres, apply_migrations
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 VIEWER_TOKEN = "test-viewer-token"
-DATA_TABLES = ("outlook_busy", "outlook_sync_state", "meetings", "integrations", "features", "requirements", "bant_data",
+DATA_TABLES = ("trail_entries", "outlook_busy", "outlook_sync_state", "meetings", "integrations", "features", "requirements", "bant_data",
                "lead_step_history", "lead_qualifications", "agent_status_changes", "messages",
                "conversations", "users")
 

@@ -83,10 +83,12 @@ async def straight_sql_writer(dsn: str, seed: int, leads: list[uuid.UUID], conve
                     "DELETE FROM messages WHERE id = (SELECT id FROM messages WHERE conversation_id = $1 "
                     "                                 ORDER BY created_at DESC LIMIT 1)",
                     rng.choice(conversations))
-            else:
+            elif rng.random() < 0.5:
                 await connection.execute(
                     "INSERT INTO agent_status_changes (conversation_id, enabled, changed_at) VALUES ($1, $2, $3)",
                     rng.choice(conversations), rng.random() < 0.5, at)
+            else:   # a salesperson's message: it may answer a hand-off (kept on the switch)
+                await factories.message(connection, rng.choice(conversations), "human", at)
     finally:
         await connection.close()
 

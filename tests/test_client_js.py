@@ -273,3 +273,23 @@ async def test_changes_hints_reach_only_a_client_that_asks(daemon: Daemon, db: a
     assert await js(tab, "return t.plain") == []
     await js(tab, "hinted.close(); plain.close();")
     await tab.page.context.close()
+
+
+async def test_export_csv_assembles_the_chunks(daemon: Daemon, db: asyncpg.Connection, browser) -> None:  # noqa: F811
+    now = dt.datetime.now(UTC)
+    for n in range(3):
+        await factories.lead(db, [("start", now - dt.timedelta(hours=n + 1), "agent")],
+                             full_name=f'Cliente "{n}", Ñ')
+    tab = await page_on(browser, daemon)
+    exported = await js(tab, """
+      const client = new wsd.WsdClient({url, token: arg});
+      await client.connect();
+      const all = await client.exportCsv('leads', {bom: true});
+      let refused = null;
+      try { await client.exportCsv('trail', {since: 'yesterday'}); } catch (e) { refused = e.code; }
+      return {all, refused};
+    """, ADMIN_TOKEN)
+    assert exported["refused"] == "invalid_payload"
+    assert {k: exported["all"][k] for k in ("filename", "rows")} == {"filename": "leads.csv", "rows": 3}
+    csv = exported["all"]["csv"]
+    assert csv.startswith("\ufeffid,") and csv.count('"Cliente ""') == 3 and csv.endswith("\r\n")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
+import asyncpg
 import orjson
 
 from tests import factories
@@ -111,3 +113,47 @@ async def test_in_flight_requests_per_connection_are_bounded(admin: Client, db, 
         assert over["payload"]["details"] == {"limit": 4}
     for request_id in blocked:
         assert (await admin.reply_to(request_id))["type"] == "success"
+
+
+async def test_agent_history_names_who_switched_and_why(admin: Client, viewer: Client, db, postgres) -> None:
+    conversation_id = await factories.conversation(db)
+    await admin.data("conversations", "update_agent_status",
+                     {"conversation_id": str(conversation_id), "enabled": False, "reason": "pide hablar con ventas"})
+    # The AI agent's worker, straight into PostgreSQL: once naming itself, once not.
+    worker = await asyncpg.connect(postgres)
+    try:
+        async with worker.transaction():
+            await worker.execute("SET LOCAL wsd.actor = 'agent-worker-2'")
+            await worker.execute("SET LOCAL wsd.reason = 'cliente satisfecho'")
+            await worker.execute("UPDATE conversations SET agent_enabled = true WHERE id = $1", conversation_id)
+        async with worker.transaction():
+            await worker.execute("UPDATE conversations SET agent_enabled = false WHERE id = $1", conversation_id)
+        # A setting of an earlier transaction does not leak into the next one.
+        await worker.execute("UPDATE conversations SET agent_enabled = true WHERE id = $1", conversation_id)
+    finally:
+        await worker.close()
+    history = await viewer.data("conversations", "get_agent_history", {"conversation_id": str(conversation_id)})
+    assert [(h["enabled"], h["actor"], h["actor_role"], h["reason"]) for h in history] == [
+        (False, "test-admin", "admin", "pide hablar con ventas"),
+        (True, "agent-worker-2", None, "cliente satisfecho"),
+        (False, "agent", None, None),
+        (True, "agent", None, None)]
+    stored = await db.fetch("SELECT changed_at FROM agent_status_changes WHERE conversation_id = $1 "
+                            "ORDER BY changed_at, id", conversation_id)
+    assert [dt.datetime.fromisoformat(h["at"]) for h in history] == [r["changed_at"] for r in stored]
+
+
+async def test_agent_history_of_an_unknown_conversation_is_not_found(viewer: Client, db) -> None:
+    missing = str(uuid.uuid4())
+    error = await viewer.error("conversations", "get_agent_history", {"conversation_id": missing})
+    assert (error["code"], error["details"]) == ("not_found", {"conversation_id": missing})
+    quiet = await factories.conversation(db)
+    assert await viewer.data("conversations", "get_agent_history", {"conversation_id": str(quiet)}) == []
+
+
+async def test_a_reason_is_short_text(admin: Client, db) -> None:
+    conversation_id = str(await factories.conversation(db))
+    for reason in ("", "x" * 501, 7):
+        error = await admin.error("conversations", "update_agent_status",
+                                  {"conversation_id": conversation_id, "enabled": False, "reason": reason})
+        assert (error["code"], error["details"]) == ("invalid_payload", {"field": "reason"})

@@ -224,7 +224,8 @@ BEYOND_SCHEMA = {
     "requirements.create_requirement_package": r"a package carries at most|have the same name",
     # Reporting periods (docs/protocol.md): rules between fields, and the timeline's buckets.
     **{key: PERIOD_RULES for key in ("dashboard.get_dashboard_stats", "dashboard.get_conversion_funnel",
-                                     "dashboard.get_agent_performance", "leads.get_conversion_stats",
+                                     "dashboard.get_agent_performance", "dashboard.get_human_takeover",
+                                     "leads.get_conversion_stats",
                                      "leads.get_lead_pipeline", "requirements.get_popular_features",
                                      "requirements.get_popular_integrations")},
     "dashboard.get_activity_timeline": PERIOD_RULES + r"|buckets over this period",
@@ -311,6 +312,8 @@ async def test_every_answer_fits_its_data_schema(admin: Client, db) -> None:
     ]
     calls += [(f"{resource}.{action.name}", {}) for resource, action in ACTIONS
               if not action.writes and not action.payload_type.__struct_fields__]
+    calls += [("conversations.get_agent_history", {"conversation_id": str(conversation_id)}),
+              ("trail.get_trail", {"limit": 5}), ("trail.get_trail", {"lead_id": str(bare_lead)})]
     calls += [("dashboard.get_agent_performance", {"days": 30}), ("requirements.get_popular_features", {}),
               ("requirements.get_popular_integrations", {})]
     # Reporting periods (issue 25): each aggregate's period answer, with and without compare,

@@ -1,6 +1,6 @@
 """Checking the kept aggregates: every kept figure recomputed from the raw tables and compared.
 
-The dashboard's expensive figures are kept by triggers (migrations 0009, 0011, 0013) so that reads stay
+The dashboard's expensive figures are kept by triggers (migrations 0009, 0011, 0013, 0014) so that reads stay
 cheap at any size; a trigger bug, a bulk load with triggers off, or a hand edit would make
 them silently wrong. `wsd verify-aggregates` and the tests run `differences()` to catch that.
 
@@ -28,7 +28,7 @@ CHECKS = ("lead_step_count_differences", "step_hours_differences", "step_interva
           "requirement_item_name_differences", "activity_count_differences",
           "reply_delay_count_differences", "lead_cohort_count_differences", "step_entry_count_differences",
           "lead_step_time_differences", "step_time_count_differences", "requirement_item_day_differences",
-          "step_interval_day_differences")
+          "step_interval_day_differences", "handoff_differences")
 
 # The windows whose agent-performance percentiles are checked against percentile_cont, as
 # (start, end) before the check's own clock: the dashboard's default week, the week before

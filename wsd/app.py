@@ -27,6 +27,7 @@ from wsd.database import Database, load_queries
 from wsd.demo_activity import run_demo_activity
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
+from wsd.handlers.exports import EXPORTS
 from wsd.leader import lead
 from wsd.listener import ChangeListener
 from wsd.live import LiveQueries
@@ -86,10 +87,12 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Queries) -> None:
+async def _purge_hourly(purge: Callable[..., Awaitable[object]], pool: asyncpg.Pool,
+                        kept: dt.timedelta) -> None:
+    """Every hour, `purge` what is older than `kept` (idempotency keys; the trail when
+    `[trail] keep_days` > 0)."""
     while True:
-        older_than = dt.datetime.now(dt.UTC) - IDEMPOTENCY_KEYS_KEPT
-        await queries.idempotency.purge_keys(pool, older_than=older_than)
+        await purge(pool, older_than=dt.datetime.now(dt.UTC) - kept)
         await asyncio.sleep(3600)
 
 
@@ -114,7 +117,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
         readiness = Readiness(pool, listener)
         server = WsdServer(config, pool, queries,
                            Dispatcher(ALL_TABLES, SingleFlightCache(config.cache.ttl_seconds)),
-                           calendar, readiness, transport=listening_for)
+                           calendar, readiness, EXPORTS, transport=listening_for)
         router = ChangeRouter(server.dispatcher.cache, server.live, server.publish)
         server.metrics.watch(StateCollector(server, listener, calendar,
                                             _outbox_probe(config, pool, queries, calendar)))
@@ -168,7 +171,11 @@ def _background_tasks(config: Config, database: Database, server: WsdServer,
         "live periodic re-run": server.live.rerun_periodically,
         # "today" and every period preset move at local midnight.
         "local midnight re-run": partial(at_local_midnights, config.business.zone, router.resync),
-        "idempotency key purge": partial(_purge_idempotency_keys, server.pool, server.queries)}
+        "idempotency key purge": partial(_purge_hourly, server.queries.idempotency.purge_keys,
+                                         server.pool, IDEMPOTENCY_KEYS_KEPT)}
+    if config.trail.keep_days > 0:
+        jobs["trail purge"] = partial(_purge_hourly, server.queries.trail.purge_entries,
+                                      server.pool, dt.timedelta(days=config.trail.keep_days))
     if notifier.watchdog_seconds is not None:
         jobs["systemd watchdog"] = notifier.watchdog
     if calendar is not None:

@@ -1,10 +1,11 @@
-"""The `wsd` command: serve, migrate, seed, verify the kept aggregates and make tokens.
+"""The `wsd` command: serve, migrate, seed, verify the kept aggregates, make tokens, purge the trail.
 
 Example:
     wsd serve --config /etc/wsd/config.toml
     wsd seed --demo --leads 100000
     wsd demo-activity --rate 2 --seed 7
     wsd token new --name dashboard --role viewer
+    wsd trail purge --older-than 365
 """
 
 from __future__ import annotations
@@ -138,6 +139,30 @@ def _add_verify_aggregates(commands: argparse._SubParsersAction[argparse.Argumen
     verify.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     verify.set_defaults(run=_verify_aggregates)
 
+# --- wsd trail purge: forget trail entries older than a number of days --------------------
+
+def _trail_purge(config: Config, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from wsd.database import load_queries
+
+    async def purge(connection: asyncpg.Connection) -> None:
+        older_than = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.older_than)
+        purged = await load_queries().trail.purge_entries(connection, older_than=older_than)
+        print(f"purged {purged} trail entr{'y' if purged == 1 else 'ies'} older than {args.older_than} days")
+    asyncio.run(_with_database(config, purge))
+    return 0
+
+
+def _add_trail(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    trail = commands.add_parser("trail", help="the trail of writes and exports")
+    trail_commands = trail.add_subparsers(dest="trail_command", required=True)
+    purge = trail_commands.add_parser("purge", help="delete trail entries older than DAYS days")
+    purge.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    purge.add_argument("--older-than", type=int, required=True, metavar="DAYS",
+                       help="entries written more than DAYS days ago are deleted (0: all)")
+    purge.set_defaults(run=_trail_purge)
+
 # ------------------------------------------------------------------------------------------
 
 
@@ -234,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=1)
     seed.set_defaults(run=_seed)
     _add_verify_aggregates(commands)
+    _add_trail(commands)
     schema = commands.add_parser("schema", help="print the JSON Schemas and AsyncAPI document of the protocol")
     schema.add_argument("--markdown", action="store_true", help="the action reference of docs/protocol.md")
     schema.set_defaults(run=_schema, needs_config=False)

@@ -4,6 +4,7 @@ Example:
     wsd-cli conversations update_agent_status conversation_id=7b1e... enabled=false
     wsd-cli leads get_all_leads '{"limit": 5}'
     wsd-cli live subscribe '{"resource": "dashboard", "action": "get_dashboard_stats"}'
+    wsd-cli export leads '{"step": "bant"}' > bant.csv    # the CSV on stdout
     wsd-cli                      # interactive prompt, with history
 
 The token comes from --token, else $WSD_TOKEN, else the demo daemon's `var/demo-token`.
@@ -59,7 +60,10 @@ def _is_text(info: mi.Type) -> bool:
 def _text_fields(resource: str, action: str) -> set[str]:
     """The action's fields whose values are strings, from its registered payload type."""
     from wsd.handlers import ALL_TABLES  # the registry: wsd-cli types values by its schema
+    from wsd.handlers.exports import EXPORTS
 
+    if resource == "export" and action in EXPORTS:  # an export takes the payload of its read
+        resource, action = EXPORTS[action].read
     for table in ALL_TABLES:
         for registered in table.actions:
             if table.resource == resource and registered.name == action:
@@ -142,12 +146,35 @@ class Client:
                 return reply
 
 
+    async def export(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send an export request and write its CSV chunks to stdout as they come; returns
+        the final reply."""
+        request_id = f"cli-{next(self.ids)}"
+        await self.connection.send(msgspec.json.encode(
+            {"resource": "export", "action": action, "id": request_id, "payload": payload}).decode())
+        out = sys.stdout.buffer
+        while True:
+            message: dict[str, Any] = msgspec.json.decode(await self.connection.recv())
+            if message.get("id") != request_id:
+                if message.get("type") == "error" and message.get("id") is None:
+                    return message
+                continue
+            if message.get("type") != "chunk":
+                out.flush()
+                return message
+            out.write(message["payload"]["data"].encode())
+
+
 def _print(reply: dict[str, Any]) -> None:
     print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode(), flush=True)
 
 
 async def _one_shot(client: Client, words: list[str]) -> int:
     resource, action, *rest = words
+    if resource == "export":  # the CSV goes to stdout, the final reply to stderr
+        reply = await client.export(action, parse_payload(rest, resource, action))
+        print(orjson.dumps(reply).decode(), file=sys.stderr)
+        return 0 if reply.get("type") == "success" else EXIT_ERROR_REPLY
     reply = await client.request(resource, action, parse_payload(rest, resource, action))
     _print(reply)
     if reply.get("type") != "success":

@@ -129,6 +129,12 @@ class LiveConfig(_Section):
     max_reruns_per_second: int = 500
 
 
+class TrailConfig(_Section):
+    # Days trail entries are kept; 0 keeps them for ever (the default). Older ones are
+    # purged hourly by the daemon, or at once by `wsd trail purge --older-than DAYS`.
+    keep_days: int = 0
+
+
 class CacheConfig(_Section):
     ttl_seconds: float = 2.0
 
@@ -175,6 +181,7 @@ class Config(_Section):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    trail: TrailConfig = msgspec.field(default_factory=TrailConfig)
     # Directory that relative paths (database.data_dir) are resolved against.
     base_dir: str = "."
 
@@ -223,6 +230,8 @@ def _check(config: Config) -> None:
         raise ConfigError("log.access_lines_per_second: must not be negative (0 = every request)")
     if s.workers < 0:
         raise ConfigError("server.workers: must not be negative (0 = one per core)")
+    if config.trail.keep_days < 0:
+        raise ConfigError("trail.keep_days: must not be negative (0 = keep for ever)")
     if config.live.min_interval_ms < 0:
         raise ConfigError("live.min_interval_ms: must not be negative")
     for key, seconds in (("server.send_timeout_seconds", s.send_timeout_seconds),

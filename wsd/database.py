@@ -33,7 +33,8 @@ from wsd.config import Config
 from wsd.queries import Queries
 from wsd.supervisor import Fatal
 
-__all__ = ["Database", "EmbeddedPostgres", "BoundedPool", "load_queries", "apply_migrations", "SQL_DIR"]
+__all__ = ["Database", "EmbeddedPostgres", "BoundedPool", "load_queries", "statement_of", "apply_migrations",
+           "SQL_DIR"]
 
 log = structlog.get_logger("wsd.database")
 
@@ -256,6 +257,13 @@ def load_queries() -> Queries:
         for folder in sorted(SQL_DIR.iterdir())
         if folder.is_dir() and folder.name != "migrations"
     }))
+
+
+def statement_of(queries: Any, folder: str, name: str) -> tuple[str, list[str]]:
+    """A named query's SQL (with `$n` placeholders) and its parameters' names in `$n` order:
+    for running it on a cursor (an export streams a list read's own statement)."""
+    group = getattr(queries, folder)
+    return getattr(group, name).sql, list(group.driver_adapter.var_sorted[name])
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

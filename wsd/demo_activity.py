@@ -224,8 +224,11 @@ class _Agent:
         return _Outcome(reply_to=created["conversation_id"], kind="new_lead")
 
     async def _hand_off(self, connection: asyncpg.Connection, conversation_id: uuid.UUID) -> _Outcome:
-        """A salesperson takes over: the same statement wsd's update_agent_status runs (row
-        in agent_status_changes, pg_notify on wsd_agent_status), then their first words."""
+        """A salesperson takes over: the same statements wsd's update_agent_status runs (the
+        switch named, row in agent_status_changes, pg_notify on wsd_agent_status), then their
+        first words."""
+        await self.q.conversations.name_switcher(connection, actor="demo-salesperson", actor_role=None,
+                                                 reason="the prospect asked for a person")
         await self.q.conversations.update_agent_status(
             connection, conversation_id=conversation_id, enabled=False)
         await self.q.demo_activity.insert_message(

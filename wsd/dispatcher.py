@@ -28,6 +28,7 @@ from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, Unknown
 from wsd.protocol import Encoded, encode
 from wsd.runtime import Runtime
 from wsd.topics import Topic
+from wsd.trail import entry_fields
 
 if TYPE_CHECKING:
     from wsd.config import Config
@@ -132,18 +133,20 @@ class Action:
     then: AfterCommit | None = None   # turns the committed result into the reply
     topics: frozenset[Topic] = frozenset()   # a read: what its answer depends on
     changes: frozenset[Topic] = frozenset()  # a write: what it changes
+    resource: str = ""   # set by the Dispatcher from the action's table
 
 
 def read(name: str, handler: Handler, payload_type: type[Payload] = NoPayload, *,
-         topics: Iterable[Topic], cached: bool = False) -> Action:
-    """A read action, open to viewers.
+         topics: Iterable[Topic], cached: bool = False, role: Role = "viewer") -> Action:
+    """A read action, open to viewers unless `role` says admin.
 
     Args:
         topics: the topics its answer depends on: a change to any of them drops its cached
             answers and re-runs its live subscriptions. Empty: only the periodic re-run.
         cached: for aggregates many clients poll.
+        role: "admin" for what only admins may read (the trail).
     """
-    return Action(name, handler, payload_type, role="viewer", cached=cached, topics=frozenset(topics))
+    return Action(name, handler, payload_type, role=role, cached=cached, topics=frozenset(topics))
 
 
 def write(name: str, handler: Handler, payload_type: type[Payload], *, changes: Iterable[Topic],
@@ -266,7 +269,7 @@ class Dispatcher:
                 key = (table.resource, action.name)
                 if key in self._actions:
                     raise ValueError(f"action registered twice: {key}")
-                self._actions[key] = action
+                self._actions[key] = dataclasses.replace(action, resource=table.resource)
 
     def lookup(self, resource: str, action_name: str) -> Action:
         action = self._actions.get((resource, action_name))
@@ -308,7 +311,9 @@ class Dispatcher:
             if action.transactional:
                 result = await self._in_transaction(action, context, arguments)
             else:
+                # It changed nothing in PostgreSQL itself: its entry follows once it is done.
                 result = await action.handler(context, arguments)
+                await self._record(context.pool, action, context, arguments, result, "done")
             if self.cache is not None:
                 self.cache.invalidate(action.changes)
             return await action.then(context, result) if action.then is not None else result
@@ -344,6 +349,7 @@ class Dispatcher:
                             return replay["result"]
                     result = await action.handler(
                         dataclasses.replace(context, transaction_connection=connection), arguments)
+                    await self._record(connection, action, context, arguments, result, "committed")
                     if key is not None:
                         await context.queries.idempotency.store_result(
                             connection, caller=context.caller.name, action=action.name, key=key,
@@ -362,6 +368,16 @@ class Dispatcher:
             unavailable.details["outcome"] = "not_applied"  # nothing was committed
             raise unavailable from None
         return result
+
+    @staticmethod
+    async def _record(connection: Executor, action: Action, context: Context, arguments: Payload,
+                      result: Any, outcome: str) -> None:
+        """The write's trail entry: who (the caller), what (action, ids, masked payload), the
+        outcome; in the write's transaction when it has one."""
+        await context.queries.trail.record_entry(
+            connection, actor=context.caller.name, actor_role=context.caller.role,
+            resource=action.resource, action=action.name, outcome=outcome,
+            **entry_fields(arguments, result))
 
     @staticmethod
     async def _claim_key(context: Context, connection: Executor, action: Action,

@@ -1,8 +1,9 @@
 """Live queries: subscribe to any read action, get its new answer pushed when it changes.
 
-Identical subscriptions (same action, same payload) on every connection share one
-`LiveQuery`: one re-run and one encoded answer, from which each subscriber's update frame
-is cut. A topic change marks the queries that depend on it; each re-runs at most once per
+Identical subscriptions (same role, same action, same payload) on every connection share
+one `LiveQuery`: one re-run and one encoded answer, from which each subscriber's update
+frame is cut. The role is part of it because a read may answer by role (the lead
+document's `trail`) or be an admin's (`trail.get_trail`). A topic change marks the queries that depend on it; each re-runs at most once per
 `live.min_interval_ms` (a burst of writes is a handful of re-runs, and the last one always
 runs after the last write), and a subscriber is sent the answer only when it differs from
 the last one it was sent. A periodic re-run and a full re-run after the change listener
@@ -33,7 +34,7 @@ import orjson
 import structlog
 
 from wsd.config import LiveConfig
-from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, validate_payload
+from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, Role, validate_payload
 from wsd.errors import InvalidPayload, NotFound, RateLimited, Unavailable, WsdError
 from wsd.protocol import encode
 
@@ -83,11 +84,15 @@ Run = Callable[[Action, dict[str, Any], Caller], Awaitable[Any]]
 
 @dataclass(eq=False)
 class LiveQuery:
-    """One distinct (action, payload) that at least one connection subscribed to."""
+    """One distinct (role, action, payload) that at least one connection subscribed to.
 
-    key: tuple[str, str, bytes]
+    Re-runs run as `caller`: no request's caller but its subscribers' role, since a read may
+    answer by role (the lead document's trail is an admin's) or be an admin's (the trail)."""
+
+    key: tuple[str, str, str, bytes]
     action: Action
     payload: dict[str, Any]
+    caller: Caller
     # (connection, subscription id) → the answer last sent to it, encoded.
     subscribers: dict[tuple[Subscriber, str], bytes] = field(default_factory=dict)
     # (connection, subscription id) → the token name it was taken under, for every
@@ -147,7 +152,7 @@ class LiveQueries:
         self._dispatcher = dispatcher
         self._run = run
         self._settings = settings
-        self._queries: dict[tuple[str, str, bytes], LiveQuery] = {}
+        self._queries: dict[tuple[str, str, str, bytes], LiveQuery] = {}
         self._by_topic: dict[str, set[LiveQuery]] = {}
         self._per_token: Counter[str] = Counter()   # token name → distinct queries it holds
         self._reruns: set[asyncio.Task[None]] = set()
@@ -186,8 +191,9 @@ class LiveQueries:
         # The error a direct call gets, before the payload is keyed: orjson refuses values
         # nested past 255 levels or integers past 64 bits, which no valid payload holds.
         self._dispatcher.authorize(action, caller, request.payload)
-        key = (request.resource, request.action, orjson.dumps(request.payload, option=orjson.OPT_SORT_KEYS))
-        subscription = self._reserve(subscriber, caller.name, key, action, request.payload)
+        key = (caller.role, request.resource, request.action,
+               orjson.dumps(request.payload, option=orjson.OPT_SORT_KEYS))
+        subscription = self._reserve(subscriber, caller.name, caller.role, key, action, request.payload)
         query = subscriber.subscriptions[subscription]
         try:
             result = await self._run(action, request.payload, caller)
@@ -202,8 +208,8 @@ class LiveQueries:
                 self._schedule(query)
         return {"subscription": subscription, **orjson.loads(answer)}
 
-    def _reserve(self, subscriber: Subscriber, token: str, key: tuple[str, str, bytes], action: Action,
-                 payload: dict[str, Any]) -> str:
+    def _reserve(self, subscriber: Subscriber, token: str, token_role: Role, key: tuple[str, str, str, bytes],
+                 action: Action, payload: dict[str, Any]) -> str:
         """Check every limit and take the subscription's place at once (nothing awaits in
         between, so subscribes running together cannot pass a limit); its id."""
         settings = self._settings
@@ -219,7 +225,7 @@ class LiveQueries:
             raise RateLimited("too many distinct live queries for this token",
                               {"limit": settings.max_queries_per_token})
         if query is None:
-            query = self._queries[key] = LiveQuery(key, action, payload)
+            query = self._queries[key] = LiveQuery(key, action, payload, Caller("live", token_role))
             for topic in action.topics:
                 self._by_topic.setdefault(topic, set()).add(query)
         self._next_id += 1
@@ -333,7 +339,7 @@ class LiveQueries:
     async def _rerun(self, query: LiveQuery, changed_at: float | None = None) -> None:
         async with self._slots:
             try:
-                result = await self._run(query.action, query.payload, LIVE_CALLER)
+                result = await self._run(query.action, query.payload, query.caller)
             except WsdError as error:  # e.g. the subscribed lead was deleted, or PostgreSQL is down
                 log.info("live re-run answered an error", action=query.action.name, code=str(error.code))
                 return
@@ -394,6 +400,3 @@ class ChangeHints:
         for topic in topics:
             self._publish(HINT_TOPIC, {"topic": topic})
 
-
-# Re-runs are not anybody's request: they run as a viewer, the role every read action has.
-LIVE_CALLER = Caller("live", "viewer")

@@ -29,11 +29,11 @@ __all__ = ["Keyset", "encode_cursor", "decode_cursor", "page_of"]
 class Keyset(NamedTuple):
     """Where the next page starts: after (group, at, id); all None for the first page."""
     at: dt.datetime | None
-    id: uuid.UUID | None
+    id: Any   # uuid.UUID, or int for a list of bigint ids (the trail); None first
     group: int | None
 
 
-def encode_cursor(at: dt.datetime, row_id: uuid.UUID, group: int | None = None) -> str:
+def encode_cursor(at: dt.datetime, row_id: uuid.UUID | int, group: int | None = None) -> str:
     key: list[Any] = [at.isoformat(), str(row_id)]
     if group is not None:
         key.append(group)
@@ -41,11 +41,11 @@ def encode_cursor(at: dt.datetime, row_id: uuid.UUID, group: int | None = None) 
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, grouped: bool = False) -> Keyset:
+def decode_cursor(cursor: str | None, grouped: bool = False, id_type: type[Any] = uuid.UUID) -> Keyset:
     """All None for the first page; `invalid_payload` on `cursor` for any string
     `encode_cursor` did not write for a list ordered this way (`grouped`: by a group first),
     byte for byte (the key decoded from it must encode back to it), so no forged shape
-    reaches a query."""
+    reaches a query. `id_type`: what the rows' ids are (`uuid.UUID`, or `int` for bigint ids)."""
     if cursor is None:
         return Keyset(None, None, None)
     try:
@@ -54,12 +54,14 @@ def decode_cursor(cursor: str | None, grouped: bool = False) -> Keyset:
                 and type(key[1]) is str and all(type(group) is int for group in key[2:])):
             raise ValueError("not a key of a list ordered this way")
         instant = dt.datetime.fromisoformat(key[0])
-        row_id = uuid.UUID(key[1])
+        row_id = id_type(key[1])
+        if id_type is int and not -2 ** 63 <= row_id < 2 ** 63:
+            raise ValueError("not a bigint id")
         group = key[2] if grouped else None
         if instant.tzinfo is None or encode_cursor(instant, row_id, group) != cursor:
             raise ValueError("not in the form this server writes")
         instant_in_range(instant, "cursor")  # a forged year 9999 would overflow in asyncpg
-    except ValueError:   # base64's, JSON's, the timestamp's and the uuid's errors included
+    except ValueError:   # base64's, JSON's, the timestamp's and the id's errors included
         raise InvalidPayload("cursor is not one this server issued", {"field": "cursor"}) from None
     return Keyset(instant, row_id, group)
 

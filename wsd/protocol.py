@@ -178,3 +178,8 @@ def error_reply(request_id: RequestId, error: WsdError) -> bytes:
 
 def event_message(topic: str, payload: Any) -> bytes:
     return encode({"type": "event", "topic": topic, "payload": payload})
+
+
+def chunk_message(request_id: RequestId, text: str) -> bytes:
+    """One piece of an export's CSV, in order, before the request's success reply."""
+    return encode({"type": "chunk", "id": _wire_id(request_id), "payload": {"data": text}})

@@ -24,6 +24,9 @@ class AggregatesQueries(Protocol):
     async def exact_reply_percentiles(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
         """Returns {median, p90}: percentile_cont(0.5) and (0.9) of response_seconds over every agent reply created in [since, until), read from messages alone (what agent_performance reads through the kept reply_delay_counts); both NULL without replies."""
 
+    def handoff_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
+        """Returns {key, kept, recomputed} for each agent switch whose kept ended_at / answered_at (0014: the next switch, and for a hand-off its first human answer) differ from the ones recomputed from the raw rows (first 20)."""
+
     def lead_cohort_count_differences(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns {key, kept, recomputed} for each (quarter-hour of creation, step) whose kept current/furthest counts (lead_cohort_counts, 0013) differ from the counts over lead_qualifications (a missing row counts as 0)."""
 
@@ -68,6 +71,12 @@ class ChangesQueries(Protocol):
 class ConversationsQueries(Protocol):
     """The queries of wsd/sql/conversations/."""
 
+    async def agent_history(self, conn: Executor, *, conversation_id: Any) -> Any:
+        """Returns the conversation's agent switches as a JSON array, oldest first: {at, enabled, actor, actor_role, reason} (actor_role null for a writer straight into PostgreSQL), or NULL for an unknown conversation."""
+
+    async def name_switcher(self, conn: Executor, *, actor: Any, actor_role: Any, reason: Any) -> asyncpg.Record | None:
+        """Names who switches the agent in this transaction, and why (wsd.actor, wsd.actor_role, wsd.reason, local to the transaction): what agent_status_changes' trigger records."""
+
     async def update_agent_status(self, conn: Executor, *, conversation_id: Any, enabled: Any) -> asyncpg.Record | None:
         """Switches the AI agent in one conversation."""
 
@@ -86,6 +95,9 @@ class DashboardQueries(Protocol):
 
     async def dashboard_stats(self, conn: Executor, *, day_start: Any, day_end: Any) -> asyncpg.Record | None:
         """Returns {total_users, active_conversations, meetings_today, leads_by_step}: all users; conversations not closed with a message in the last 24 hours; meetings not cancelled starting in [day_start, day_end) (the local day); leads at each of the 7 steps now."""
+
+    async def human_takeover(self, conn: Executor, *, since: Any, until: Any) -> asyncpg.Record | None:
+        """Returns the sales team's take-overs of hand-offs made in [since, until): handoffs (switches of the agent to off), answered (a human wrote in the conversation after the hand-off and before its next switch), the seconds from hand-off to that first human message (median and p90, percentile_cont over the answered ones; NULL without any), unanswered_now (no human message yet and the agent still off), switched_back (the agent was switched on again since), and conversations_human_wrote (distinct conversations with a human message in the period)."""
 
     async def recent_activity(self, conn: Executor) -> asyncpg.Record | None:
         """Returns {messages_last_5_minutes, new_leads_last_5_minutes}."""
@@ -165,8 +177,8 @@ class LeadsQueries(Protocol):
     def lead_pipeline(self, conn: Executor) -> AsyncIterator[asyncpg.Record]:
         """Returns the 7 steps in funnel order, each {step, count, leads}: how many leads are at the step now, and the 20 most recently updated of them as summaries (with their conversation's agent_enabled, NULL without one)."""
 
-    async def lead_with_complete_data(self, conn: Executor, *, lead_id: Any) -> Any:
-        """Returns one lead's whole document as JSON text (sent as it is), or NULL for an unknown id: the leads-list fields plus its conversation {id, agent_enabled, status, message_count, last_message_at}, its requirements with features and integrations, its meetings by start time, and its step history in order."""
+    async def lead_with_complete_data(self, conn: Executor, *, lead_id: Any, with_trail: Any) -> Any:
+        """Returns one lead's whole document as JSON text (sent as it is), or NULL for an unknown id: the leads-list fields plus its conversation {id, agent_enabled, status, message_count, last_message_at}, its requirements with features and integrations, its meetings by start time, and its step history in order; with `with_trail`, its trail entries newest first (the latest 50, each {at, actor, actor_role, resource, action, ids, payload, outcome}), else trail null."""
 
     async def lock_lead_step(self, conn: Executor, *, lead_id: Any) -> Any:
         """Returns the lead's current step, locking the lead until the transaction ends; NULL for an unknown id."""
@@ -335,6 +347,19 @@ class RequirementsQueries(Protocol):
         """Changes app_type when given and deadline when set_deadline (so it can be cleared); returns the lead id, or NULL for an unknown requirement."""
 
 
+class TrailQueries(Protocol):
+    """The queries of wsd/sql/trail/."""
+
+    async def purge_entries(self, conn: Executor, *, older_than: Any) -> Any:
+        """Deletes trail entries written before `older_than`; returns how many."""
+
+    async def record_entry(self, conn: Executor, *, actor: Any, actor_role: Any, resource: Any, action: Any, ids: Any, payload: Any, outcome: Any) -> str:
+        """Adds one trail entry, its lead resolved from its ids (trail_lead), at the transaction's time."""
+
+    def trail_page(self, conn: Executor, *, actor: Any, action: Any, lead_id: Any, since: Any, until: Any, after_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
+        """Returns trail entries newest first, each {id, at, entry}: entry is {id, at, actor, actor_role, resource, action, lead_id, ids, payload, outcome}; filtered by actor, action ("resource.action" or "action"), lead and [since, until) when given; after the (after_at, after_id) cursor; at most page_size rows."""
+
+
 def one_row(record: asyncpg.Record | None) -> asyncpg.Record:
     """The row of a `^` query that always returns one (an aggregate over no FROM filter)."""
     if record is None:
@@ -356,3 +381,4 @@ class Queries(Protocol):
     outlook: OutlookQueries
     reports: ReportsQueries
     requirements: RequirementsQueries
+    trail: TrailQueries

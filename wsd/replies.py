@@ -242,13 +242,28 @@ class StepChange(Reply):
     changed_at: Moment
 
 
+class LeadTrailEntry(Reply):
+    """A trail entry on a lead's document (the lead is the document's)."""
+
+    at: Moment
+    actor: str
+    actor_role: str
+    resource: str
+    action: str
+    ids: dict[str, Any]
+    payload: dict[str, Any]
+    outcome: str
+
+
 class LeadDocument(_LeadFields):
-    """One lead with its conversation, requirements, meetings and step history."""
+    """One lead with its conversation, requirements, meetings and step history, and for an
+    admin its latest 50 trail entries, newest first (null for a viewer)."""
 
     requirements: Requirement | None
     conversation: Conversation | None
     meetings: list[Meeting]
     step_history: list[StepChange]
+    trail: list[LeadTrailEntry] | None
 
 
 # -- conversations -------------------------------------------------------------------------------
@@ -257,6 +272,32 @@ class AgentStatus(Reply):
     id: uuid.UUID
     agent_enabled: bool
     updated_at: Moment
+
+
+class AgentSwitch(Reply):
+    """One switch of the agent: who (a token's name, or what a writer straight into
+    PostgreSQL set as wsd.actor, `agent` by default), when, why."""
+
+    at: Moment
+    enabled: bool
+    actor: str
+    actor_role: str | None
+    reason: str | None
+
+
+# -- trail ---------------------------------------------------------------------------------------
+
+class TrailEntry(Reply):
+    id: int
+    at: Moment
+    actor: str
+    actor_role: str
+    resource: str
+    action: str
+    lead_id: uuid.UUID | None
+    ids: dict[str, Any]
+    payload: dict[str, Any]
+    outcome: str
 
 
 # -- dashboard -----------------------------------------------------------------------------------
@@ -367,6 +408,31 @@ class AgentPeriod(Reply, kw_only=True):
     completion_rate: float
 
 
+class FirstHumanMessage(Reply):
+    median: float | None
+    p90: float | None
+
+
+class TakeoverFigures(Reply, kw_only=True):
+    period: PeriodSpan | Unset = UNSET  # on `previous` of a period answer
+    since: Moment
+    until: Moment
+    handoffs: int
+    answered: int
+    unanswered_now: int
+    switched_back: int
+    conversations_human_wrote: int
+    first_human_message_seconds: FirstHumanMessage
+
+
+class HumanTakeover(TakeoverFigures, kw_only=True):
+    """`days` without a period; with one, `period`, and `previous` and `change` with `compare`."""
+
+    days: int | Unset = UNSET
+    previous: TakeoverFigures | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
+
+
 class AgentReport(Reply):
     """`days` and `previous` always without a period; with one, `period`, and `previous` and
     `change` with `compare`."""
@@ -466,6 +532,9 @@ class AgentStatusEvent(Reply):
 
 REPLIES: dict[str, Any] = {
     "conversations.update_agent_status": AgentStatus,
+    "conversations.get_agent_history": list[AgentSwitch],
+    "trail.get_trail": list[TrailEntry],
+    "dashboard.get_human_takeover": HumanTakeover,
     "dashboard.get_dashboard_stats": DashboardStats,
     "dashboard.get_conversion_funnel": list[FunnelStep] | PeriodFunnel,
     "dashboard.get_activity_timeline": Timeline,

@@ -32,6 +32,8 @@ from wsd.calendar_sync import CalendarSync
 from wsd.cache import MISS
 from wsd.config import Config
 from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, validate_payload
+from wsd.export import Export
+from wsd.export_stream import EXPORT_RESOURCE, Exports
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
 from wsd.live import LIVE_RESOURCE, Hints, LiveQueries
 from wsd.logs import log_request
@@ -67,7 +69,8 @@ class WsdServer:
     the dashboard page with its JavaScript client (wsd/static.py)."""
 
     def __init__(self, config: Config, pool: asyncpg.Pool, queries: Queries, dispatcher: Dispatcher,
-                 calendar: CalendarSync | None = None, readiness: Readiness = always_ready, *,
+                 calendar: CalendarSync | None = None, readiness: Readiness = always_ready,
+                 exports: dict[str, Export] | None = None, *,
                  transport: ListeningFactory | None = None) -> None:
         self.config = config
         self.pool = pool
@@ -80,6 +83,7 @@ class WsdServer:
         self.live = LiveQueries(dispatcher, self._execute, config.live,
                                 observe_push_lag=self.metrics.push_lag.observe)
         self.admission = Admission(config, self.sessions, self.metrics)
+        self.exports = Exports(dispatcher, exports)
         self.routes = HttpRoutes(config.server.path,
                                  StaticFiles(config.server.path, config.business.timezone),
                                  self.metrics, self.admission, readiness)
@@ -208,6 +212,8 @@ class WsdServer:
                               {"limit": self.config.server.max_inflight_per_connection})
         if request.resource == LIVE_RESOURCE:
             return self._live_call_for(session, request)
+        if request.resource == EXPORT_RESOURCE:
+            return Call(self.exports.call_for(session, request, self._context_of(session)))
         action = self.dispatcher.lookup(request.resource, request.action)
         if action.cached and self._answer_stored(session, request, action):
             return None
@@ -269,12 +275,17 @@ class WsdServer:
 
     def _action_call(self, session: Session, request: WsdRequest, action: Action) -> Call:
         """What a request for `action` runs, with its session's context."""
+        return Call(partial(self.dispatcher.dispatch, action, self._context_of(session),
+                            request.payload), action.writes)
+
+    def _context_of(self, session: Session) -> Context:
+        """The session's handler context, built once per caller."""
         assert session.caller is not None
         context = session.context
         if context is None or context.caller is not session.caller:
             context = session.context = Context(self.pool, self.queries, self.config, session.caller,
                                                 self.runtime)
-        return Call(partial(self.dispatcher.dispatch, action, context, request.payload), action.writes)
+        return context
 
     async def _execute(self, action: Action, payload: dict[str, Any], caller: Caller) -> Any:
         """Run a read action for a live query, exactly as a direct call runs it."""

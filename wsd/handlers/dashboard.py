@@ -223,6 +223,34 @@ async def _agent_numbers(ctx: Context, since: dt.datetime, until: dt.datetime) -
             "completion_rate": handled["completed"] / handled["leads"] if handled["leads"] else 0}
 
 
+async def get_human_takeover(ctx: Context, payload: AgentPerformance) -> dict[str, Any]:
+    """The sales team taking conversations over from the agent, for hand-offs made in the
+    last `days` days (default 7), or in a `period` (with `compare`, `previous` and `change`).
+
+    - handoffs: times the agent was switched off in a conversation.
+    - answered: of those, the ones a human (role `human`) wrote after, before the
+      conversation's next switch.
+    - first_human_message_seconds: {median, p90} of the seconds from hand-off to that first
+      human message over the answered ones (percentile_cont, exact; null without any).
+    - unanswered_now: hand-offs no human has written after yet, with the agent still off.
+    - switched_back: hand-offs after which the agent was switched on again.
+    - conversations_human_wrote: conversations with a human message in the period.
+    """
+    if payload.period is not None:
+        async def figures(period: Period) -> dict[str, Any]:
+            return await _takeover(ctx, period.since, period.until)
+        return await reported(period_of(ctx, payload), payload.compare, figures)
+    days = 7 if isinstance(payload.days, msgspec.UnsetType) else payload.days
+    until = utc_now()
+    return {"days": days, **await _takeover(ctx, until - dt.timedelta(days=days), until)}
+
+
+async def _takeover(ctx: Context, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
+    row = dict(one_row(await ctx.queries.dashboard.human_takeover(ctx.pool, since=since, until=until)))
+    waits = {"median": row.pop("median_seconds"), "p90": row.pop("p90_seconds")}
+    return {"since": since, "until": until, **row, "first_human_message_seconds": waits}
+
+
 async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
     """This instance right now, never cached.
 
@@ -245,5 +273,6 @@ ACTIONS = ActionTable("dashboard", [
     read("get_activity_timeline", get_activity_timeline, Timeline, cached=True, topics=ACTIVITY),
     read("get_agent_performance", get_agent_performance, AgentPerformance, cached=True,
          topics=ACTIVITY),
+    read("get_human_takeover", get_human_takeover, AgentPerformance, cached=True, topics=ACTIVITY),
     read("get_real_time_metrics", get_real_time_metrics, topics=()),  # this process: re-run on a timer,
 ])

@@ -95,6 +95,32 @@ class AbandonedLeads(Payload):
     cursor: Cursor | None = None
 
 
+def all_leads_query(ctx: Context, payload: AllLeads) -> tuple[tuple[str, str], dict[str, Any]]:
+    """get_all_leads' query (folder, name) and filters as its parameters (its export runs
+    the same; an export counts nothing)."""
+    if payload.filter is not None:
+        return ("leads", "filtered_leads"), _filter_parameters(ctx, payload.filter, count_all=False)
+    return ("leads", "all_leads"), {"step": payload.step, "search": payload.search}
+
+
+def _filter_parameters(ctx: Context, wanted: LeadFilter, count_all: bool) -> dict[str, Any]:
+    """A drill-down filter as filtered_leads.sql's parameters (without the keyset)."""
+    zone = ctx.config.business.zone
+    created = resolve(wanted.created, zone) if wanted.created is not None else None
+    entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
+    added = resolve(wanted.wanted, zone) if wanted.wanted is not None else None
+    return {
+        "step": wanted.step, "reached": wanted.reached,
+        "created_since": created.since if created else None, "created_until": created.until if created else None,
+        "entered_step": wanted.entered.step if wanted.entered else None,
+        "entered_since": entered.since if entered else None, "entered_until": entered.until if entered else None,
+        "agent_on": None if wanted.agent is None else wanted.agent == "on", "stalled": wanted.stalled,
+        "now": utc_now(), "stalled_hours": ctx.config.reports.stalled_hours_by_step(),
+        "meeting_status": wanted.meeting, "wants_feature": wanted.wants_feature,
+        "wants_integration": wanted.wants_integration, "wanted_since": added.since if added else None,
+        "wanted_until": added.until if added else None, "search": wanted.search, "count_all": count_all}
+
+
 async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
     """Leads newest first with user, bant_data and requirements joined, a page at a time.
 
@@ -105,7 +131,7 @@ async def get_all_leads(ctx: Context, payload: AllLeads) -> Paged:
     if payload.filter is not None:
         return await _filtered(ctx, payload.filter, size, after.at, after.id)
     rows = [row async for row in ctx.queries.leads.all_leads(
-        ctx.pool, step=payload.step, search=payload.search, after_created_at=after.at,
+        ctx.pool, **all_leads_query(ctx, payload)[1], after_created_at=after.at,
         after_id=after.id, page_size=size + 1)]
     return page_of(rows, size, key="created_at", document="lead")
 
@@ -115,30 +141,18 @@ async def _filtered(ctx: Context, wanted: LeadFilter, limit: int, after_created_
     """A page of the filter's leads and their total, read in one snapshot. A filter that is
     exactly a time-in-step figure's (stalled or not, at most a step and an agent switch) takes
     its total from that figure's kept counts: counting them would read most leads."""
-    zone = ctx.config.business.zone
-    created = resolve(wanted.created, zone) if wanted.created is not None else None
-    entered = resolve(wanted.entered, zone) if wanted.entered is not None else None
-    added = resolve(wanted.wanted, zone) if wanted.wanted is not None else None
     figure = wanted.stalled is not None and _TIME_IN_STEP_KEYS.issuperset(
         name for name in wanted.__struct_fields__ if getattr(wanted, name) is not None)
-    now, thresholds = utc_now(), ctx.config.reports.stalled_hours_by_step()
+    parameters = _filter_parameters(ctx, wanted, count_all=not figure)
     async with ctx.pool.acquire() as connection, \
             connection.transaction(isolation="repeatable_read", readonly=True):
         await ctx.queries.leads.plan_each_call(connection)
         rows = [row async for row in ctx.queries.leads.filtered_leads(
-            connection, step=wanted.step, reached=wanted.reached,
-            created_since=created.since if created else None, created_until=created.until if created else None,
-            entered_step=wanted.entered.step if wanted.entered else None,
-            entered_since=entered.since if entered else None, entered_until=entered.until if entered else None,
-            agent_on=None if wanted.agent is None else wanted.agent == "on", stalled=wanted.stalled,
-            now=now, stalled_hours=thresholds,
-            meeting_status=wanted.meeting, wants_feature=wanted.wants_feature,
-            wants_integration=wanted.wants_integration, wanted_since=added.since if added else None,
-            wanted_until=added.until if added else None, search=wanted.search, count_all=not figure,
-            after_created_at=after_created_at, after_id=after_id, page_size=limit + 1)]
+            connection, **parameters, after_created_at=after_created_at, after_id=after_id,
+            page_size=limit + 1)]
         if figure:
             groups = [row async for row in ctx.queries.reports.step_durations(
-                connection, now=now, stalled_hours=thresholds)]
+                connection, now=parameters["now"], stalled_hours=parameters["stalled_hours"])]
     if figure:
         total = sum(row["stalled"] if wanted.stalled else row["leads"] - row["stalled"] for row in groups
                     if wanted.step in (None, row["step"])
@@ -171,8 +185,11 @@ async def get_lead_pipeline(ctx: Context, payload: Reported) -> list[dict[str, A
 
 async def get_lead_with_complete_data(ctx: Context, payload: LeadId) -> orjson.Fragment:
     """The lead's whole document, built by PostgreSQL and passed through as JSON text: the
-    hot point read never decodes and re-encodes it."""
-    lead = await ctx.queries.leads.lead_with_complete_data(ctx.pool, lead_id=payload.lead_id)
+    hot point read never decodes and re-encodes it. `trail` holds the latest 50 trail
+    entries that touched the lead for an admin, and is null for a viewer (the trail is an
+    admin's read, like `trail.get_trail`)."""
+    lead = await ctx.queries.leads.lead_with_complete_data(
+        ctx.pool, lead_id=payload.lead_id, with_trail=ctx.caller.role == "admin")
     if lead is None:
         raise NotFound("no such lead", {"lead_id": str(payload.lead_id)})
     return orjson.Fragment(lead)
@@ -244,13 +261,18 @@ async def get_conversion_stats(ctx: Context, payload: Reported) -> list[dict[str
     return await reported(resolve(payload.period, ctx.config.business.zone), payload.compare, figures)
 
 
+def abandoned_leads_query(_: Context, payload: AbandonedLeads) -> tuple[tuple[str, str], dict[str, Any]]:
+    """get_abandoned_leads' query and filters."""
+    return ("leads", "abandoned_leads"), {"days": payload.days}
+
+
 async def get_abandoned_leads(ctx: Context, payload: AbandonedLeads) -> Paged:
     """Unfinished leads with no activity for more than `days` days, oldest first."""
     after = decode_cursor(payload.cursor)
     size = payload.limit or ctx.config.limits.default_page_size
     rows = [row async for row in ctx.queries.leads.abandoned_leads(
-        ctx.pool, days=payload.days, after_activity_at=after.at, after_id=after.id,
-        page_size=size + 1)]
+        ctx.pool, **abandoned_leads_query(ctx, payload)[1], after_activity_at=after.at,
+        after_id=after.id, page_size=size + 1)]
     return page_of(rows, size, key="last_activity_at", document="lead")
 
 

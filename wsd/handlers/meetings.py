@@ -204,11 +204,10 @@ async def _after_commit(ctx: Context, committed_id: uuid.UUID | str) -> dict[str
     return document
 
 
-async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
-    """Meetings ordered by start; `today` and `this_week` (Monday–Sunday) are local dates in
-    business.timezone; `by_status` orders scheduled, completed, then cancelled, each by start
-    (the seed's example sends it without a status); `status` narrows every filter, both
-    conditions holding. Paginated like leads."""
+def meetings_query(ctx: Context, payload: MeetingsQuery) -> tuple[tuple[str, str], dict[str, Any]]:
+    """get_all_meetings' query (folder, name) and filters as its parameters (its export runs
+    the same): `today` and `this_week` (Monday–Sunday) are local dates in business.timezone;
+    `by_status` reads them grouped by status."""
     zone = ctx.config.business.zone
     since = until = None
     if payload.filter == "today":
@@ -218,16 +217,25 @@ async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
         monday = today - dt.timedelta(days=today.weekday())
         since = local_day_bounds(monday, zone)[0]
         until = local_day_bounds(monday + dt.timedelta(days=7), zone)[0]
+    name = "list_meetings_by_status" if payload.filter == "by_status" else "list_meetings"
+    return ("meetings", name), {"since": since, "until": until, "status": payload.status}
+
+
+async def get_all_meetings(ctx: Context, payload: MeetingsQuery) -> Paged:
+    """Meetings ordered by start; `today` and `this_week` (Monday–Sunday) are local dates in
+    business.timezone; `by_status` orders scheduled, completed, then cancelled, each by start
+    (the seed's example sends it without a status); `status` narrows every filter, both
+    conditions holding. Paginated like leads."""
+    _, filters = meetings_query(ctx, payload)
     by_status = payload.filter == "by_status"
     after = decode_cursor(payload.cursor, grouped=by_status)
     if by_status:
         rows = [row async for row in ctx.queries.meetings.list_meetings_by_status(
-            ctx.pool, since=since, until=until, status=payload.status, after_rank=after.group,
-            after_start=after.at, after_id=after.id, page_size=payload.limit + 1)]
+            ctx.pool, **filters, after_rank=after.group, after_start=after.at, after_id=after.id,
+            page_size=payload.limit + 1)]
         return page_of(rows, payload.limit, key="start_time", document="meeting", group="status_rank")
     rows = [row async for row in ctx.queries.meetings.list_meetings(
-        ctx.pool, since=since, until=until, status=payload.status, after_start=after.at,
-        after_id=after.id, page_size=payload.limit + 1)]
+        ctx.pool, **filters, after_start=after.at, after_id=after.id, page_size=payload.limit + 1)]
     return page_of(rows, payload.limit, key="start_time", document="meeting")
 
 

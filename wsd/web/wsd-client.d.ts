@@ -85,6 +85,9 @@ export class WsdClient {
   /** Resolves with the reply's data, or {data, next_cursor} for paged actions. A read waits for
    *  the connection (within its timeout); a write while not connected rejects at once with "unavailable". */
   request<T = any>(resource: string, action: string, payload?: object, options?: RequestOptions): Promise<T>;
+  /** A list (leads, abandoned_leads, meetings, trail) as CSV, once all its chunks are in. */
+  exportCsv(list: string, payload?: object, options?: RequestOptions):
+    Promise<{ csv: string; filename: string; content_type: string; rows: number }>;
   /** Live subscription; onData gets the first answer, each new one, and a fresh one after a
    *  reconnect; options.onState hears "stale" on a drop and "fresh" once renewed. */
   subscribe<T = any>(resource: string, action: string, payload: object,

@@ -187,6 +187,25 @@ export class WsdClient {
    * @returns {Promise<any>}
    */
   request(resource, action, payload = {}, options = {}) {
+    return this._request(resource, action, payload, options, null);
+  }
+
+  /**
+   * A list as CSV (docs/protocol.md, Exports): `list` is leads, abandoned_leads, meetings or
+   * trail, `payload` the list read's filters plus `bom`. Resolves once every chunk is in with
+   * `{csv, filename, content_type, rows}`; no timeout unless one is given (an export of a
+   * large list takes a while).
+   * @param {string} list
+   * @param {object} [payload]
+   * @param {RequestOptions} [options]
+   * @returns {Promise<{csv: string, filename: string, content_type: string, rows: number}>}
+   */
+  exportCsv(list, payload = {}, options = {}) {
+    return this._request("export", list, payload, { timeout: options.timeout ?? 0 }, []);
+  }
+
+  /** A request whose entry collects `chunk` messages when `chunks` is an array. */
+  _request(resource, action, payload, options, chunks) {
     if (this.state === "closed" || this.state === "failed") {
       return Promise.reject(new WsdError(CLOSED, `the client is ${this.state}`));
     }
@@ -200,7 +219,7 @@ export class WsdClient {
     const frame = JSON.stringify({ resource, action, id, payload });
     const timeout = options.timeout ?? this.timeout;
     return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, timer: null, frame, sent: false };
+      const entry = { resolve, reject, timer: null, frame, sent: false, chunks };
       if (timeout > 0) {
         entry.timer = setTimeout(() => {
           this._pending.delete(id);
@@ -375,6 +394,10 @@ export class WsdClient {
       try { this.onEvent(message.topic, message.payload); } catch (error) { console.error(error); }
       return;
     }
+    if (message.type === "chunk") {
+      this._pending.get(message.id)?.chunks?.push(message.payload.data);
+      return;
+    }
     if (message.id === this._loginId && this._loginDone) {
       const done = this._loginDone;
       this._loginDone = null;
@@ -406,7 +429,8 @@ export class WsdClient {
     if (!entry) return;  // timed out already
     this._pending.delete(id);
     clearTimeout(entry.timer);
-    if (error) entry.reject(error); else entry.resolve(value);
+    if (error) entry.reject(error);
+    else entry.resolve(entry.chunks ? { ...value, csv: entry.chunks.join("") } : value);
   }
 
   _failAll(code, message) {
