@@ -17,7 +17,7 @@ from websockets.http11 import Request, Response
 from wsd.auth import TokenBook, bearer_token
 from wsd.client_address import ClientAddresses
 from wsd.config import Config
-from wsd.dispatcher import Caller
+from wsd.actions import Caller
 from wsd.errors import RateLimited, Unauthorized
 from wsd.guards import FailureThrottle, QuietLog
 from wsd.metrics_export import DaemonMetrics

@@ -9,7 +9,8 @@ import asyncio
 from functools import partial
 from typing import Any, Awaitable, Callable
 
-from wsd.dispatcher import Context, Dispatcher, Payload, database_error
+from wsd.actions import Context, Payload
+from wsd.dispatcher import Dispatcher, database_error
 from wsd.errors import InvalidPayload, RateLimited, Unavailable, UnknownAction
 from wsd.export import PAGING, Export, run_export
 from wsd.protocol import Request, chunk_message

@@ -34,7 +34,8 @@ import orjson
 import structlog
 
 from wsd.config import LiveConfig
-from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, Role, validate_payload
+from wsd.actions import Action, Caller, Paged, Payload, Role
+from wsd.dispatcher import Dispatcher, validate_payload
 from wsd.errors import InvalidPayload, NotFound, RateLimited, Unavailable, WsdError
 from wsd.protocol import encode
 

@@ -31,7 +31,8 @@ from wsd.admission import Admission
 from wsd.calendar_sync import CalendarSync
 from wsd.cache import MISS
 from wsd.config import Config
-from wsd.dispatcher import Action, Caller, Context, Dispatcher, Paged, validate_payload
+from wsd.actions import Action, Caller, Context, Paged
+from wsd.dispatcher import Dispatcher, validate_payload
 from wsd.export import Export
 from wsd.export_stream import EXPORT_RESOURCE, Exports
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError

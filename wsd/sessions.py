@@ -20,7 +20,7 @@ from typing import Any, Coroutine
 import structlog
 
 from wsd.config import ServerConfig
-from wsd.dispatcher import Caller, Context
+from wsd.actions import Caller, Context
 from wsd.live import HINT_TOPIC, LiveQuery
 from wsd.protocol import event_message
 from wsd.transport import CAUGHT_UP_POLL, CloseCode, Connection
