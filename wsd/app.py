@@ -119,7 +119,7 @@ async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool 
                            Dispatcher(ALL_TABLES, SingleFlightCache(config.cache.ttl_seconds)),
                            calendar, readiness, EXPORTS, transport=listening_for)
         router = ChangeRouter(server.dispatcher.cache, server.live, server.publish)
-        server.metrics.watch(StateCollector(server, listener, calendar,
+        server.metrics.watch(StateCollector(server.figures, listener, calendar,
                                             _outbox_probe(config, pool, queries, calendar)))
         await stack.enter_async_context(_supervised(
             _background_tasks(config, database, server, listener, router, readiness, calendar,

@@ -191,7 +191,7 @@ class OutboxProbe:
 
 
 class DaemonState(Protocol):
-    """What the scrape-time series read of the running daemon (`wsd.server.WsdServer`)."""
+    """What the scrape-time series read of the running daemon (`wsd.figures.DaemonFigures`)."""
 
     pool: asyncpg.Pool
     readiness: Callable[[], tuple[bool, str]]

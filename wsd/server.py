@@ -17,11 +17,10 @@ task (`_answer_stored`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -32,21 +31,24 @@ from wsd.calendar_sync import CalendarSync
 from wsd.cache import MISS
 from wsd.config import Config
 from wsd.actions import Action, Caller, Context, Paged
-from wsd.dispatcher import Dispatcher, validate_payload
+from wsd.dispatcher import Dispatcher
 from wsd.export import Export
 from wsd.export_stream import EXPORT_RESOURCE, Exports
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
-from wsd.live import LIVE_RESOURCE, Hints, LiveQueries
+from wsd.figures import DaemonFigures
+from wsd.live import LIVE_RESOURCE, LiveQueries
+from wsd.live_requests import LiveRequests
 from wsd.logs import log_request
 from wsd.metrics_export import DaemonMetrics
 from wsd.protocol import Request as WsdRequest
 from wsd.protocol import error_reply, parse_request, success_reply
 from wsd.queries import Queries
 from wsd.routes import HttpRoutes, Readiness, always_ready
-from wsd.runtime import INSTANCE, Runtime
+from wsd.runtime import Runtime
 from wsd.sessions import Session, Sessions
 from wsd.static import StaticFiles
-from wsd.transport import CLOSE_SECONDS, Connection, Handshake, Listening, ListeningFactory
+from wsd.serving import Serving
+from wsd.transport import Connection, Handshake, ListeningFactory
 
 __all__ = ["WsdServer", "Call"]
 
@@ -77,65 +79,37 @@ class WsdServer:
         self.pool = pool
         self.queries = queries
         self.dispatcher = dispatcher
-        self.readiness = readiness
-        self.runtime = Runtime(figures=self.runtime_snapshot, calendar=calendar)
         self.metrics = DaemonMetrics(config.metrics)
         self.sessions = Sessions(config.server)
         self.live = LiveQueries(dispatcher, self._execute, config.live,
                                 observe_push_lag=self.metrics.push_lag.observe)
+        self.live_requests = LiveRequests(self.live)
+        self.figures = DaemonFigures(self.sessions, self.metrics.requests, pool, dispatcher.cache,
+                                     self.live, readiness)
+        self.runtime = Runtime(figures=self.figures.snapshot, calendar=calendar)
         self.admission = Admission(config, self.sessions, self.metrics)
         self.exports = Exports(dispatcher, exports)
         self.routes = HttpRoutes(config.server.path,
                                  StaticFiles(config.server.path, config.business.timezone),
                                  self.metrics, self.admission, readiness)
-        self.started_at = time.monotonic()
-        self._transport = transport
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._draining = False
-        self._listening: Listening | None = None
+        if transport is None:   # a server built on its own (tests, tools): `server.transport`
+            from wsd.transports import listening_for   # the transports sit above the server
+            transport = listening_for
+        self.serving = Serving(config.server, transport)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, reuse_port: bool = False) -> None:
-        """Listen; `reuse_port` lets worker processes share the port (SO_REUSEPORT). Without
-        a transport given at construction, the one `server.transport` names."""
-        transport = self._transport
-        if transport is None:
-            from wsd.transports import listening_for   # the transports sit above the server
-            transport = listening_for
-        listening = transport(self, self.config.server)
-        await listening.start(reuse_port)
-        self._listening = listening
+        """Listen; `reuse_port` lets worker processes share the port (SO_REUSEPORT)."""
+        await self.serving.start(self, reuse_port)
 
     @property
     def port(self) -> int:
-        assert self._listening is not None
-        return self._listening.port
+        return self.serving.port
 
     async def shutdown(self) -> None:
-        """Stop accepting; give in-flight requests the grace (then answer them `unavailable`);
-        close clients with 1001 and abort the sockets of those that do not close in time."""
-        listening = self._listening
-        assert listening is not None
-        self._draining = True
-        listening.stop_accepting()
-        if self._inflight:
-            _, late = await asyncio.wait(set(self._inflight),
-                                         timeout=self.config.server.shutdown_grace_seconds)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=CLOSE_SECONDS / 2)
-        listening.close_connections()  # 1001 (going away)
-        try:
-            async with asyncio.timeout(CLOSE_SECONDS):
-                await listening.wait_closed()
-        except asyncio.TimeoutError:
-            # Including connections whose session has ended but whose TCP close is stuck
-            # behind unread data.
-            stuck = listening.abort_remaining()
-            if stuck:
-                log.warning("clients did not close in time; aborting their sockets", count=stuck)
+        """Drain (`Serving.shutdown`), then log what the refusal log still counts."""
+        await self.serving.shutdown()
         self.admission.refusals.flush(force=True)
 
     async def sweep_slow_clients(self) -> None:
@@ -190,10 +164,8 @@ class WsdServer:
             self.metrics.requests_refused.labels(str(error.code)).inc()
             return self.admission.close_reason(session)
         if call is not None:
-            task = asyncio.create_task(self._run(session, request, call))
-            session.inflight.add(task)
-            self._inflight.add(task)
-            task.add_done_callback(partial(self._forget, session.inflight))
+            self.serving.track(asyncio.create_task(self._run(session, request, call)),
+                               session.inflight)
         return None
 
     # -- the request pipeline ----------------------------------------------------------------
@@ -206,24 +178,19 @@ class WsdServer:
             return None
         if session.caller is None:
             raise Unauthorized("log in first: auth.login with a token, or a Bearer header")
-        if self._draining:
+        if self.serving.draining:
             raise Unavailable("the server is shutting down", {"reason": "shutting_down"})
         if len(session.inflight) >= self.config.server.max_inflight_per_connection:
             raise RateLimited("too many requests in flight on this connection",
                               {"limit": self.config.server.max_inflight_per_connection})
         if request.resource == LIVE_RESOURCE:
-            return self._live_call_for(session, request)
+            return Call(self.live_requests.call_for(session, request))
         if request.resource == EXPORT_RESOURCE:
             return Call(self.exports.call_for(session, request, self._context_of(session)))
         action = self.dispatcher.lookup(request.resource, request.action)
         if action.cached and self._answer_stored(session, request, action):
             return None
         return self._action_call(session, request, action)
-
-    def _forget(self, session_inflight: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
-        """A request task ended (or was cancelled before it started): in flight no more."""
-        session_inflight.discard(task)
-        self._inflight.discard(task)
 
     def _answer_stored(self, session: Session, request: WsdRequest, action: Action) -> bool:
         """Answer a cached action inline when its answer is stored: the same role check,
@@ -250,29 +217,6 @@ class WsdServer:
         self.metrics.observe_request(request.resource, request.action, outcome, duration_ms / 1000)
         log_request(request.resource, request.action, request.id, caller.name, outcome,
                     round(duration_ms, 2))
-
-    def _live_call_for(self, session: Session, request: WsdRequest) -> Call:
-        """What a live request runs (a subscription's first answer, an unsubscribe). Raises
-        UnknownAction before anything runs."""
-        if request.action == "subscribe":
-            return Call(partial(self.live.subscribe, session, request.payload))
-        if request.action == "unsubscribe":
-            return Call(partial(self._unsubscribe, session, request.payload))
-        if request.action == "hints":
-            return Call(partial(self._hints, session, request.payload))
-        raise UnknownAction(f"no action live.{request.action}",
-                            {"resource": LIVE_RESOURCE, "action": request.action})
-
-    async def _unsubscribe(self, session: Session, payload: dict[str, Any]) -> dict[str, Any]:
-        self.live.unsubscribe(session, payload)
-        return {"subscription": payload.get("subscription")}
-
-    @staticmethod
-    async def _hints(session: Session, payload: dict[str, Any]) -> dict[str, bool]:
-        wanted = validate_payload(payload, Hints)
-        assert isinstance(wanted, Hints)
-        session.wants_hints = wanted.enabled
-        return {"hints": wanted.enabled}
 
     def _action_call(self, session: Session, request: WsdRequest, action: Action) -> Call:
         """What a request for `action` runs, with its session's context."""
@@ -322,34 +266,6 @@ class WsdServer:
                 "internal error; the server log has the details", {"request_id": request.id}))
         session.push(reply)
         self._done(request, session.caller, outcome, started)
-
-    def runtime_snapshot(self) -> dict[str, Any]:
-        """This instance's own numbers for the real-time dashboard."""
-        cache = self.dispatcher.cache
-        return {
-            "instance": INSTANCE,
-            "connections": self.sessions.authenticated(),
-            **self.metrics.requests.summary(),
-            "pool": {"size": self.pool.get_size(), "idle": self.pool.get_idle_size(),
-                     "max": self.pool.get_max_size()},
-            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
-            "cache": dataclasses.asdict(cache.stats) if cache is not None else None,
-            "slow_clients_dropped": self.slow_clients_dropped,
-            "live": self.live.stats(),
-        }
-
-    # -- wsd.metrics_export.DaemonState --------------------------------------------------------
-
-    def roles(self) -> Iterable[str]:
-        return (session.caller.role if session.caller else "unauthenticated"
-                for session in self.sessions.all)
-
-    def live_figures(self) -> dict[str, int]:
-        return self.live.stats()
-
-    @property
-    def slow_clients_dropped(self) -> int:
-        return self.sessions.slow_clients_dropped
 
     def publish(self, topic: str, payload: Any) -> None:
         """Push an event to every authenticated client (`Sessions.publish`)."""

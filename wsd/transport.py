@@ -35,7 +35,7 @@ from wsd.config import ServerConfig
 
 __all__ = ["Connection", "ConnectionHandler", "Handshake", "Listening", "ListeningFactory", "Peer",
            "CloseCode", "text_frame", "unsent_bytes", "abort_socket", "CLOSE_SECONDS",
-           "CAUGHT_UP_POLL", "first_port"]
+           "CAUGHT_UP_POLL", "ServerPort"]
 
 # After the grace, clients get this long for the closing handshake before their sockets are
 # aborted; with PostgreSQL's stop this keeps the exit within grace + 2 s.
@@ -62,12 +62,6 @@ def unsent_bytes(transport: asyncio.WriteTransport | None) -> int:
     """Bytes written to a connection's socket that it has not taken yet (0 once gone): how
     far behind its client reads, on either transport."""
     return transport.get_write_buffer_size() if transport is not None else 0
-
-
-def first_port(sockets: Any) -> int:
-    """The port the first of a listening server's sockets is bound to (`server.port = 0`
-    picks a free one)."""
-    return int(sockets[0].getsockname()[1])
 
 
 def abort_socket(transport: asyncio.WriteTransport | None) -> None:
@@ -115,6 +109,18 @@ class Handshake(Protocol):
     def respond(self, status: HTTPStatus, text: str) -> Response:
         """A plain-text answer (Date, Connection: close, Content-Length, Content-Type)."""
         ...
+
+
+class ServerPort:
+    """`Listening.port` for a transport whose `_server` has `sockets` (asyncio's, websockets')."""
+
+    _server: Any
+
+    @property
+    def port(self) -> int:
+        """The port the first listening socket is bound to (`server.port = 0`: a free one)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
 
 
 class Listening(Protocol):

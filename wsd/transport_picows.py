@@ -41,8 +41,8 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from wsd.config import ServerConfig
-from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, Peer, abort_socket,
-                           first_port, unsent_bytes)
+from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, Peer, ServerPort,
+                           abort_socket, unsent_bytes)
 
 __all__ = ["PicowsConnection", "PicowsListening"]
 
@@ -57,7 +57,7 @@ TEXT, BINARY, CONTINUATION, CLOSE, PONG = (WSMsgType.TEXT, WSMsgType.BINARY, WSM
                                            WSMsgType.CLOSE, WSMsgType.PONG)
 
 
-class PicowsListening:
+class PicowsListening(ServerPort):
     """The listening socket: `_HttpFront` per accepted connection, `PicowsConnection` per
     upgraded one."""
 
@@ -78,11 +78,6 @@ class PicowsListening:
             lambda: _HttpFront(self), settings.host, settings.port,
             backlog=settings.listen_backlog, reuse_port=reuse_port)
         self.serving = True
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return first_port(self._server.sockets)
 
     def stop_accepting(self) -> None:
         assert self._server is not None

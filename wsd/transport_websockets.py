@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from wsd.config import ServerConfig
-from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, abort_socket, first_port,
+from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, ServerPort, abort_socket,
                            text_frame, unsent_bytes)
 
 __all__ = ["WsdConnection", "WebsocketsListening"]
@@ -67,7 +67,7 @@ class WsdConnection(ServerConnection):
         abort_socket(self.transport)
 
 
-class WebsocketsListening:
+class WebsocketsListening(ServerPort):
     """`websockets.asyncio.server.serve` with wsd's options and read loop."""
 
     def __init__(self, handler: ConnectionHandler, settings: ServerConfig) -> None:
@@ -99,11 +99,6 @@ class WebsocketsListening:
             reuse_port=reuse_port,
             server_header="wsd",
         )
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return first_port(self._server.sockets)
 
     def stop_accepting(self) -> None:
         assert self._server is not None
