@@ -101,7 +101,7 @@ class Connection(Protocol):
 
 
 class Handshake(Protocol):
-    """A connection in its HTTP handshake, as `_process_request` sees it."""
+    """A connection in its HTTP handshake, as `ConnectionHandler.process_request` sees it."""
 
     @property
     def remote_address(self) -> Any: ...
