@@ -33,6 +33,7 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM) $(ASYNCAPI_PARSER)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 clean:
