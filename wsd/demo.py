@@ -169,24 +169,8 @@ class _Generator:
         final = rng.choices(range(len(STEPS)), weights=STEP_WEIGHTS)[0]
         # A few leads were moved back by a salesperson: they reached further than they are now.
         reached = min(final + 1, len(STEPS) - 2) if rng.random() < 0.02 and final < 5 else final
-        at = created
-        step_times = [created]
-        rows.lead_step_history.append((lead_id, None, "start", "agent", created))
-        meeting_time: tuple[dt.datetime, dt.datetime] | None = None
-        for step in range(1, reached + 1):
-            next_at = at + dt.timedelta(hours=rng.expovariate(1 / 20))
-            if STEPS[step] == "completed" and meeting_time is not None:
-                # A lead is completed after its meeting has taken place, never before.
-                next_at = max(next_at, meeting_time[1] + dt.timedelta(hours=rng.uniform(1, 24)))
-            if next_at >= anchor:
-                break  # not that far yet: nothing is dated in the future or piled on the anchor
-            at = next_at
-            source = "meeting" if STEPS[step] == "meeting" else rng.choices(
-                ("agent", "manual"), weights=(92, 8))[0]
-            rows.lead_step_history.append((lead_id, STEPS[step - 1], STEPS[step], source, at))
-            step_times.append(at)
-            if STEPS[step] == "meeting":
-                meeting_time = self.meeting_time(at, upcoming=final == STEPS.index("meeting"))
+        step_times, meeting_time = self.steps(lead_id, created, reached, final, rows)
+        at = step_times[-1]
         if len(step_times) - 1 < reached:
             reached = final = len(step_times) - 1
         if reached != final:
@@ -217,6 +201,30 @@ class _Generator:
         if meeting_time is not None:
             self.meeting(lead_id, user_id, email, first, company, step_times[5], meeting_time,
                          agent_handled, rows)
+
+    def steps(self, lead_id: UUID, created: dt.datetime, reached: int, final: int,
+              rows: _Rows) -> tuple[list[dt.datetime], tuple[dt.datetime, dt.datetime] | None]:
+        """Writes the lead's way up to `reached` (cut short at the anchor); returns when it
+        entered each step and its meeting's time, if it got one."""
+        rng, at = self.rng, created
+        step_times = [created]
+        rows.lead_step_history.append((lead_id, None, "start", "agent", created))
+        meeting_time: tuple[dt.datetime, dt.datetime] | None = None
+        for step in range(1, reached + 1):
+            next_at = at + dt.timedelta(hours=rng.expovariate(1 / 20))
+            if STEPS[step] == "completed" and meeting_time is not None:
+                # A lead is completed after its meeting has taken place, never before.
+                next_at = max(next_at, meeting_time[1] + dt.timedelta(hours=rng.uniform(1, 24)))
+            if next_at >= self.anchor:
+                break  # not that far yet: nothing is dated in the future or piled on the anchor
+            at = next_at
+            source = "meeting" if STEPS[step] == "meeting" else rng.choices(
+                ("agent", "manual"), weights=(92, 8))[0]
+            rows.lead_step_history.append((lead_id, STEPS[step - 1], STEPS[step], source, at))
+            step_times.append(at)
+            if STEPS[step] == "meeting":
+                meeting_time = self.meeting_time(at, upcoming=final == STEPS.index("meeting"))
+        return step_times, meeting_time
 
     def conversation(self, conversation_id: UUID, user_id: UUID, created: dt.datetime,
                      until: dt.datetime, rows: _Rows) -> tuple[dt.datetime, bool]:

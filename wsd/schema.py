@@ -165,29 +165,8 @@ def _pushed(name: str, summary: str) -> dict[str, Any]:
             "messages": [{"$ref": f"#/channels/wsd/messages/{name}"}]}
 
 
-def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
-    """An AsyncAPI 3.0 document: one channel (the WebSocket); a receive operation with its
-    reply for `auth.login`, each action and `live.subscribe`/`unsubscribe`; send operations
-    for what the server pushes (live `update`s and the `changes`/`agent_status` events)."""
-    schemas = action_schemas(tables)
-    messages: dict[str, Any] = {
-        "auth_login_request": _request("auth", "login", _schema_ref("Login"),
-                                       "Log in with a token (browsers; others send `Authorization: Bearer`)"),
-        "auth_login_reply": _reply("auth.login", _schema_ref("LoginReply")),
-    }
-    operations: dict[str, Any] = {"auth_login": _exchange("auth_login", "Log in: every other request "
-                                                          "before it is `unauthorized`")}
-    reads = []
-    for key, action in schemas["actions"].items():
-        name = key.replace(".", "_")
-        messages[f"{name}_request"] = _request(action["resource"], action["action"], action["payload"],
-                                               action["summary"])
-        messages[f"{name}_reply"] = {"name": f"{key} reply", "payload": action["reply"]}
-        operations[name] = _exchange(name, f"{action['summary']} (role: {action['role']})")
-        if not action["writes"]:
-            reads.append({"type": "object", "required": ["resource", "action"], "additionalProperties": False,
-                          "properties": {"resource": {"const": action["resource"]},
-                                         "action": {"const": action["action"]}, "payload": action["payload"]}})
+def _live_operations(reads: list[dict[str, Any]], messages: dict[str, Any], operations: dict[str, Any]) -> None:
+    """The `live` resource's exchanges: subscribe (to any of `reads`), unsubscribe, hints."""
     messages["live_subscribe_request"] = _request(
         LIVE_RESOURCE, "subscribe", {"oneOf": reads}, "Subscribe to a read action: its answer now, and "
         "an `update` whenever it changes")
@@ -201,6 +180,10 @@ def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
                                               "Ask for (or stop) `changes` events on this connection")
     messages["live_hints_reply"] = _reply("live.hints", _schema_ref("HintsSet"))
     operations["live_hints"] = _exchange("live_hints", "Opt in to `changes` hints (off by default)")
+
+
+def _pushed_operations(messages: dict[str, Any], operations: dict[str, Any]) -> None:
+    """What the server sends unasked: live `update`s and the `changes`/`agent_status` events."""
     messages["update"] = {"name": "update", "summary": "A subscription's new answer", "payload": {
         "type": "object", "required": ["type", "subscription", "payload"], "properties": {
             "type": {"const": "update"}, "subscription": {"type": "string"},
@@ -216,6 +199,33 @@ def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
                 "type": {"const": "event"}, "topic": {"const": topic}, "payload": _schema_ref(schema)}}}
         operations[f"event_{topic}"] = _pushed(f"event_{topic}", summary)
     operations["live_update"] = _pushed("update", "A live query's new answer, sent when it differs from the last")
+
+
+def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
+    """An AsyncAPI 3.0 document: one channel (the WebSocket); a receive operation with its
+    reply for `auth.login`, each action and `live.subscribe`/`unsubscribe`; send operations
+    for what the server pushes (live `update`s and the `changes`/`agent_status` events)."""
+    schemas = action_schemas(tables)
+    messages: dict[str, Any] = {
+        "auth_login_request": _request("auth", "login", _schema_ref("Login"),
+                                       "Log in with a token (browsers; others send `Authorization: Bearer`)"),
+        "auth_login_reply": _reply("auth.login", _schema_ref("LoginReply")),
+    }
+    operations: dict[str, Any] = {"auth_login": _exchange("auth_login", "Log in: every other request "
+                                                          "before it is `unauthorized`")}
+    reads: list[dict[str, Any]] = []
+    for key, action in schemas["actions"].items():
+        name = key.replace(".", "_")
+        messages[f"{name}_request"] = _request(action["resource"], action["action"], action["payload"],
+                                               action["summary"])
+        messages[f"{name}_reply"] = {"name": f"{key} reply", "payload": action["reply"]}
+        operations[name] = _exchange(name, f"{action['summary']} (role: {action['role']})")
+        if not action["writes"]:
+            reads.append({"type": "object", "required": ["resource", "action"], "additionalProperties": False,
+                          "properties": {"resource": {"const": action["resource"]},
+                                         "action": {"const": action["action"]}, "payload": action["payload"]}})
+    _live_operations(reads, messages, operations)
+    _pushed_operations(messages, operations)
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "wsd", "version": "1", "description":

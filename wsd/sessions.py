@@ -21,7 +21,8 @@ import structlog
 
 from wsd.config import ServerConfig
 from wsd.actions import Caller, Context
-from wsd.live import HINT_TOPIC, LiveQuery
+from wsd.live import HINT_TOPIC
+from wsd.live_reruns import LiveQuery
 from wsd.protocol import event_message
 from wsd.transport import CAUGHT_UP_POLL, CloseCode, Connection
 
