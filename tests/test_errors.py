@@ -13,7 +13,8 @@ from tests.conftest import ADMIN_TOKEN, Client, open_client
 from wsd.config import TokenEntry, load_config
 from wsd.auth import hash_token
 from wsd.database import create_pool, load_queries
-from wsd.dispatcher import Action, ActionTable, Dispatcher, Payload
+from wsd.actions import Action, ActionTable, Payload
+from wsd.dispatcher import Dispatcher
 from wsd.errors import UpstreamError
 from wsd.server import WsdServer
 

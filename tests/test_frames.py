@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from tests.conftest import Client
-from wsd.server import text_frame
+from wsd.transport import text_frame
 
 
 async def next_frame(client: Client) -> str | bytes:

@@ -30,7 +30,7 @@ from tests.test_meetings import at, booking, lead_at, next_weekday
 from tests.test_outlook import outlook_settings
 from tests.test_reliability import eventually, log_events
 from wsd.auth import hash_token
-from wsd.metrics_export import RequestTally
+from wsd.metrics import RequestTally
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 METRICS_TOKEN = "metrics-scraper-token"

@@ -1,3 +1,5 @@
+"""`python -m wsd`: the `wsd` command (wsd/cli.py)."""
+
 import sys
 
 from wsd.cli import main

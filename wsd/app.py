@@ -1,4 +1,5 @@
-"""Running the daemon: one lifespan that starts the parts in order and stops them in reverse."""
+"""Running the daemon: the parts built and wired, started in order and stopped in reverse
+(`lifespan`: one small context per part), signals, reloads and the exit status."""
 
 from __future__ import annotations
 
@@ -9,47 +10,46 @@ import resource
 import signal
 import sys
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
-import orjson
 import structlog
 
-from wsd import demo
 from wsd.auth import hash_token, new_token
 from wsd.cache import SingleFlightCache
 from wsd.calendar_sync import CalendarSync
+from wsd.change_router import ChangeRouter
 from wsd.clock import at_local_midnights
 from wsd.config import Config, TokenEntry, load_config
-from wsd.database import Database, apply_migrations, load_queries
+from wsd.database import Database, load_queries
 from wsd.demo_activity import run_demo_activity
 from wsd.dispatcher import Dispatcher
 from wsd.handlers import ALL_TABLES
 from wsd.handlers.exports import EXPORTS
 from wsd.leader import lead
 from wsd.listener import ChangeListener
-from wsd.live import HINT_TOPIC, ChangeHints
+from wsd.live import LiveQueries
 from wsd.logs import flush_logs_periodically
 from wsd.metrics_export import OutboxProbe, StateCollector
 from wsd.outlook import GraphClient
 from wsd.parent import ParentLink
+from wsd.queries import Queries
+from wsd.readiness import Readiness
 from wsd.reload import Reloader
 from wsd.runtime import INSTANCE
 from wsd.sdnotify import Notifier, install_test_loop_block
 from wsd.server import WsdServer
+from wsd.startup import prepared_database
 from wsd.supervisor import Fatal, supervise
-from wsd.topics import CHANGES_CHANNEL
+from wsd.topics import EVENT_CHANNELS
+from wsd.transports import listening_for
 
 __all__ = ["run_daemon", "lifespan", "ensure_demo_token", "demo_token_path"]
 
 log = structlog.get_logger("wsd.app")
 
-# Notification channels whose payloads are pushed to clients as events of this topic.
-# `changes` ({"topic": ...}) also drops cached answers and re-runs live queries of the topic.
-EVENT_CHANNELS = {"wsd_agent_status": "agent_status", CHANGES_CHANNEL: "changes"}
-# /readyz is at most this old; the probe gives the database this long to answer.
-PROBE_SECONDS = 1.0
 IDEMPOTENCY_KEYS_KEPT = dt.timedelta(days=1)
 EXIT_PORT_IN_USE = 2   # like a config error: nothing to retry until something changes
 
@@ -87,152 +87,140 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class Readiness:
-    """What /readyz answers: the change listener's state, and the database's as a background
-    probe last found it (at most PROBE_SECONDS old), so a flood of readiness checks never
-    reaches the database. Ready = the pool answers and the listener is connected."""
-
-    def __init__(self, pool: asyncpg.Pool, listener: ChangeListener) -> None:
-        self._pool = pool
-        self._listener = listener
-        self._database: tuple[bool, str] = (False, "starting")
-
-    def __call__(self) -> tuple[bool, str]:
-        if not self._database[0]:
-            return self._database
-        return (True, "ready") if self._listener.connected else (False, "database unavailable: change listener reconnecting")
-
-    async def check_database(self) -> None:
-        try:
-            async with asyncio.timeout(PROBE_SECONDS):
-                await self._pool.fetchval("SELECT 1")
-        except Exception as error:  # any failure means not ready; say which
-            self._database = (False, f"database unavailable: {type(error).__name__}")
-        else:
-            self._database = (True, "ready")
-
-    async def probe(self) -> None:
-        while True:
-            await self.check_database()
-            await asyncio.sleep(PROBE_SECONDS)
-
-
-async def _purge_idempotency_keys(pool: asyncpg.Pool, queries: Any) -> None:
+async def _purge_hourly(purge: Callable[..., Awaitable[object]], pool: asyncpg.Pool,
+                        kept: dt.timedelta) -> None:
+    """Every hour, `purge` what is older than `kept` (idempotency keys; the trail when
+    `[trail] keep_days` > 0)."""
     while True:
-        older_than = dt.datetime.now(dt.UTC) - IDEMPOTENCY_KEYS_KEPT
-        await queries.idempotency.purge_keys(pool, older_than=older_than)
-        await asyncio.sleep(3600)
-
-
-async def _purge_trail(pool: asyncpg.Pool, queries: Any, keep_days: int) -> None:
-    """[trail] keep_days > 0: entries older than that are deleted, hourly."""
-    while True:
-        older_than = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
-        await queries.trail.purge_entries(pool, older_than=older_than)
+        await purge(pool, older_than=dt.datetime.now(dt.UTC) - kept)
         await asyncio.sleep(3600)
 
 
 @asynccontextmanager
 async def lifespan(config: Config, with_demo: bool = False, demo_activity: bool = False,
                    reuse_port: bool = False, notifier: Notifier | None = None) -> AsyncIterator[WsdServer]:
-    """The daemon from start to stop, on one screen: what starts here in order stops in the
-    reverse order, also when start-up fails half-way. Background tasks run supervised in one
-    TaskGroup; a `Fatal` one cancels the body (the daemon then exits 1).
+    """The daemon from start to stop, on one screen: one context per part, entered in order
+    and left in the reverse order, also when start-up fails half-way. Background tasks run
+    supervised in one TaskGroup; a `Fatal` one cancels the body (the daemon then exits 1).
 
     `notifier` tells systemd how far start-up got (STATUS=), READY=1 once the pool, the
     migrations and the change listener are up and clients are accepted, then STOPPING=1 and
     the draining status; it also pings the watchdog from a supervised task."""
     notifier = notifier or Notifier()
     async with AsyncExitStack() as stack:
-        database = Database(config)
-        stack.push_async_callback(database.stop)
         notifier.status("starting: database")
-        await database.start()
+        database = await stack.enter_async_context(prepared_database(config, seed_demo=with_demo))
         assert database.pool is not None
-        pool = database.pool
-        notifier.status("starting: migrations")
-        async with pool.acquire() as connection:
-            applied = await apply_migrations(connection)
-            if applied:
-                log.info("migrations applied", names=applied)
-            if with_demo:
-                await demo.seed_if_empty(connection, leads=demo.DEFAULT_LEADS, seed=1)
-        cache = SingleFlightCache(config.cache.ttl_seconds)
-        queries = load_queries()
-        calendar = None
-        if config.outlook.enabled:
-            calendar = CalendarSync(config, pool, queries, GraphClient(config.outlook, user_agent=f"wsd/{INSTANCE}"))
-            stack.push_async_callback(calendar.graph.close)
-        server = WsdServer(config, pool, queries, Dispatcher(ALL_TABLES, cache), calendar, exports=EXPORTS)
-
-        hints = ChangeHints(server.publish)
-
-        def relay(channel: str, payload: str) -> None:
-            message = orjson.loads(payload)
-            if channel != CHANGES_CHANNEL:
-                server.publish(EVENT_CHANNELS[channel], message)
-                return
-            topics = {message["topic"]}
-            cache.invalidate(topics)
-            server.live.changed(topics)
-            hints.changed(message["topic"])
-
-        def resync() -> None:
-            cache.invalidate()
-            server.live.rerun_all()
-            server.publish(HINT_TOPIC, {"topic": "*"})
-
-        listener = ChangeListener(lambda: database.connect("wsd-listener"), EVENT_CHANNELS,
-                                  relay, resync)
+        pool, queries = database.pool, load_queries()
+        calendar = await stack.enter_async_context(_calendar(config, pool, queries))
+        listener = ChangeListener(partial(database.connect, "wsd-listener"), EVENT_CHANNELS)
         readiness = Readiness(pool, listener)
-        server.readiness = readiness
-        outbox = OutboxProbe(pool, queries.outlook, config.outlook.mailbox,
-                             config.metrics.outbox_cache_seconds) if calendar is not None else None
-        server.metrics.watch(StateCollector(server, listener, calendar, outbox))
-
-        tasks = await stack.enter_async_context(asyncio.TaskGroup())
-        stack.push_async_callback(server.live.close)
-        supervised = {"log flush": flush_logs_periodically,
-                      "change listener": listener.run, "readiness probe": readiness.probe,
-                      "slow client sweep": server.sweep_slow_clients,
-                      "live periodic re-run": server.live.rerun_periodically,
-                      # "today" and every period preset move at local midnight.
-                      "local midnight re-run": lambda: at_local_midnights(config.business.zone, resync),
-                      "idempotency key purge": lambda: _purge_idempotency_keys(pool, queries)}
-        if config.trail.keep_days > 0:
-            supervised["trail purge"] = lambda: _purge_trail(pool, queries, config.trail.keep_days)
-        if notifier.watchdog_seconds is not None:
-            supervised["systemd watchdog"] = notifier.watchdog
-        if calendar is not None:
-            outlook = calendar
-            supervised["outlook worker"] = lambda: lead(
-                lambda: database.connect("wsd-outlook-leader"), "outlook", config.outlook.mailbox,
-                outlook.run_worker)
-        if demo_activity:
-            supervised["demo activity"] = lambda: run_demo_activity(
-                lambda: database.connect("wsd-demo-activity"), config)
-        if database.embedded is not None:
-            embedded = database.embedded
-            supervised["embedded postgres watch"] = \
-                lambda: embedded.watch(config.database.embedded_restarts)
-        running = [tasks.create_task(supervise(name, run), name=name) for name, run in supervised.items()]
-        stack.callback(lambda: [task.cancel() for task in running])
+        server = WsdServer(config, pool, queries,
+                           Dispatcher(ALL_TABLES, SingleFlightCache(config.cache.ttl_seconds)),
+                           calendar, readiness, EXPORTS, transport=listening_for)
+        router = ChangeRouter(server.dispatcher.cache, server.live, server.publish)
+        server.metrics.watch(StateCollector(server.figures, listener, calendar,
+                                            _outbox_probe(config, pool, queries, calendar)))
+        await stack.enter_async_context(_supervised(
+            _background_tasks(config, database, server, listener, router, readiness, calendar,
+                              notifier, demo_activity), server.live))
         notifier.status("starting: change listener")
         async with asyncio.timeout(30):
             await listener.up.wait()
         await readiness.check_database()
+        await stack.enter_async_context(_serving(config, server, reuse_port, notifier))
+        yield server
 
-        await server.start(reuse_port)
-        stack.callback(notifier.status, "stopping: background tasks and database")
-        stack.push_async_callback(server.shutdown)
-        log.info("listening", url=_url(config, server), page=_page_url(config, server), port=server.port,
-                 transport=config.server.transport)
+
+@asynccontextmanager
+async def _calendar(config: Config, pool: asyncpg.Pool,
+                    queries: Queries) -> AsyncIterator[CalendarSync | None]:
+    """The Outlook sync when `outlook.enabled`, its Graph client closed at the end."""
+    if not config.outlook.enabled:
+        yield None
+        return
+    calendar = CalendarSync(config, pool, queries,
+                            GraphClient(config.outlook, user_agent=f"wsd/{INSTANCE}"))
+    try:
+        yield calendar
+    finally:
+        await calendar.graph.close()
+
+
+def _outbox_probe(config: Config, pool: asyncpg.Pool, queries: Queries,
+                  calendar: CalendarSync | None) -> OutboxProbe | None:
+    if calendar is None:
+        return None
+    return OutboxProbe(pool, queries.outlook, config.outlook.mailbox,
+                       config.metrics.outbox_cache_seconds)
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+def _background_tasks(config: Config, database: Database, server: WsdServer,
+                      listener: ChangeListener, router: ChangeRouter, readiness: Readiness,
+                      calendar: CalendarSync | None, notifier: Notifier,
+                      demo_activity: bool) -> dict[str, Job]:
+    """Every background task of a running daemon, by the name its supervisor logs."""
+    jobs: dict[str, Job] = {
+        "log flush": flush_logs_periodically,
+        "change listener": partial(listener.run, router),
+        "readiness probe": readiness.probe,
+        "slow client sweep": server.sweep_slow_clients,
+        "live periodic re-run": server.live.rerun_periodically,
+        # "today" and every period preset move at local midnight.
+        "local midnight re-run": partial(at_local_midnights, config.business.zone, router.resync),
+        "idempotency key purge": partial(_purge_hourly, server.queries.idempotency.purge_keys,
+                                         server.pool, IDEMPOTENCY_KEYS_KEPT)}
+    if config.trail.keep_days > 0:
+        jobs["trail purge"] = partial(_purge_hourly, server.queries.trail.purge_entries,
+                                      server.pool, dt.timedelta(days=config.trail.keep_days))
+    if notifier.watchdog_seconds is not None:
+        jobs["systemd watchdog"] = notifier.watchdog
+    if calendar is not None:
+        jobs["outlook worker"] = partial(lead, partial(database.connect, "wsd-outlook-leader"),
+                                         "outlook", config.outlook.mailbox, calendar.run_worker)
+    if demo_activity:
+        jobs["demo activity"] = partial(run_demo_activity,
+                                        partial(database.connect, "wsd-demo-activity"), config)
+    if database.embedded is not None:
+        jobs["embedded postgres watch"] = partial(database.embedded.watch,
+                                                  config.database.embedded_restarts)
+    return jobs
+
+
+@asynccontextmanager
+async def _supervised(jobs: dict[str, Job], live: LiveQueries) -> AsyncIterator[None]:
+    """The jobs running supervised in one TaskGroup; at the end they are cancelled and the
+    live queries' re-runs closed before the group is waited for."""
+    async with asyncio.TaskGroup() as tasks:
+        running = [tasks.create_task(supervise(name, run), name=name) for name, run in jobs.items()]
+        try:
+            yield
+        finally:
+            for task in running:
+                task.cancel()
+            await live.close()
+
+
+@asynccontextmanager
+async def _serving(config: Config, server: WsdServer, reuse_port: bool,
+                   notifier: Notifier) -> AsyncIterator[None]:
+    """Clients accepted (READY=1) until the body ends; then drained (`WsdServer.shutdown`)."""
+    await server.start(reuse_port)
+    try:
+        log.info("listening", url=_url(config, server), page=_page_url(config, server),
+                 port=server.port, transport=config.server.transport)
         notifier.send("READY=1", f"STATUS=serving on port {server.port}")
         try:
-            yield server
+            yield
         finally:
             log.info("shutting down")
             notifier.send("STOPPING=1", f"STATUS=draining: {len(server.sessions)} connections")
+    finally:
+        await server.shutdown()
+        notifier.status("stopping: background tasks and database")
 
 
 def _url(config: Config, server: WsdServer) -> str:

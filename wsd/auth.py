@@ -15,7 +15,7 @@ import hmac
 import secrets
 
 from wsd.config import TokenEntry
-from wsd.dispatcher import Caller, Role
+from wsd.actions import Caller, Role
 
 __all__ = ["TokenBook", "new_token", "hash_token", "bearer_token"]
 

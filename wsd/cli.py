@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import asyncio
+from functools import partial
 import os
 import sys
 import time
@@ -33,19 +34,14 @@ EXIT_CONFIG = 2
 
 
 async def _with_database(config: Config, work: Callable[..., Awaitable[None]]) -> None:
-    from wsd.database import Database, apply_migrations
+    from wsd.startup import prepared_database
 
-    database = Database(config)
-    await database.start(pooled=False)
-    try:
+    async with prepared_database(config, pooled=False) as database:
         connection = await database.connect()
         try:
-            await apply_migrations(connection)
             await work(connection)
         finally:
             await connection.close()
-    finally:
-        await database.stop()
 
 
 def _migrate(config: Config, _args: argparse.Namespace) -> int:
@@ -215,23 +211,14 @@ def _add_demo_activity(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def _demo_activity(config: Config, args: argparse.Namespace) -> int:
     """Runs the simulator on its own connection (applying pending migrations first, as the
     other database commands do); Ctrl-C stops it cleanly."""
-    from wsd.database import Database, apply_migrations
     from wsd.demo_activity import run_demo_activity
+    from wsd.startup import prepared_database
 
     async def simulate() -> None:
-        database = Database(config)
-        await database.start(pooled=False)
-        try:
-            connection = await database.connect("wsd-demo-activity")
-            try:
-                await apply_migrations(connection)
-            finally:
-                await connection.close()
-            await run_demo_activity(lambda: database.connect("wsd-demo-activity"), config,
+        async with prepared_database(config, pooled=False, name="wsd-demo-activity") as database:
+            await run_demo_activity(partial(database.connect, "wsd-demo-activity"), config,
                                     events_per_second=args.rate, seed=args.seed,
                                     stop_after=args.events)
-        finally:
-            await database.stop()
 
     try:
         asyncio.run(simulate())

@@ -246,6 +246,14 @@ def _check(config: Config) -> None:
         raise ConfigError("database.embedded_restarts: must not be negative")
     if d.pool_min_size > d.pool_max_size:
         raise ConfigError("database.pool_min_size: larger than database.pool_max_size")
+    _check_business(config.business)
+    _check_tokens(config.auth.tokens)
+    _check_networks("server.trusted_proxies", s.trusted_proxies)
+    _check_metrics(config.metrics)
+    _check_reports_and_outlook(config)
+
+
+def _check_business(b: BusinessConfig) -> None:
     try:
         ZoneInfo(b.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -259,8 +267,11 @@ def _check(config: Config) -> None:
         raise ConfigError("business.workdays: ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
     if b.min_notice_minutes < 0:
         raise ConfigError("business.min_notice_minutes: must not be negative")
+
+
+def _check_tokens(tokens: list[TokenEntry]) -> None:
     first_named: dict[str, int] = {}
-    for index, token in enumerate(config.auth.tokens):
+    for index, token in enumerate(tokens):
         if not _SHA256.match(token.sha256):
             raise ConfigError(f"auth.tokens[{index}].sha256: expected 64 lowercase hex digits")
         # Idempotency keys, connection limits and logs go by name: two tokens of one name
@@ -269,8 +280,9 @@ def _check(config: Config) -> None:
             raise ConfigError(f"auth.tokens[{index}].name: {token.name!r} is already the name of "
                               f"auth.tokens[{first_named[token.name]}]; token names must be unique")
         first_named[token.name] = index
-    _check_networks("server.trusted_proxies", s.trusted_proxies)
-    _check_metrics(config.metrics)
+
+
+def _check_reports_and_outlook(config: Config) -> None:
     for step, hours in config.reports.stalled_hours.items():
         if step not in STEPS:
             raise ConfigError(f"reports.stalled_hours.{step}: not a step ({', '.join(STEPS)})")

@@ -354,9 +354,11 @@ def _subject(full_name: str, company: str | None) -> str:
 # Connection loss -----------------------------------------------------------------------------
 
 # Errors after which the connection cannot be trusted: the event is run again on a new one.
+# InternalClientError ("cannot switch to state …; another operation is in progress") is what
+# leaving a transaction raises when the server ended the connection in the middle of a query.
 _LOST = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
          asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
-         asyncpg.exceptions.CannotConnectNowError)
+         asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InternalClientError)
 
 # Errors of a write that met a concurrent one (e.g. the agent moving a lead while a
 # salesperson books its meeting through wsd): the event is skipped, the demo goes on.

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from wsd.database import statement_of
-from wsd.dispatcher import Caller, Context, Payload
+from wsd.actions import Caller, Context, Payload
 from wsd.trail import entry_fields
 
 __all__ = ["Export", "CHUNK_CHARS", "PAGING", "run_export"]

@@ -34,7 +34,8 @@ import orjson
 import structlog
 
 from wsd.config import LiveConfig
-from wsd.dispatcher import Action, Caller, Dispatcher, Paged, Payload, Role, validate_payload
+from wsd.actions import Action, Caller, Paged, Payload, Role
+from wsd.dispatcher import Dispatcher, validate_payload
 from wsd.errors import InvalidPayload, NotFound, RateLimited, Unavailable, WsdError
 from wsd.protocol import encode
 
@@ -147,7 +148,8 @@ class RerunBudget:
 class LiveQueries:
     """Every live query of this process, by key and by topic."""
 
-    def __init__(self, dispatcher: Dispatcher, run: Run, settings: LiveConfig) -> None:
+    def __init__(self, dispatcher: Dispatcher, run: Run, settings: LiveConfig,
+                 observe_push_lag: Callable[[float], None] = lambda _seconds: None) -> None:
         self._dispatcher = dispatcher
         self._run = run
         self._settings = settings
@@ -162,7 +164,7 @@ class LiveQueries:
         self.reruns_delayed = 0
         self.updates_sent = 0
         # Seconds from a change reaching a query to its new answer going out (/metrics).
-        self.observe_push_lag: Callable[[float], None] = lambda _seconds: None
+        self.observe_push_lag = observe_push_lag
 
     # -- the client's side ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Sequence
 
 import orjson
 
-from wsd.dispatcher import Paged
+from wsd.actions import Paged
 from wsd.errors import InvalidPayload
 from wsd.fields import instant_in_range
 

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from wsd.clock import local_day_bounds, local_today, utc_now
-from wsd.dispatcher import Payload
+from wsd.actions import Payload
 from wsd.fields import Day, day_in_range
 
 __all__ = ["Preset", "DateRange", "PeriodSpec", "Period", "Granularity", "resolve", "MAX_DAYS",

@@ -69,13 +69,13 @@ class Reloader:
         ignored = sorted(key for key in after if key not in RELOADED_KEYS
                          and before.get(key) != after[key])
         old_grants, new_grants = _grants(old.auth.tokens), _grants(new.auth.tokens)
-        server.tokens = TokenBook(new.auth.tokens)
+        server.admission.tokens = TokenBook(new.auth.tokens)
         old.auth.tokens = new.auth.tokens
         old.server.allowed_origins = new.server.allowed_origins
-        revoked = [session for session in list(server.sessions) if session.caller is not None
+        revoked = [session for session in list(server.sessions.all) if session.caller is not None
                    and old_grants.get(session.caller.name) != new_grants.get(session.caller.name)]
         for session in revoked:
-            task = asyncio.create_task(server.revoke(session))
+            task = asyncio.create_task(server.sessions.revoke(session))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         log.info("config reloaded", tokens=len(new.auth.tokens),

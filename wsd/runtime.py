@@ -5,7 +5,7 @@ The server builds one `Runtime` and puts it on every `Context`; a handler reads
 `ctx.runtime.figures()` instead of reaching back into the server.
 
 Example:
-    >>> runtime = Runtime(figures=server.runtime_snapshot, calendar=calendar_sync)
+    >>> runtime = Runtime(figures=figures.snapshot, calendar=calendar_sync)
     >>> runtime.figures()["connections"]
     3
 """

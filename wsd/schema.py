@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import msgspec
 
-from wsd.dispatcher import Action, ActionTable, Paged, Payload
+from wsd.actions import Action, ActionTable, Paged, Payload
 from wsd.errors import ErrorCode
 from wsd.fields import DATE_PATTERN, UUID_PATTERN
 from wsd.live import LIVE_RESOURCE, Hints, Subscribe, Unsubscribe

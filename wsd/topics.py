@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["Topic", "TABLE_TOPICS", "CHANGES_CHANNEL"]
+__all__ = ["Topic", "TABLE_TOPICS", "CHANGES_CHANNEL", "AGENT_STATUS_CHANNEL", "EVENT_CHANNELS"]
 
 Topic = Literal["users", "conversations", "messages", "leads", "requirements", "meetings"]
 
@@ -33,3 +33,11 @@ TABLE_TOPICS: dict[str, Topic] = {
 
 # NOTIFY channel of topic changes; the payload is {"topic": "<topic>"}.
 CHANGES_CHANNEL = "wsd_changes"
+# NOTIFY channel of an agent status change (update_agent_status, the AI agent); the payload
+# is pushed to clients as an `agent_status` event.
+AGENT_STATUS_CHANNEL = "wsd_agent_status"
+
+# Every channel the change listener LISTENs on → the event topic its payloads reach clients
+# as (`wsd.change_router.ChangeRouter`). `changes` also drops cached answers and re-runs the
+# live queries of its topic.
+EVENT_CHANNELS = {AGENT_STATUS_CHANNEL: "agent_status", CHANGES_CHANNEL: "changes"}

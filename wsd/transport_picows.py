@@ -1,15 +1,15 @@
 """wsd on picows (`server.transport = "picows"`, the optional `picows` extra).
 
 picows parses frames in Cython and hands each to a callback (`WSListener.on_ws_frame`)
-instead of a coroutine per connection reading `recv()`; `WsdServer._on_frame` is already
+instead of a coroutine per connection reading `recv()`; `ConnectionHandler.on_frame` is already
 synchronous (it spawns its own tasks), so the callback calls it directly.
 
 The HTTP handshake is not picows's: picows's listener factory is synchronous and is not told
-the peer's address, while `WsdServer._process_request` is a coroutine (GET /metrics awaits
+the peer's address, while `ConnectionHandler.process_request` is a coroutine (GET /metrics awaits
 the outbox query) and needs the address (failed-login throttle, /metrics access). So each
 TCP connection starts with `_HttpFront`, which runs websockets' own sans-I/O handshake
 (`websockets.server.ServerProtocol`: the same parser, limits, 4xx answers and upgrade
-checks as the default transport) and awaits `_process_request` exactly as websockets does.
+checks as the default transport) and awaits `process_request` exactly as websockets does.
 Only an accepted upgrade is handed to picows: the transport switches to a picows
 `WSProtocol`, which is fed a minimal upgrade request carrying the client's key (already
 validated) and the bytes that followed it, answers 101 with wsd's headers, and from then on
@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import Any, Callable, cast
 
 import structlog
 from picows import (WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeResponse,
@@ -40,31 +40,30 @@ from websockets.exceptions import PayloadTooBig
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from wsd.transport import CLOSE_SECONDS, abort_socket, unsent_bytes
-
-if TYPE_CHECKING:
-    from wsd.server import Session, WsdServer
+from wsd.config import ServerConfig
+from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, Peer, ServerPort,
+                           abort_socket, unsent_bytes)
 
 __all__ = ["PicowsConnection", "PicowsListening"]
 
 log = structlog.get_logger("wsd.transport_picows")
 
-POLICY_VIOLATION = 1008
-GOING_AWAY = 1001
-INVALID_DATA = 1007
-MESSAGE_TOO_BIG = 1009
-INTERNAL_ERROR = 1011
-CAUGHT_UP_POLL = 0.05
+POLICY_VIOLATION = CloseCode.POLICY_VIOLATION
+GOING_AWAY = CloseCode.GOING_AWAY
+INVALID_DATA = CloseCode.INVALID_DATA
+MESSAGE_TOO_BIG = CloseCode.MESSAGE_TOO_BIG
+INTERNAL_ERROR = CloseCode.INTERNAL_ERROR
 TEXT, BINARY, CONTINUATION, CLOSE, PONG = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION,
                                            WSMsgType.CLOSE, WSMsgType.PONG)
 
 
-class PicowsListening:
+class PicowsListening(ServerPort):
     """The listening socket: `_HttpFront` per accepted connection, `PicowsConnection` per
     upgraded one."""
 
-    def __init__(self, server: WsdServer) -> None:
-        self.wsd = server
+    def __init__(self, handler: ConnectionHandler, settings: ServerConfig) -> None:
+        self.wsd = handler
+        self.settings = settings
         self.serving = False
         self.fronts: set[_HttpFront] = set()
         self.connections: set[PicowsConnection] = set()
@@ -73,17 +72,12 @@ class PicowsListening:
         self.picows_logger = _PicowsLog(logging.getLogger("picows.server"), {})
 
     async def start(self, reuse_port: bool) -> None:
-        settings = self.wsd.config.server
+        settings = self.settings
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _HttpFront(self), settings.host, settings.port,
             backlog=settings.listen_backlog, reuse_port=reuse_port)
         self.serving = True
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
         assert self._server is not None
@@ -121,7 +115,7 @@ class PicowsListening:
         def factory(request: Any) -> WSUpgradeResponseWithListener:
             return upgrade
 
-        settings = self.wsd.config.server
+        settings = self.settings
         protocol: WSProtocol = WSProtocol(
             None, None, False, factory, self.picows_logger,
             True,                      # disconnect_on_exception
@@ -141,7 +135,7 @@ class _HttpFront(asyncio.Protocol):
     def __init__(self, listening: PicowsListening) -> None:
         self.listening = listening
         self.protocol = ServerProtocol(origins=None, extensions=[], subprotocols=None,
-                                       max_size=listening.wsd.config.server.max_message_bytes)
+                                       max_size=listening.settings.max_message_bytes)
         self.transport: asyncio.Transport | None = None
         self.received = bytearray()
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -171,7 +165,7 @@ class _HttpFront(asyncio.Protocol):
         self._counted = True
         self.listening.fronts.add(self)
         self._timeout = asyncio.get_running_loop().call_later(
-            wsd.config.server.open_timeout_seconds, self.abort)
+            self.listening.settings.open_timeout_seconds, self.abort)
 
     def data_received(self, data: bytes) -> None:
         if self._task is not None:      # the request is in; more bytes wait for the upgrade
@@ -208,7 +202,7 @@ class _HttpFront(asyncio.Protocol):
         """What websockets' `ServerConnection.handshake` does, with picows taking over on 101."""
         protocol = self.protocol
         try:
-            response = await self.listening.wsd._process_request(self, request)
+            response = await self.listening.wsd.process_request(self, request)
         except Exception as exc:
             protocol.handshake_exc = exc
             logging.getLogger("websockets.server").error("process_request failed", exc_info=True)
@@ -302,7 +296,7 @@ class PicowsConnection(WSListener):
         self._remote_address = remote_address
         self._raw: asyncio.Transport | None = None
         self._open = False
-        self._session: Session | None = None
+        self._session: Peer | None = None
         self._message: list[bytes] | None = None   # the fragments of a message being read
         self._message_text = False
         self._message_size = 0
@@ -311,8 +305,8 @@ class PicowsConnection(WSListener):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._awaiting_pong = False
         self._loop = asyncio.get_running_loop()
-        self._on_frame = listening.wsd._on_frame
-        self._settings = listening.wsd.config.server
+        self._on_frame = listening.wsd.on_frame
+        self._settings = listening.settings
         self.ended: asyncio.Future[None] = self._loop.create_future()
 
     # -- wsd.transport.Connection --------------------------------------------------------------
@@ -349,10 +343,10 @@ class PicowsConnection(WSListener):
         self._open = True
         self.listening.connections.add(self)
         wsd = self.listening.wsd
-        session = self._session = wsd.open_session(self)
-        if session.caller is None:
-            self._later(wsd.config.server.login_timeout_seconds, self._login_deadline)
-        self._ping_timer = self._loop.call_later(wsd.config.server.ping_interval_seconds, self._ping)
+        session = self._session = wsd.open(self)
+        if session.login_deadline is not None:
+            self._later(session.login_deadline - self._loop.time(), self._login_deadline)
+        self._ping_timer = self._loop.call_later(self._settings.ping_interval_seconds, self._ping)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -384,7 +378,7 @@ class PicowsConnection(WSListener):
             self._ping_timer.cancel()
         self._held = None
         if self._session is not None:
-            self.listening.wsd.close_session(self._session)
+            self.listening.wsd.close(self._session)
         self.listening.connections.discard(self)
         if not self.ended.done():
             self.ended.set_result(None)
@@ -392,7 +386,7 @@ class PicowsConnection(WSListener):
     # -- reading ---------------------------------------------------------------------------------
 
     def _deliver(self, frame: str | bytes) -> None:
-        """One message to `_on_frame`, unless the client is behind on its replies: then it
+        """One message to `on_frame`, unless the client is behind on its replies: then it
         waits, with every message read after it, and the socket is not read until it
         catches up (websockets' read loop stops calling recv() then)."""
         session = self._session
@@ -400,7 +394,7 @@ class PicowsConnection(WSListener):
         if self._held is not None:
             self._held.append(frame)
             return
-        if session.caller is not None and session.unread_bytes() > session.send_limit:
+        if session.is_behind():
             self._held = deque((frame,))
             if self._raw is not None:
                 self._raw.pause_reading()
@@ -410,12 +404,11 @@ class PicowsConnection(WSListener):
         if reason := self._on_frame(session, frame):
             self._close_soon(POLICY_VIOLATION, reason)
 
-    async def _catch_up(self, session: Session) -> None:
+    async def _catch_up(self, session: Peer) -> None:
         held = self._held
         assert held is not None
         while held and self._open:
-            while session.unread_bytes() > session.send_limit and self._open:
-                await asyncio.sleep(CAUGHT_UP_POLL)
+            await session.caught_up()
             if not self._open:
                 break
             if reason := self._on_frame(session, held.popleft()):
@@ -433,7 +426,7 @@ class PicowsConnection(WSListener):
         elif self._message is None:
             self._fail(1002, "unexpected continuation frame")
             return
-        limit = self.listening.wsd.config.server.max_message_bytes
+        limit = self.listening.settings.max_message_bytes
         size = self._message_size + frame.payload_size
         if size > limit:
             self._fail(MESSAGE_TOO_BIG, str(PayloadTooBig(frame.payload_size, limit,
@@ -476,7 +469,7 @@ class PicowsConnection(WSListener):
         self._ws.disconnect()
 
     def _login_deadline(self) -> None:
-        if self._session is not None and self._session.caller is None:
+        if self._session is not None and self._session.login_deadline is not None:
             self._close_soon(POLICY_VIOLATION, "authentication timeout")
 
     def _ping(self) -> None:

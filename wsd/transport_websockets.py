@@ -3,32 +3,27 @@
 `WsdConnection` is websockets' `ServerConnection` plus what `wsd.transport.Connection`
 asks for, counted against `server.max_handshakes` from the TCP accept to the end of its
 handshake; `WebsocketsListening` runs `serve` and the read loop, which hands every frame
-to `WsdServer._on_frame` and closes with 1008 when it says so.
+to `ConnectionHandler.on_frame` and closes with 1008 when it says so.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
-
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from wsd.transport import CLOSE_SECONDS, abort_socket, text_frame, unsent_bytes
-
-if TYPE_CHECKING:
-    from wsd.server import WsdServer
+from wsd.config import ServerConfig
+from wsd.transport import (CLOSE_SECONDS, CloseCode, ConnectionHandler, ServerPort, abort_socket,
+                           text_frame, unsent_bytes)
 
 __all__ = ["WsdConnection", "WebsocketsListening"]
-
-POLICY_VIOLATION = 1008
 
 
 class WsdConnection(ServerConnection):
     """websockets' connection with the methods a `Session` uses."""
 
-    wsd: WsdServer   # set on the subclass each `WebsocketsListening` makes
+    wsd: ConnectionHandler   # set on the subclass each `WebsocketsListening` makes
     _handshaking = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,15 +67,16 @@ class WsdConnection(ServerConnection):
         abort_socket(self.transport)
 
 
-class WebsocketsListening:
+class WebsocketsListening(ServerPort):
     """`websockets.asyncio.server.serve` with wsd's options and read loop."""
 
-    def __init__(self, server: WsdServer) -> None:
-        self._wsd = server
+    def __init__(self, handler: ConnectionHandler, settings: ServerConfig) -> None:
+        self._wsd = handler
+        self._settings = settings
         self._server: Server | None = None
 
     async def start(self, reuse_port: bool) -> None:
-        settings = self._wsd.config.server
+        settings = self._settings
 
         class Connection(WsdConnection):
             """A connection of this server (websockets makes one per TCP connection)."""
@@ -88,8 +84,8 @@ class WebsocketsListening:
         Connection.wsd = self._wsd
         self._server = await serve(
             self._serve_connection, settings.host, settings.port,
-            origins=None,  # checked in _process_request: the page's own origin is allowed too
-            process_request=self._wsd._process_request,
+            origins=None,  # checked in process_request: the page's own origin is allowed too
+            process_request=self._wsd.process_request,
             create_connection=Connection,
             max_size=settings.max_message_bytes,
             # Small JSON frames: deflate costs ~64 KiB per connection. `text_frame` writes
@@ -103,11 +99,6 @@ class WebsocketsListening:
             reuse_port=reuse_port,
             server_header="wsd",
         )
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
         assert self._server is not None
@@ -134,32 +125,24 @@ class WebsocketsListening:
         assert isinstance(connection, WsdConnection)
         connection.handshake_over()
         wsd = self._wsd
-        session = wsd.open_session(connection)
-        deadline = asyncio.get_running_loop().time() + wsd.config.server.login_timeout_seconds
+        session = wsd.open(connection)
         try:
             while True:
-                if session.caller is None:
+                if session.login_deadline is not None:
                     try:
-                        async with asyncio.timeout_at(deadline):
+                        async with asyncio.timeout_at(session.login_deadline):
                             frame = await connection.recv()
                     except TimeoutError:
-                        await connection.close(POLICY_VIOLATION, "authentication timeout")
+                        await connection.close(CloseCode.POLICY_VIOLATION, "authentication timeout")
                         return
                 else:
-                    if session.unread_bytes() > session.send_limit:
-                        await self._wait_until_caught_up(connection, session.send_limit)
+                    if session.is_behind():   # read nothing more until it takes its replies
+                        await session.caught_up()
                     frame = await connection.recv()
-                if reason := wsd._on_frame(session, frame):
-                    await connection.close(POLICY_VIOLATION, reason)
+                if reason := wsd.on_frame(session, frame):
+                    await connection.close(CloseCode.POLICY_VIOLATION, reason)
                     return
         except ConnectionClosed:
             pass
         finally:
-            wsd.close_session(session)
-
-    @staticmethod
-    async def _wait_until_caught_up(connection: WsdConnection, limit: int) -> None:
-        """Read nothing more from a client that is not reading its replies (TCP pushes back
-        on it); the sweep disconnects it if this lasts past the send timeout."""
-        while connection.unread_bytes() > limit and connection.is_open():
-            await asyncio.sleep(0.05)
+            wsd.close(session)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import structlog
 
-from wsd import demo
 from wsd.config import Config
-from wsd.database import Database, apply_migrations
+from wsd.database import Database
+from wsd.startup import prepared_database
 from wsd.demo_activity import run_demo_activity
 from wsd.logs import flush_logs_periodically
 from wsd.parent import PARENT_FD
@@ -191,18 +191,8 @@ async def serve_workers(config: Config, config_path: str | None, count: int, wit
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with AsyncExitStack() as stack:
-        database = Database(config)
-        stack.push_async_callback(database.stop)
-        await database.start(pooled=False)
-        connection = await database.connect("wsd-parent")
-        try:
-            applied = await apply_migrations(connection)
-            if applied:
-                log.info("migrations applied", names=applied)
-            if with_demo:
-                await demo.seed_if_empty(connection, leads=demo.DEFAULT_LEADS, seed=1)
-        finally:
-            await connection.close()
+        database = await stack.enter_async_context(
+            prepared_database(config, pooled=False, seed_demo=with_demo, name="wsd-parent"))
         try:
             await check_connection_budget(database, config, count)
         except ConnectionBudgetExceeded as error:

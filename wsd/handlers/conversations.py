@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 
-from wsd.dispatcher import ActionTable, Context, Payload, read, write
+from wsd.actions import ActionTable, Context, Payload, read, write
 from wsd.errors import NotFound
 
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500,

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from wsd.clock import hour_floor, local_day_bounds, local_today, utc_now
-from wsd.dispatcher import ActionTable, Context, NoPayload, read
+from wsd.actions import ActionTable, Context, NoPayload, read
 from wsd.errors import InvalidPayload
 from wsd.periods import Granularity, Period, Reported, bucket_starts, reported, resolve, span
 from wsd.queries import one_row

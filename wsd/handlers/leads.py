@@ -13,7 +13,7 @@ import msgspec
 import orjson
 
 from wsd.clock import utc_now
-from wsd.dispatcher import ActionTable, Context, NoPayload, Paged, Payload, read, write
+from wsd.actions import ActionTable, Context, NoPayload, Paged, Payload, read, write
 from wsd.errors import NotFound
 from wsd.fields import Cursor
 from wsd.pagination import decode_cursor, page_of

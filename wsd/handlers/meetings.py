@@ -17,7 +17,7 @@ import msgspec
 
 from wsd.calendar_sync import CalendarSync
 from wsd.clock import local_day_bounds, local_today, utc_now
-from wsd.dispatcher import ActionTable, Context, IdempotencyKey, NoPayload, Paged, Payload, read, write
+from wsd.actions import ActionTable, Context, IdempotencyKey, NoPayload, Paged, Payload, read, write
 from wsd.fields import (EMAIL_PATTERN, Cursor, Day, Instant, day_in_range, instant_in_range, trimmed,
                         trimmed_text)
 from wsd.errors import Conflict, InvalidPayload, NotFound, Unavailable, UpstreamError, WsdError

@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 
 from wsd.config import LimitsConfig
-from wsd.dispatcher import ActionTable, Context, Handler, IdempotencyKey, Payload, read, write
+from wsd.actions import ActionTable, Context, Handler, IdempotencyKey, Payload, read, write
 from wsd.errors import Conflict, InvalidPayload, NotFound
 from wsd.fields import trimmed, trimmed_text
 from wsd.periods import Period, Reported, reported, resolve, span

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from wsd.dispatcher import ActionTable, Context, Paged, Payload, read
+from wsd.actions import ActionTable, Context, Paged, Payload, read
 from wsd.fields import Cursor, Instant, instant_in_range
 from wsd.pagination import decode_cursor, page_of
 from wsd.topics import Topic
