@@ -35,6 +35,14 @@ class Reply(msgspec.Struct, forbid_unknown_fields=True):
     """Base of the reply types: exactly these keys."""
 
 
+class Compared(Reply, kw_only=True):
+    """An aggregate that may carry, with `compare`, the previous period's figures and the
+    change from them (absolute and relative)."""
+
+    previous: dict[str, Any] | Unset = UNSET
+    change: dict[str, Any] | Unset = UNSET
+
+
 # -- leads ---------------------------------------------------------------------------------------
 
 class LeadUser(Reply):
@@ -114,18 +122,14 @@ class ConversionStat(Reply):
     filters: dict[str, Any] | Unset = UNSET  # with a period
 
 
-class PeriodConversionStats(Reply):
+class PeriodConversionStats(Compared):
     period: PeriodSpan
     pairs: list[ConversionStat]
-    previous: dict[str, Any] | Unset = UNSET
-    change: dict[str, Any] | Unset = UNSET
 
 
-class PeriodPipeline(Reply):
+class PeriodPipeline(Compared):
     period: PeriodSpan
     steps: list[PipelineStep]
-    previous: dict[str, Any] | Unset = UNSET
-    change: dict[str, Any] | Unset = UNSET
 
 
 class StepTime(Reply):
@@ -176,11 +180,9 @@ class PopularItem(Reply):
     filters: dict[str, Any] | Unset = UNSET  # with a period
 
 
-class PeriodPopular(Reply):
+class PeriodPopular(Compared):
     period: PeriodSpan
     items: list[PopularItem]
-    previous: dict[str, Any] | Unset = UNSET
-    change: dict[str, Any] | Unset = UNSET
 
 
 # -- meetings ------------------------------------------------------------------------------------
@@ -322,7 +324,7 @@ class InPeriod(Reply):
     agent_toggles: int
 
 
-class DashboardStats(Reply):
+class DashboardStats(Compared):
     total_users: int
     active_conversations: int
     meetings_today: int
@@ -330,8 +332,6 @@ class DashboardStats(Reply):
     period: PeriodSpan | Unset = UNSET
     in_period: InPeriod | Unset = UNSET
     filters: dict[str, Any] | Unset = UNSET
-    previous: dict[str, Any] | Unset = UNSET
-    change: dict[str, Any] | Unset = UNSET
 
 
 class PeriodFunnelStep(Reply):
@@ -345,12 +345,10 @@ class PeriodFunnelStep(Reply):
     entered: int | Unset = UNSET
 
 
-class PeriodFunnel(Reply):
+class PeriodFunnel(Compared):
     mode: Literal["cohort", "activity"]
     period: PeriodSpan
     steps: list[PeriodFunnelStep]
-    previous: dict[str, Any] | Unset = UNSET
-    change: dict[str, Any] | Unset = UNSET
 
 
 class FunnelStep(Reply):
@@ -378,13 +376,11 @@ class RecentEvent(Reply):
     ids: dict[str, Any]
 
 
-class Timeline(Reply):
+class Timeline(Compared):
     buckets: list[Bucket]
     recent: list[RecentEvent]
     granularity: Literal["hour", "day", "week", "month"] | Unset = UNSET
     period: PeriodSpan | Unset = UNSET
-    previous: dict[str, Any] | Unset = UNSET
-    change: dict[str, Any] | Unset = UNSET
 
 
 class ResponseTimes(Reply):
