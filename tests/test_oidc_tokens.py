@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import time
 from typing import Any, AsyncIterator
@@ -16,7 +18,7 @@ import pytest
 from tests.fake_oidc import CLIENT_ID, FakeOpenIdProvider, new_key
 from wsd.config import ConfigError, OidcConfig, OidcProvider, load_config
 from wsd.oidc import OidcVerifier, TokenRefused
-from wsd.oidc_keys import ProviderKeys
+from wsd.oidc_keys import KeysUnavailable, ProviderKeys
 
 ROLES = {"wsd.admin": "admin", "wsd.viewer": "viewer"}
 
@@ -80,8 +82,6 @@ async def test_every_refusal_of_the_issue_has_its_reason(fake, other) -> None:
     key = fake.keys[-1]
     hs256_with_public_key = unsigned(fake, "HS256")
     header_and_body = hs256_with_public_key.rsplit(".", 1)[0]
-    import hashlib
-    import hmac
     mac = hmac.new(key.public_pem(), header_and_body.encode(), hashlib.sha256).digest()
     cases = {
         "unknown_issuer": other.token(),
@@ -156,7 +156,6 @@ async def test_cold_misses_share_one_fetch(fake) -> None:
 
 
 async def test_an_unreachable_provider_is_unavailable_not_a_refusal(fake) -> None:
-    from wsd.oidc_keys import KeysUnavailable
     verifier, _ = verifier_for(provider(fake))
     token = fake.token()
     await fake.stop()
