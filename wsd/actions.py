@@ -75,6 +75,14 @@ class Caller:
     role: Role
     person: Person | None = None
 
+    def trail_actor(self) -> dict[str, str | None]:
+        """Who a trail entry names: name and role, and for a person the name and email the
+        provider's token gave (migration 0018; NULL for an API token)."""
+        person = self.person
+        return {"actor": self.name, "actor_role": self.role,
+                "actor_name": person.name if person else None,
+                "actor_email": person.email if person else None}
+
 
 @dataclass(slots=True)
 class Context:

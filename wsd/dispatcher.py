@@ -25,7 +25,7 @@ from wsd.actions import ROLE_RANK, Action, ActionTable, Caller, Context, Paged, 
 from wsd.cache import MISS, SingleFlightCache
 from wsd.errors import Conflict, Forbidden, InvalidPayload, Unavailable, UnknownAction, WsdError
 from wsd.protocol import Encoded, encode
-from wsd.trail import actor_fields, entry_fields
+from wsd.trail import entry_fields
 
 if TYPE_CHECKING:
     from wsd.queries import Executor
@@ -235,7 +235,7 @@ class Dispatcher:
         """The write's trail entry: who (the caller), what (action, ids, masked payload), the
         outcome; in the write's transaction when it has one."""
         await context.queries.trail.record_entry(
-            connection, **actor_fields(context.caller), resource=action.resource, action=action.name, outcome=outcome,
+            connection, **context.caller.trail_actor(), resource=action.resource, action=action.name, outcome=outcome,
             **entry_fields(arguments, result))
 
     @staticmethod

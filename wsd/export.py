@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable
 
 from wsd.database import statement_of
 from wsd.actions import Caller, Context, Payload
-from wsd.trail import actor_fields, entry_fields
+from wsd.trail import entry_fields
 
 __all__ = ["Export", "CHUNK_CHARS", "PAGING", "run_export"]
 
@@ -149,5 +149,5 @@ async def _record(ctx: Context, export: Export, arguments: Payload, outcome: str
     fields = entry_fields(arguments, None)
     fields["payload"] = {k: v for k, v in fields["payload"].items() if k not in PAGING}
     await ctx.queries.trail.record_entry(
-        ctx.pool, **actor_fields(caller), resource="export", action=export.name,
+        ctx.pool, **caller.trail_actor(), resource="export", action=export.name,
         outcome=outcome, **fields)

@@ -16,9 +16,7 @@ from typing import Any
 
 import msgspec
 
-from wsd.actions import Caller
-
-__all__ = ["PERSONAL_FIELDS", "MASK", "masked", "touched_ids", "entry_fields", "actor_fields"]
+__all__ = ["PERSONAL_FIELDS", "MASK", "masked", "touched_ids", "entry_fields"]
 
 # Fields that name or reach a person (and `search`, what was typed to find one): never
 # stored in clear on the trail.
@@ -53,11 +51,3 @@ def entry_fields(arguments: msgspec.Struct, result: Any) -> dict[str, Any]:
     payload.pop("idempotency_key", None)
     return {"ids": touched_ids(payload, result), "payload": masked(payload)}
 
-
-def actor_fields(caller: Caller) -> dict[str, str | None]:
-    """Who an entry names: the caller's name and role, and for a person signed in with
-    OpenID Connect the name and email the provider's token gave (migration 0018)."""
-    person = caller.person
-    return {"actor": caller.name, "actor_role": caller.role,
-            "actor_name": person.name if person else None,
-            "actor_email": person.email if person else None}
