@@ -138,7 +138,7 @@ async def test_refresh_keeps_subscriptions_and_requires_the_same_person(oidc_dae
         assert (await client.data("dashboard", "get_real_time_metrics"))["people"] == 1
 
 
-async def test_expiry_is_announced_then_closes_with_4001(oidc_daemon, provider) -> None:
+async def test_expiry_is_announced_then_closes_with_4401(oidc_daemon, provider) -> None:
     lifetime = 3
     connection, client, reply = await signed_in(oidc_daemon, provider.token(lifetime=lifetime))
     async with connection:
@@ -149,7 +149,7 @@ async def test_expiry_is_announced_then_closes_with_4001(oidc_daemon, provider) 
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await client.receive(timeout=lifetime + LEEWAY + 2)
-        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "token expired")
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "token expired")
 
 
 async def test_a_refreshed_connection_outlives_its_first_token(oidc_daemon, provider) -> None:

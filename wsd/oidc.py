@@ -23,15 +23,20 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import aiohttp
 import jwt
+import structlog
 
 from wsd.actions import ROLE_RANK, Caller, Person, Role
 from wsd.config import OidcConfig, OidcProvider
-from wsd.oidc_keys import ProviderKeys
+from wsd.oidc_keys import KeysUnavailable, ProviderKeys
 
-__all__ = ["OidcVerifier", "TokenRefused", "looks_like_jwt"]
+__all__ = ["OidcVerifier", "TokenRefused", "provider_origins"]
+
+log = structlog.get_logger("wsd.oidc")
 
 
 class TokenRefused(Exception):
@@ -42,9 +47,11 @@ class TokenRefused(Exception):
         self.reason = reason
 
 
-def looks_like_jwt(token: str) -> bool:
-    """Three dot-separated parts: a JWS compact serialization (an API token never has dots)."""
-    return token.count(".") == 2
+def provider_origins(settings: OidcConfig) -> list[str]:
+    """The scheme://host[:port] of each provider's issuer: where the page may fetch tokens
+    (the Content-Security-Policy's connect-src). Entra ID's and Keycloak's token endpoints
+    are on their issuer's origin."""
+    return sorted({"/".join(provider.issuer.split("/", 3)[:3]) for provider in settings.providers})
 
 
 def _claim_values(claims: dict[str, Any], claim: str) -> list[str]:
@@ -110,6 +117,24 @@ class OidcVerifier:
             raise TokenRefused("bad_signature", "the token's signature does not verify") from None
         except jwt.PyJWTError as error:
             raise TokenRefused("malformed", f"the token was refused: {type(error).__name__}") from None
+
+    async def page_config(self) -> dict[str, Any]:
+        """What the page needs to sign people in (GET /oidc.json): per provider its name,
+        issuer, public client id, scopes and the endpoints its discovery document names.
+        Nothing secret: the page is a public client (Authorization Code with PKCE). A
+        provider whose discovery cannot be fetched now is left out (and logged)."""
+        providers = []
+        for provider in self._settings.providers:
+            try:
+                discovery = await self._keys.discovery(provider.issuer)
+            except (KeysUnavailable, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as failure:
+                log.warning("oidc discovery failed", issuer=provider.issuer, error=repr(failure))
+                continue
+            providers.append({"name": provider.name, "issuer": provider.issuer,
+                              "client_id": provider.client_id, "scopes": provider.scopes,
+                              "authorization_endpoint": discovery.get("authorization_endpoint"),
+                              "token_endpoint": discovery.get("token_endpoint")})
+        return {"providers": providers}
 
     @staticmethod
     def _caller(provider: OidcProvider, claims: dict[str, Any]) -> Caller:

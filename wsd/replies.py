@@ -515,7 +515,7 @@ class LoginReply(Reply, omit_defaults=True):
 
 class Expiring(Reply):
     """The `auth.expiring` event: the connection's token expires at `expires_at`; without an
-    `auth.refresh` it is closed with 4001 then (plus `oidc.leeway_seconds`)."""
+    `auth.refresh` it is closed with 4401 then (plus `oidc.leeway_seconds`)."""
 
     expires_at: Moment
     seconds_left: int

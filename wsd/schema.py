@@ -205,7 +205,7 @@ def _pushed_operations(messages: dict[str, Any], operations: dict[str, Any]) -> 
                                         "queries keep answers current)"),
               ("agent_status", "AgentStatusEvent", "The AI agent was switched in a conversation"),
               ("auth.expiring", "Expiring", "The signed-in person's token expires soon: send "
-                                            "`auth.refresh`, or the connection closes with 4001"))
+                                            "`auth.refresh`, or the connection closes with 4401"))
     for topic, schema, summary in events:
         key = f"event_{topic.replace('.', '_')}"
         messages[key] = {"name": f"event {topic}", "summary": summary, "payload": {

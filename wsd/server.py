@@ -36,6 +36,7 @@ from wsd.export import Export
 from wsd.export_stream import EXPORT_RESOURCE, Exports
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
 from wsd.figures import DaemonFigures
+from wsd.oidc import provider_origins
 from wsd.live import LIVE_RESOURCE, LiveQueries
 from wsd.live_requests import LiveRequests
 from wsd.logs import log_request
@@ -91,7 +92,8 @@ class WsdServer:
         self.admission = Admission(config, self.sessions, self.metrics)
         self.exports = Exports(dispatcher, exports)
         self.routes = HttpRoutes(config.server.path,
-                                 StaticFiles(config.server.path, config.business.timezone),
+                                 StaticFiles(config.server.path, config.business.timezone,
+                                             provider_origins(config.oidc)),
                                  self.metrics, self.admission, readiness)
         if transport is None:   # a server built on its own (tests, tools): `server.transport`
             from wsd.transports import listening_for   # the transports sit above the server

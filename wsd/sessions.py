@@ -32,8 +32,9 @@ __all__ = ["Session", "Sessions", "TOKEN_EXPIRED"]
 log = structlog.get_logger("wsd.sessions")
 
 # The close code of a connection whose person's token expired without `auth.refresh`
-# (4000-4999: private use, RFC 6455 §7.4.2).
-TOKEN_EXPIRED = 4001
+# (4000-4999: private use, RFC 6455 §7.4.2; 4401 as HTTP's 401. Not 4001: wsd-client.js
+# closes with 4001 itself to retry a rate-limited login later).
+TOKEN_EXPIRED = 4401
 
 
 @dataclass(eq=False)
@@ -189,7 +190,7 @@ class Sessions:
 
     def expire(self, now: float, notice_seconds: float, leeway_seconds: float) -> None:
         """Sessions of people whose token runs out: `auth.expiring` once `notice_seconds`
-        before (again after each refresh), and closed with 4001 "token expired" at its
+        before (again after each refresh), and closed with 4401 "token expired" at its
         exp + `leeway_seconds` (the same allowance a login gets)."""
         for session in list(self.all):
             person = session.caller.person if session.caller is not None else None
