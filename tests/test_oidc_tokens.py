@@ -44,9 +44,21 @@ async def other() -> AsyncIterator[FakeOpenIdProvider]:
     await provider_server.stop()
 
 
+OPEN_KEYS: list[ProviderKeys] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_key_caches() -> AsyncIterator[None]:
+    """Each test's key caches close their HTTP sessions at its end."""
+    yield
+    while OPEN_KEYS:
+        await OPEN_KEYS.pop().aclose()
+
+
 def verifier_for(*providers: OidcProvider, **settings: Any) -> tuple[OidcVerifier, ProviderKeys]:
     config = OidcConfig(providers=list(providers), **settings)
     keys = ProviderKeys(config)
+    OPEN_KEYS.append(keys)
     return OidcVerifier(config, keys), keys
 
 
