@@ -10,8 +10,10 @@ import datetime as dt
 import hashlib
 import hmac
 import time
+import urllib.request
 from typing import Any, AsyncIterator
 
+import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -158,3 +160,20 @@ async def test_a_refreshed_connection_outlives_its_first_token(oidc_daemon, prov
         await client.data("auth", "refresh", {"id_token": provider.token(lifetime=3600)})
         await asyncio.sleep(2 + LEEWAY + 1)
         assert (await client.data("dashboard", "get_real_time_metrics"))["people"] >= 1
+
+
+async def test_the_page_learns_the_providers_and_may_fetch_from_them(oidc_daemon, provider, daemon) -> None:
+    # In a thread: the fake provider the daemon asks for discovery answers on this loop.
+    status, body = await asyncio.to_thread(oidc_daemon.http, "/oidc.json")
+    assert status == 200
+    assert orjson.loads(body) == {"providers": [{
+        "name": "corp", "issuer": provider.issuer, "client_id": CLIENT_ID, "scopes": "openid profile email",
+        "authorization_endpoint": f"{provider.issuer}/authorize", "token_endpoint": f"{provider.issuer}/token"}]}
+    with urllib.request.urlopen(f"http://127.0.0.1:{oidc_daemon.port}/", timeout=5) as page:
+        assert f"connect-src 'self' ws://127.0.0.1:{oidc_daemon.port} wss://127.0.0.1:{oidc_daemon.port} " \
+               f"{provider.issuer};" in page.headers["Content-Security-Policy"]
+    # Without providers: none, and an id_token is refused as such.
+    assert orjson.loads(daemon.http("/oidc.json")[1]) == {"providers": []}
+    async with open_client(daemon.url, token=None) as connection:
+        error = await Client(connection).error("auth", "login", {"id_token": provider.token()})
+        assert (error["code"], error["details"]["reason"]) == ("unauthorized", "oidc_disabled")
