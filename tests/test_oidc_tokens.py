@@ -190,3 +190,20 @@ def test_config_refuses_hmac_none_and_foreign_issuers(tmp_path) -> None:
             (good + ", " + good, "name")):
         with pytest.raises(ConfigError, match=rf"oidc\.providers\[\d\]\.{key}"):
             load(line)
+
+
+def signed(fake: FakeOpenIdProvider, **claims: Any) -> str:
+    """A token signed with the provider's key whose claims PyJWT's encoder would refuse."""
+    now = int(time.time())
+    body = {"iss": fake.issuer, "aud": CLIENT_ID, "exp": now + 600, **fake.person, **claims}
+    key = fake.keys[-1]
+    return jwt.api_jws.encode(json.dumps(body).encode(), key.private, algorithm="RS256",
+                              headers={"kid": key.kid})
+
+
+async def test_claims_of_the_wrong_type_are_refusals_not_crashes(fake) -> None:
+    verifier, _ = verifier_for(provider(fake))
+    assert await refused(verifier, signed(fake, iss=[fake.issuer])) == "unknown_issuer"
+    assert await refused(verifier, signed(fake, exp="tomorrow")) == "malformed"
+    assert await refused(verifier, signed(fake, sub=12345)) == "malformed"
+    assert (await verifier.verify(signed(fake))).name == "corp:ana-0001"

@@ -81,7 +81,8 @@ class OidcVerifier:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise TokenRefused("malformed", "not a signed JWT") from None
-        provider = self._providers.get(unverified.get("iss"))   # type: ignore[arg-type]
+        issuer = unverified.get("iss")
+        provider = self._providers.get(issuer) if isinstance(issuer, str) else None
         if provider is None:
             raise TokenRefused("unknown_issuer", "the token's issuer is not a configured provider")
         algorithm = header.get("alg")

@@ -214,6 +214,11 @@ class WsdServer:
         except WsdError as error:
             session.push(error_reply(request.id, error))
             self.metrics.requests_refused.labels(str(error.code)).inc()
+        except Exception:
+            log.exception("sign-in failed", action=request.action, request_id=request.id)
+            session.push(error_reply(request.id, InternalError(
+                "internal error; the server log has the details", {"request_id": request.id})))
+            return
         if reason := admission.close_reason(session):
             await session.connection.close(CloseCode.POLICY_VIOLATION, reason)
 
