@@ -54,7 +54,7 @@ def oidc_env(fake: FakeOpenIdProvider) -> dict[str, str]:
 def oidc_daemon(postgres: str, provider: FakeOpenIdProvider,
                 tmp_path_factory: pytest.TempPathFactory) -> Any:
     running = start_daemon(tmp_path_factory.mktemp("oidc"), postgres, env=oidc_env(provider),
-                           auth={"max_failures_per_minute": 1000})
+                           auth={"max_failures_per_minute": 100_000})
     yield running
     running.stop()
 
@@ -120,6 +120,26 @@ async def test_every_refused_token_has_its_reason_and_a_log_line_without_it(
     for reason, token in [*cases.items(), ("algorithm_not_allowed", hs256)]:
         assert f'"reason": "{reason}"' in log or f'"reason":"{reason}"' in log, reason
         assert token.split(".")[1] not in log, reason   # no token text, not even its claims
+
+
+async def test_a_thousand_logins_with_unknown_kids_fetch_the_keys_at_most_once(oidc_daemon, provider) -> None:
+    """Over the WebSocket, 250 connections × 4 logins (a 5th failure would close each): the
+    daemon asks the provider's JWKS at most once per `oidc.jwks_refetch_seconds` (30 s)."""
+    tokens = [provider.token(key=new_key()) for _ in range(8)]
+    before = provider.jwks_requests
+
+    async def four_logins(n: int) -> list[str]:
+        async with open_client(oidc_daemon.url, token=None) as connection:
+            client = Client(connection)
+            return [(await client.error("auth", "login", {"id_token": tokens[(n + i) % 8]}))["details"]["reason"]
+                    for i in range(4)]
+
+    reasons = []
+    for batch in range(10):
+        for found in await asyncio.gather(*(four_logins(batch * 25 + n) for n in range(25))):
+            reasons += found
+    assert len(reasons) == 1000 and set(reasons) == {"unknown_kid"}
+    assert provider.jwks_requests - before <= 1
 
 
 async def test_refresh_keeps_subscriptions_and_requires_the_same_person(oidc_daemon, provider, db) -> None:
