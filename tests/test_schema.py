@@ -28,8 +28,8 @@ def test_wsd_schema_prints_every_action_and_an_asyncapi_document() -> None:
     document = msgspec.json.decode(done.stdout)
     assert set(document["actions"]) == ACTION_KEYS
     assert set(document["asyncapi"]["operations"]) == {key.replace(".", "_") for key in ACTION_KEYS} | {
-        "auth_login", "live_subscribe", "live_unsubscribe", "live_hints", "live_update", "event_changes",
-        "event_agent_status"}
+        "auth_login", "auth_refresh", "live_subscribe", "live_unsubscribe", "live_hints", "live_update",
+        "event_changes", "event_agent_status", "event_auth_expiring"}
     assert document["asyncapi"]["asyncapi"] == "3.0.0"
     create = document["actions"]["meetings.create_meeting"]
     assert create["role"] == "admin" and create["writes"]

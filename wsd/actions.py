@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from wsd.queries import Executor, Queries
 
 __all__ = ["Action", "ActionTable", "AfterCommit", "Caller", "Context", "Handler", "IdempotencyKey",
-           "NoPayload", "Paged", "Payload", "Role", "ROLE_RANK", "read", "write"]
+           "NoPayload", "Paged", "Payload", "Person", "Role", "ROLE_RANK", "read", "write"]
 
 Role = Literal["viewer", "admin"]
 # Who may do more: an admin may call every viewer action.
@@ -56,10 +56,32 @@ IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | No
 
 
 @dataclass(frozen=True, slots=True)
+class Person:
+    """A person signed in with an OpenID provider's token (`wsd.oidc`): who, from its claims,
+    and until when (`expires_at`, the token's `exp` in Unix seconds)."""
+    provider: str
+    subject: str
+    name: str
+    email: str | None
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
-    """Who sent a request: the token's name (for logs) and its role (for permissions)."""
+    """Who sent a request: the token's name (for logs, limits and the trail) and its role
+    (for permissions); for a signed-in person also `person`, and `name` is
+    "<provider>:<subject>" (stable, unlike a display name or an email)."""
     name: str
     role: Role
+    person: Person | None = None
+
+    def trail_actor(self) -> dict[str, str | None]:
+        """Who a trail entry names: name and role, and for a person the name and email the
+        provider's token gave (migration 0018; NULL for an API token)."""
+        person = self.person
+        return {"actor": self.name, "actor_role": self.role,
+                "actor_name": person.name if person else None,
+                "actor_email": person.email if person else None}
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """Who may connect and who a connection is: the handshake's checks (origin, failed-login
-throttle, connection and per-token limits, the Bearer token), the `auth.login` action, and
-the bound on messages before login.
+throttle, connection and per-token limits, the Bearer token), the `auth.login` action (an
+API token, or a person's OpenID token: `sign_in`), `auth.refresh`, and the bound on
+messages before login.
 
 Every refusal is logged through one `QuietLog` (a flood logs a count, not a line each) and
 counted in /metrics by reason (`wsd.metrics_export.REFUSAL_REASONS`).
@@ -14,11 +15,15 @@ from typing import Any
 import structlog
 from websockets.http11 import Request, Response
 
+import datetime as dt
+
 from wsd.auth import TokenBook, bearer_token
 from wsd.client_address import ClientAddresses
 from wsd.config import Config
 from wsd.actions import Caller
-from wsd.errors import RateLimited, Unauthorized
+from wsd.errors import RateLimited, Unauthorized, Unavailable
+from wsd.oidc import OidcVerifier, TokenRefused
+from wsd.oidc_keys import KeysUnavailable, ProviderKeys
 from wsd.guards import FailureThrottle, QuietLog
 from wsd.metrics_export import DaemonMetrics
 from wsd.protocol import Request as WsdRequest
@@ -45,6 +50,8 @@ class Admission:
         self._handshakes = 0   # TCP connections accepted whose HTTP handshake has not ended
         self._failures = FailureThrottle(config.auth.max_failures_per_minute)
         self._addresses = ClientAddresses(config.server.trusted_proxies)
+        self.provider_keys = ProviderKeys(config.oidc)
+        self.oidc = OidcVerifier(config.oidc, self.provider_keys)
 
     # -- the TCP accept --------------------------------------------------------------------------
 
@@ -119,26 +126,97 @@ class Admission:
 
     # -- on the open connection ------------------------------------------------------------------
 
-    def login(self, session: Session, request: WsdRequest) -> dict[str, str]:
-        """`auth.login`: the session's caller becomes the token's (raises on a bad token)."""
+    def login(self, session: Session, request: WsdRequest) -> dict[str, Any]:
+        """`auth.login` with an API token: the session's caller becomes the token's (raises on
+        a bad token)."""
+        self._check_throttle(session)
+        token = request.payload.get("token")
+        caller = self.tokens.authenticate(token) if isinstance(token, str) else None
+        if caller is None:
+            self._failed(session, "invalid_token")
+            raise Unauthorized("invalid token")
+        return self._logged_in(session, caller)
+
+    async def sign_in(self, session: Session, request: WsdRequest) -> dict[str, Any]:
+        """`auth.login` with `id_token`: the session's caller becomes the person the provider's
+        token names (raises `unauthorized` with `details.reason` on a refused token)."""
+        caller = await self._verified(session, request)
+        log.info("signed in", caller=caller.name, role=caller.role, address=session.address,
+                 expires_at=self._expiry(caller))
+        return self._logged_in(session, caller)
+
+    async def refresh(self, session: Session, request: WsdRequest) -> dict[str, Any]:
+        """`auth.refresh`: a fresh token of the same person (and role) moves the connection's
+        expiry on; its subscriptions and requests in flight are untouched."""
+        current = session.caller
+        if current is None or current.person is None:
+            raise Unauthorized("auth.refresh is for a connection signed in with id_token",
+                               {"reason": "not_signed_in"})
+        caller = await self._verified(session, request)
+        if caller.name != current.name or caller.role != current.role:
+            reason = "other_subject" if caller.name != current.name else "role_changed"
+            self._failed(session, reason, caller=current.name)
+            raise Unauthorized("a refresh must be the same person with the same role; sign in "
+                               "again on a new connection", {"reason": reason})
+        self._sessions.log_in(session, caller)
+        log.info("token refreshed", caller=caller.name, expires_at=self._expiry(caller))
+        return self.login_reply(caller)
+
+    async def _verified(self, session: Session, request: WsdRequest) -> Caller:
+        """The caller of the request's `id_token`; every refusal logged with its reason and
+        counted as a failed login. The token itself is never logged."""
+        self._check_throttle(session)
+        token = request.payload.get("id_token")
+        if not self.oidc.enabled:
+            raise Unauthorized("sign-in with OpenID Connect is not configured ([oidc] providers)",
+                               {"reason": "oidc_disabled"})
+        if not isinstance(token, str) or not token:
+            raise Unauthorized("id_token: a JWT from a configured provider", {"reason": "malformed"})
+        try:
+            return await self.oidc.verify(token)
+        except TokenRefused as refusal:
+            self._failed(session, refusal.reason)
+            raise Unauthorized(str(refusal), {"reason": refusal.reason}) from None
+        except KeysUnavailable:
+            log.warning("sign-in unavailable", reason="oidc_keys_unavailable", address=session.address)
+            raise Unavailable("the sign-in provider's keys could not be fetched; try again",
+                              {"reason": "oidc_keys_unavailable"}) from None
+
+    def _check_throttle(self, session: Session) -> None:
         if self._failures.blocked(session.address):
             self.refusals.warning("login refused", reason="auth_throttled", address=session.address)
             raise RateLimited("too many failed logins from this address; try again in a minute",
                               {"retry_after_seconds": 60})
-        token = request.payload.get("token")
-        caller = self.tokens.authenticate(token) if isinstance(token, str) else None
-        if caller is None:
-            session.failed_logins += 1
-            self._failures.failed(session.address)
-            self.refusals.warning("login failed", address=session.address)
-            raise Unauthorized("invalid token")
+
+    def _failed(self, session: Session, reason: str, **fields: Any) -> None:
+        session.failed_logins += 1
+        self._failures.failed(session.address)
+        self.refusals.warning("login failed", reason=reason, address=session.address, **fields)
+
+    def _logged_in(self, session: Session, caller: Caller) -> dict[str, Any]:
         limit = self.config.server.max_connections_per_token
         if session.caller is None and self._sessions.connections_of(caller.name) >= limit:
             self.refusals.warning("login refused", reason="max_connections_per_token",
                                   address=session.address)
             raise RateLimited("too many connections for this token", {"limit": limit})
         self._sessions.log_in(session, caller)
-        return {"name": caller.name, "role": caller.role}
+        return self.login_reply(caller)
+
+    @staticmethod
+    def _expiry(caller: Caller) -> str | None:
+        person = caller.person
+        return dt.datetime.fromtimestamp(person.expires_at, dt.timezone.utc).isoformat() if person else None
+
+    @staticmethod
+    def login_reply(caller: Caller) -> dict[str, Any]:
+        """`{name, role}`; for a person also `person` {provider, subject, name, email} and
+        `expires_at` (ISO 8601, the token's exp)."""
+        person = caller.person
+        if person is None:
+            return {"name": caller.name, "role": caller.role}
+        return {"name": caller.name, "role": caller.role, "expires_at": Admission._expiry(caller),
+                "person": {"provider": person.provider, "subject": person.subject,
+                           "name": person.name, "email": person.email}}
 
     def close_reason(self, session: Session) -> str | None:
         """After a refused request: why the connection must close with 1008, if it must."""

@@ -19,7 +19,7 @@ import msgspec
 
 from wsd.steps import STEPS
 
-__all__ = ["Config", "ConfigError", "MetricsConfig", "TokenEntry", "load_config", "DEFAULT_CONFIG_PATH"]
+__all__ = ["Config", "ConfigError", "MetricsConfig", "OidcConfig", "OidcProvider", "OIDC_ALGORITHMS", "TokenEntry", "load_config", "DEFAULT_CONFIG_PATH"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 ENV_PREFIX = "WSD_"
@@ -84,6 +84,43 @@ class TokenEntry(_Section):
 class AuthConfig(_Section):
     tokens: list[TokenEntry] = msgspec.field(default_factory=list)
     max_failures_per_minute: int = 20
+
+
+# Signature algorithms a provider may be allowed (`oidc.providers[].algorithms`): asymmetric
+# only. `none` and the HMAC family (HS256...) are never accepted: a verifier that took HS256
+# would check a token "signed" with the provider's *public* key as an HMAC secret (key
+# confusion).
+OIDC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                             "ES256", "ES384", "ES512", "EdDSA"})
+
+
+class OidcProvider(_Section):
+    """One OpenID provider people sign in with; its tokens are trusted only with its keys."""
+
+    name: str                      # short label: logs, the page's button, the caller's name prefix
+    issuer: str                    # exactly the `iss` of its tokens; discovery is {issuer}/.well-known/...
+    client_id: str                 # the page's public client (Authorization Code + PKCE, no secret)
+    audience: str = ""             # the `aud` tokens must carry; empty: client_id (an ID token's aud)
+    role_claim: str = "roles"      # the claim naming the person's roles or groups (a string or a list)
+    # Claim value -> wsd role; a person with several gets the highest. No match: login refused.
+    roles: dict[str, Literal["viewer", "admin"]] = msgspec.field(default_factory=dict)
+    algorithms: list[str] = msgspec.field(default_factory=lambda: ["RS256"])
+    scopes: str = "openid profile email"
+    name_claim: str = "name"
+    email_claim: str = "email"     # Entra ID: "preferred_username" when `email` is not issued
+
+
+class OidcConfig(_Section):
+    providers: list[OidcProvider] = msgspec.field(default_factory=list)
+    # Clock skew allowed on exp, nbf and iat, in seconds.
+    leeway_seconds: float = 30.0
+    # A provider's JWKS is fetched again on an unknown `kid` at most once per this many
+    # seconds (concurrent misses share one fetch), and in any case once it is this old.
+    jwks_refetch_seconds: float = 30.0
+    jwks_max_age_seconds: float = 3600.0
+    # A connection signed in with a token is sent `auth.expiring` this long before it expires.
+    expiry_notice_seconds: float = 60.0
+    http_timeout_seconds: float = 5.0
 
 
 class BusinessConfig(_Section):
@@ -182,6 +219,7 @@ class Config(_Section):
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     trail: TrailConfig = msgspec.field(default_factory=TrailConfig)
+    oidc: OidcConfig = msgspec.field(default_factory=OidcConfig)
     # Directory that relative paths (database.data_dir) are resolved against.
     base_dir: str = "."
 
@@ -192,6 +230,7 @@ class Config(_Section):
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PROVIDER_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?")
 
 
@@ -251,6 +290,51 @@ def _check(config: Config) -> None:
     _check_networks("server.trusted_proxies", s.trusted_proxies)
     _check_metrics(config.metrics)
     _check_reports_and_outlook(config)
+    _check_oidc(config.oidc)
+
+
+def _check_oidc(o: OidcConfig) -> None:
+    for key, seconds in (("oidc.leeway_seconds", o.leeway_seconds),
+                         ("oidc.jwks_refetch_seconds", o.jwks_refetch_seconds),
+                         ("oidc.expiry_notice_seconds", o.expiry_notice_seconds)):
+        if seconds < 0:
+            raise ConfigError(f"{key}: must not be negative, got {seconds}")
+    for key, seconds in (("oidc.jwks_max_age_seconds", o.jwks_max_age_seconds),
+                         ("oidc.http_timeout_seconds", o.http_timeout_seconds)):
+        if seconds <= 0:
+            raise ConfigError(f"{key}: must be positive, got {seconds}")
+    if o.leeway_seconds > 300:
+        raise ConfigError("oidc.leeway_seconds: at most 300 (a small allowance for clock skew)")
+    names: set[str] = set()
+    issuers: set[str] = set()
+    for index, provider in enumerate(o.providers):
+        key = f"oidc.providers[{index}]"
+        if not _PROVIDER_NAME.fullmatch(provider.name) or provider.name in names:
+            raise ConfigError(f"{key}.name: a unique name of letters, digits, '-' or '_', "
+                              f"got {provider.name!r}")
+        if provider.issuer in issuers:
+            raise ConfigError(f"{key}.issuer: {provider.issuer!r} is another provider's issuer")
+        if not _secure_url(provider.issuer):
+            raise ConfigError(f"{key}.issuer: an https:// URL (http:// only on loopback), "
+                              f"got {provider.issuer!r}")
+        if not provider.client_id:
+            raise ConfigError(f"{key}.client_id: required")
+        bad = [alg for alg in provider.algorithms if alg not in OIDC_ALGORITHMS]
+        if bad or not provider.algorithms:
+            raise ConfigError(f"{key}.algorithms: asymmetric algorithms only "
+                              f"({', '.join(sorted(OIDC_ALGORITHMS))}), got {provider.algorithms}")
+        if not provider.roles:
+            raise ConfigError(f"{key}.roles: map at least one {provider.role_claim!r} value to a role")
+        names.add(provider.name)
+        issuers.add(provider.issuer)
+
+
+def _secure_url(url: str) -> bool:
+    """https, or http to this machine (a test provider, a local Keycloak)."""
+    if url.startswith("https://"):
+        return True
+    host = url.removeprefix("http://").split("/", 1)[0].rsplit(":", 1)[0]
+    return url.startswith("http://") and host in ("127.0.0.1", "localhost", "[::1]")
 
 
 def _check_business(b: BusinessConfig) -> None:

@@ -235,8 +235,7 @@ class Dispatcher:
         """The write's trail entry: who (the caller), what (action, ids, masked payload), the
         outcome; in the write's transaction when it has one."""
         await context.queries.trail.record_entry(
-            connection, actor=context.caller.name, actor_role=context.caller.role,
-            resource=action.resource, action=action.name, outcome=outcome,
+            connection, **context.caller.trail_actor(), resource=action.resource, action=action.name, outcome=outcome,
             **entry_fields(arguments, result))
 
     @staticmethod

@@ -149,5 +149,5 @@ async def _record(ctx: Context, export: Export, arguments: Payload, outcome: str
     fields = entry_fields(arguments, None)
     fields["payload"] = {k: v for k, v in fields["payload"].items() if k not in PAGING}
     await ctx.queries.trail.record_entry(
-        ctx.pool, actor=caller.name, actor_role=caller.role, resource="export", action=export.name,
+        ctx.pool, **caller.trail_actor(), resource="export", action=export.name,
         outcome=outcome, **fields)

@@ -39,6 +39,7 @@ class DaemonFigures:
         return {
             "instance": INSTANCE,
             "connections": self._sessions.authenticated(),
+            "people": self._sessions.people(),
             **self._requests.summary(),
             "pool": {"size": self.pool.get_size(), "idle": self.pool.get_idle_size(),
                      "max": self.pool.get_max_size()},

@@ -190,7 +190,7 @@ class LeadsQueries(Protocol):
         """Returns the 7 steps in funnel order, each {step, count, leads}: how many leads are at the step now, and the 20 most recently updated of them as summaries (with their conversation's agent_enabled, NULL without one)."""
 
     async def lead_with_complete_data(self, conn: Executor, *, lead_id: Any, with_trail: Any) -> Any:
-        """Returns one lead's whole document as JSON text (sent as it is), or NULL for an unknown id: the leads-list fields plus its conversation {id, agent_enabled, status, message_count, last_message_at}, its requirements with features and integrations, its meetings by start time, and its step history in order; with `with_trail`, its trail entries newest first (the latest 50, each {at, actor, actor_role, resource, action, ids, payload, outcome}), else trail null."""
+        """Returns one lead's whole document as JSON text (sent as it is), or NULL for an unknown id: the leads-list fields plus its conversation {id, agent_enabled, status, message_count, last_message_at}, its requirements with features and integrations, its meetings by start time, and its step history in order; with `with_trail`, its trail entries newest first (the latest 50, each {at, actor, actor_role, actor_name, resource, action, ids, payload, outcome}), else trail null."""
 
     async def lock_lead_step(self, conn: Executor, *, lead_id: Any) -> Any:
         """Returns the lead's current step, locking the lead until the transaction ends; NULL for an unknown id."""
@@ -371,11 +371,11 @@ class TrailQueries(Protocol):
     async def purge_entries(self, conn: Executor, *, older_than: Any) -> Any:
         """Deletes trail entries written before `older_than`; returns how many."""
 
-    async def record_entry(self, conn: Executor, *, actor: Any, actor_role: Any, resource: Any, action: Any, ids: Any, payload: Any, outcome: Any) -> str:
-        """Adds one trail entry, its lead resolved from its ids (trail_lead), at the transaction's time."""
+    async def record_entry(self, conn: Executor, *, actor: Any, actor_role: Any, actor_name: Any, actor_email: Any, resource: Any, action: Any, ids: Any, payload: Any, outcome: Any) -> str:
+        """Adds one trail entry, its lead resolved from its ids (trail_lead), at the transaction's time; actor_name and actor_email are a signed-in person's (NULL for an API token)."""
 
     def trail_page(self, conn: Executor, *, actor: Any, action: Any, lead_id: Any, since: Any, until: Any, after_at: Any, after_id: Any, page_size: Any) -> AsyncIterator[asyncpg.Record]:
-        """Returns trail entries newest first, each {id, at, entry}: entry is {id, at, actor, actor_role, resource, action, lead_id, ids, payload, outcome}; filtered by actor, action ("resource.action" or "action"), lead and [since, until) when given; after the (after_at, after_id) cursor; at most page_size rows."""
+        """Returns trail entries newest first, each {id, at, entry}: entry is {id, at, actor, actor_role, actor_name, actor_email, resource, action, lead_id, ids, payload, outcome}; filtered by actor, action ("resource.action" or "action"), lead and [since, until) when given; after the (after_at, after_id) cursor; at most page_size rows."""
 
 
 def one_row(record: asyncpg.Record | None) -> asyncpg.Record:

@@ -21,7 +21,7 @@ import msgspec
 from wsd.steps import LeadStep
 from wsd.topics import Topic
 
-__all__ = ["REPLIES", "LoginReply", "Subscribed", "Unsubscribed", "ChangeHint", "AgentStatusEvent"]
+__all__ = ["REPLIES", "LoginReply", "Expiring", "Subscribed", "Unsubscribed", "ChangeHint", "AgentStatusEvent"]
 
 # Every time wsd sends carries its offset (UTC, or the business zone's for slots): `tz=True`
 # is what makes msgspec's schema say `format: date-time`.
@@ -250,6 +250,7 @@ class LeadTrailEntry(Reply):
     at: Moment
     actor: str
     actor_role: str
+    actor_name: str | None   # a signed-in person's name (null for an API token)
     resource: str
     action: str
     ids: dict[str, Any]
@@ -294,6 +295,8 @@ class TrailEntry(Reply):
     at: Moment
     actor: str
     actor_role: str
+    actor_name: str | None   # a signed-in person's name and email, from the provider's token
+    actor_email: str | None  # (null for an API token)
     resource: str
     action: str
     lead_id: uuid.UUID | None
@@ -474,6 +477,7 @@ class OutlookState(Reply):
 class RealTimeMetrics(Reply):
     instance: str
     connections: int
+    people: int   # distinct people signed in with OpenID Connect on this instance
     requests_last_minute: int
     requests_per_second: float
     p50_ms: float | None  # null with no request in the last minute
@@ -490,9 +494,31 @@ class RealTimeMetrics(Reply):
 
 # -- auth, live queries and events ---------------------------------------------------------------
 
-class LoginReply(Reply):
+class SignedInPerson(Reply):
+    """Who a provider's token names (`auth.login` with `id_token`)."""
+
+    provider: str
+    subject: str
+    name: str
+    email: str | None
+
+
+class LoginReply(Reply, omit_defaults=True):
+    """`name` is an API token's name, or "<provider>:<subject>" for a person, who also gets
+    `person` and `expires_at` (the token's exp: refresh before it with `auth.refresh`)."""
+
     name: str
     role: Literal["viewer", "admin"]
+    person: SignedInPerson | None = None
+    expires_at: Moment | None = None
+
+
+class Expiring(Reply):
+    """The `auth.expiring` event: the connection's token expires at `expires_at`; without an
+    `auth.refresh` it is closed with 4401 then (plus `oidc.leeway_seconds`)."""
+
+    expires_at: Moment
+    seconds_left: int
 
 
 class Subscribed(Reply, omit_defaults=True):

@@ -12,6 +12,7 @@ from http import HTTPStatus
 from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
+import orjson
 from websockets.http11 import Request, Response
 
 from wsd.admission import Admission
@@ -41,7 +42,7 @@ class HttpRoutes:
         self._admission = admission
         self._readiness = readiness
         self._table: dict[str, Route] = {"/healthz": self._healthz, "/readyz": self._readyz,
-                                         "/metrics": metrics.respond}
+                                         "/metrics": metrics.respond, "/oidc.json": self._oidc}
 
     async def process_request(self, connection: Handshake, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -57,6 +58,15 @@ class HttpRoutes:
 
     async def _healthz(self, connection: Handshake, _request: Request) -> Response:
         return connection.respond(HTTPStatus.OK, "ok\n")
+
+    async def _oidc(self, connection: Handshake, _request: Request) -> Response:
+        """The page's sign-in settings (`OidcVerifier.page_config`): public, as the page is."""
+        body = orjson.dumps(await self._admission.oidc.page_config()).decode()
+        response = connection.respond(HTTPStatus.OK, body)
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     async def _readyz(self, connection: Handshake, _request: Request) -> Response:
         ready, reason = self._readiness()

@@ -25,7 +25,8 @@ from wsd.actions import Action, ActionTable, Paged, Payload
 from wsd.errors import ErrorCode
 from wsd.fields import DATE_PATTERN, UUID_PATTERN
 from wsd.live import LIVE_RESOURCE, Hints, Subscribe, Unsubscribe
-from wsd.replies import REPLIES, AgentStatusEvent, ChangeHint, HintsSet, LoginReply, Subscribed, Unsubscribed
+from wsd.replies import (REPLIES, AgentStatusEvent, ChangeHint, Expiring, HintsSet, LoginReply, Subscribed,
+                         Unsubscribed)
 
 __all__ = ["action_schemas", "asyncapi", "markdown_reference", "payload_fields", "MARK_BEGIN", "MARK_END"]
 
@@ -46,10 +47,20 @@ _ERROR = {
 }
 
 
-class Login(msgspec.Struct):
-    """The first message of a connection without a Bearer header (`auth.login`)."""
+class Login(msgspec.Struct, omit_defaults=True):
+    """The first message of a connection without a Bearer header (`auth.login`): an API
+    `token`, or a person's `id_token` (a JWT from a configured OpenID provider: its ID
+    token, or an access token whose `aud` is the provider's `audience`); one of the two."""
 
-    token: str
+    token: str | None = None
+    id_token: str | None = None
+
+
+class Refresh(msgspec.Struct):
+    """`auth.refresh` on a connection signed in with `id_token`: a fresh token of the same
+    person and role; the connection keeps its subscriptions and gets the new expiry."""
+
+    id_token: str
 
 
 def _ref_name(schema: dict[str, Any]) -> str:
@@ -122,7 +133,7 @@ def action_schemas(tables: list[ActionTable]) -> dict[str, Any]:
     actions = [(table.resource, action) for table in tables for action in table.actions]
     keys = [f"{resource}.{action.name}" for resource, action in actions]
     payload_types = [action.payload_type for _, action in actions]
-    extra = [Login, LoginReply, Subscribe, Subscribed, Unsubscribe, Unsubscribed, Hints, HintsSet, ChangeHint,
+    extra = [Login, Refresh, LoginReply, Expiring, Subscribe, Subscribed, Unsubscribe, Unsubscribed, Hints, HintsSet, ChangeHint,
              AgentStatusEvent]
     (schemas, components) = msgspec.json.schema_components(
         [*payload_types, *(REPLIES[key] for key in keys), *extra], ref_template=REF)
@@ -192,12 +203,15 @@ def _pushed_operations(messages: dict[str, Any], operations: dict[str, Any]) -> 
                 "next_cursor": {"type": ["string", "null"]}}}}}}
     events = (("changes", "ChangeHint", "A topic changed (a hint, sent only after `live.hints`; live "
                                         "queries keep answers current)"),
-              ("agent_status", "AgentStatusEvent", "The AI agent was switched in a conversation"))
+              ("agent_status", "AgentStatusEvent", "The AI agent was switched in a conversation"),
+              ("auth.expiring", "Expiring", "The signed-in person's token expires soon: send "
+                                            "`auth.refresh`, or the connection closes with 4401"))
     for topic, schema, summary in events:
-        messages[f"event_{topic}"] = {"name": f"event {topic}", "summary": summary, "payload": {
+        key = f"event_{topic.replace('.', '_')}"
+        messages[key] = {"name": f"event {topic}", "summary": summary, "payload": {
             "type": "object", "required": ["type", "topic", "payload"], "properties": {
                 "type": {"const": "event"}, "topic": {"const": topic}, "payload": _schema_ref(schema)}}}
-        operations[f"event_{topic}"] = _pushed(f"event_{topic}", summary)
+        operations[key] = _pushed(key, summary)
     operations["live_update"] = _pushed("update", "A live query's new answer, sent when it differs from the last")
 
 
@@ -210,9 +224,13 @@ def asyncapi(tables: list[ActionTable]) -> dict[str, Any]:
         "auth_login_request": _request("auth", "login", _schema_ref("Login"),
                                        "Log in with a token (browsers; others send `Authorization: Bearer`)"),
         "auth_login_reply": _reply("auth.login", _schema_ref("LoginReply")),
+        "auth_refresh_request": _request("auth", "refresh", _schema_ref("Refresh"),
+                                         "A fresh token of the signed-in person, before the old expires"),
+        "auth_refresh_reply": _reply("auth.refresh", _schema_ref("LoginReply")),
     }
-    operations: dict[str, Any] = {"auth_login": _exchange("auth_login", "Log in: every other request "
-                                                          "before it is `unauthorized`")}
+    operations: dict[str, Any] = {
+        "auth_login": _exchange("auth_login", "Log in: every other request before it is `unauthorized`"),
+        "auth_refresh": _exchange("auth_refresh", "Keep a signed-in connection past its token's expiry")}
     reads: list[dict[str, Any]] = []
     for key, action in schemas["actions"].items():
         name = key.replace(".", "_")

@@ -36,6 +36,7 @@ from wsd.export import Export
 from wsd.export_stream import EXPORT_RESOURCE, Exports
 from wsd.errors import InternalError, RateLimited, Unauthorized, Unavailable, UnknownAction, WsdError
 from wsd.figures import DaemonFigures
+from wsd.oidc import provider_origins
 from wsd.live import LIVE_RESOURCE, LiveQueries
 from wsd.live_requests import LiveRequests
 from wsd.logs import log_request
@@ -48,13 +49,14 @@ from wsd.runtime import Runtime
 from wsd.sessions import Session, Sessions
 from wsd.static import StaticFiles
 from wsd.serving import Serving
-from wsd.transport import Connection, Handshake, ListeningFactory
+from wsd.transport import CloseCode, Connection, Handshake, ListeningFactory
 
 __all__ = ["WsdServer", "Call"]
 
 log = structlog.get_logger("wsd.server")
 
 LOGIN = ("auth", "login")
+REFRESH = ("auth", "refresh")
 SWEEP_SECONDS = 0.5
 
 
@@ -90,7 +92,8 @@ class WsdServer:
         self.admission = Admission(config, self.sessions, self.metrics)
         self.exports = Exports(dispatcher, exports)
         self.routes = HttpRoutes(config.server.path,
-                                 StaticFiles(config.server.path, config.business.timezone),
+                                 StaticFiles(config.server.path, config.business.timezone,
+                                             provider_origins(config.oidc)),
                                  self.metrics, self.admission, readiness)
         if transport is None:   # a server built on its own (tests, tools): `server.transport`
             from wsd.transports import listening_for   # the transports sit above the server
@@ -111,13 +114,17 @@ class WsdServer:
         """Drain (`Serving.shutdown`), then log what the refusal log still counts."""
         await self.serving.shutdown()
         self.admission.refusals.flush(force=True)
+        await self.admission.provider_keys.aclose()
 
     async def sweep_slow_clients(self) -> None:
-        """Every SWEEP_SECONDS: the refusal log's counts, and `Sessions.sweep`."""
+        """Every SWEEP_SECONDS: the refusal log's counts, `Sessions.sweep`, and people whose
+        token expires (`Sessions.expire`)."""
+        oidc = self.config.oidc
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             self.admission.refusals.flush()
             self.sessions.sweep()
+            self.sessions.expire(time.time(), oidc.expiry_notice_seconds, oidc.leeway_seconds)
 
     # -- wsd.transport.ConnectionHandler -----------------------------------------------------
 
@@ -173,8 +180,12 @@ class WsdServer:
     def _call_for(self, session: Session, request: WsdRequest) -> Call | None:
         """What a request runs; None when it was answered inline (a login, a stored answer).
         Raises the error to answer it with before anything runs."""
-        if (request.resource, request.action) == LOGIN:
+        if (request.resource, request.action) == LOGIN and "id_token" not in request.payload:
             session.push(success_reply(request.id, self.admission.login(session, request)))
+            return None
+        if (request.resource, request.action) in (LOGIN, REFRESH):
+            # A person's token: its provider's keys may have to be fetched, so it runs as a task.
+            self.serving.track(asyncio.create_task(self._sign_in(session, request)), session.inflight)
             return None
         if session.caller is None:
             raise Unauthorized("log in first: auth.login with a token, or a Bearer header")
@@ -191,6 +202,25 @@ class WsdServer:
         if action.cached and self._answer_stored(session, request, action):
             return None
         return self._action_call(session, request, action)
+
+    async def _sign_in(self, session: Session, request: WsdRequest) -> None:
+        """`auth.login` with `id_token`, or `auth.refresh`: answered, and after a refusal the
+        connection closed with 1008 when the failed-login bounds say so (as `on_frame` does)."""
+        admission = self.admission
+        run = admission.refresh if request.action == REFRESH[1] else admission.sign_in
+        try:
+            session.push(success_reply(request.id, await run(session, request)))
+            return
+        except WsdError as error:
+            session.push(error_reply(request.id, error))
+            self.metrics.requests_refused.labels(str(error.code)).inc()
+        except Exception:
+            log.exception("sign-in failed", action=request.action, request_id=request.id)
+            session.push(error_reply(request.id, InternalError(
+                "internal error; the server log has the details", {"request_id": request.id})))
+            return
+        if reason := admission.close_reason(session):
+            await session.connection.close(CloseCode.POLICY_VIOLATION, reason)
 
     def _answer_stored(self, session: Session, request: WsdRequest, action: Action) -> bool:
         """Answer a cached action inline when its answer is stored: the same role check,

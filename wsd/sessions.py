@@ -12,6 +12,7 @@ that stays past the limit for `server.send_timeout_seconds`.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,9 +27,14 @@ from wsd.live_reruns import LiveQuery
 from wsd.protocol import event_message
 from wsd.transport import CAUGHT_UP_POLL, CloseCode, Connection
 
-__all__ = ["Session", "Sessions"]
+__all__ = ["Session", "Sessions", "TOKEN_EXPIRED"]
 
 log = structlog.get_logger("wsd.sessions")
+
+# The close code of a connection whose person's token expired without `auth.refresh`
+# (4000-4999: private use, RFC 6455 §7.4.2; 4401 as HTTP's 401. Not 4001: wsd-client.js
+# closes with 4001 itself to retry a rate-limited login later).
+TOKEN_EXPIRED = 4401
 
 
 @dataclass(eq=False)
@@ -51,8 +57,10 @@ class Session:
     closed: bool = False   # its connection ended (a live subscribe still running must not register)
     context: Context | None = None   # what its requests' handlers get, built once per caller
     wants_hints: bool = False   # `changes` events only after live.hints (opt-in)
-    # Its token was removed or changed by a reload: nothing it sends from then on runs.
+    # Its token was removed or changed by a reload, or a person's token expired: nothing it
+    # sends from then on runs.
     revoked: bool = False
+    noticed_expiry: float = 0.0   # the person's exp that `auth.expiring` was sent for
 
     # -- what its transport reads (wsd.transport.Peer) -----------------------------------------
 
@@ -130,6 +138,7 @@ class Sessions:
         self._settings = settings
         self._per_token: Counter[str] = Counter()
         self._unauthenticated = 0
+        self._closing: set[asyncio.Task[None]] = set()   # closes of expired sessions under way
 
     def __len__(self) -> int:
         return len(self.all)
@@ -143,6 +152,11 @@ class Sessions:
 
     def authenticated(self) -> int:
         return sum(1 for session in self.all if session.caller is not None)
+
+    def people(self) -> int:
+        """Distinct people signed in with OpenID Connect (one with two tabs counts once)."""
+        return len({session.caller.name for session in self.all
+                    if session.caller is not None and session.caller.person is not None})
 
     def add(self, session: Session) -> None:
         self.all.add(session)
@@ -158,7 +172,10 @@ class Sessions:
         return True
 
     def log_in(self, session: Session, caller: Caller) -> None:
-        """Its caller is now `caller` (a first login, or another token on the same socket)."""
+        """Its caller is now `caller` (a first login, another token on the same socket, or a
+        refreshed one). A session that closed while its sign-in was being checked stays out."""
+        if session.closed:
+            return
         self._count(session.caller, -1)
         session.caller = caller
         self._count(caller, +1)
@@ -170,6 +187,27 @@ class Sessions:
         self._per_token[caller.name] += delta
         if not self._per_token[caller.name]:
             del self._per_token[caller.name]
+
+    def expire(self, now: float, notice_seconds: float, leeway_seconds: float) -> None:
+        """Sessions of people whose token runs out: `auth.expiring` once `notice_seconds`
+        before (again after each refresh), and closed with 4401 "token expired" at its
+        exp + `leeway_seconds` (the same allowance a login gets)."""
+        for session in list(self.all):
+            person = session.caller.person if session.caller is not None else None
+            if person is None or session.revoked:
+                continue
+            if now >= person.expires_at + leeway_seconds:
+                log.info("token expired", caller=session.caller.name if session.caller else None,
+                         address=session.address)
+                session.revoked = True   # as for a revoked token: nothing it sends runs
+                task = asyncio.create_task(session.connection.close(TOKEN_EXPIRED, "token expired"))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            elif now >= person.expires_at - notice_seconds and session.noticed_expiry != person.expires_at:
+                session.noticed_expiry = person.expires_at
+                session.push_event(event_message("auth.expiring", {
+                    "expires_at": dt.datetime.fromtimestamp(person.expires_at, dt.timezone.utc).isoformat(),
+                    "seconds_left": max(0, round(person.expires_at - now))}))
 
     def revoke(self, session: Session) -> Coroutine[Any, Any, None]:
         """Its token was removed or changed: close it with 1008 ("token revoked"). Marked

@@ -31,6 +31,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
     "/client/wsd-client.js": ("wsd-client.js", "text/javascript; charset=utf-8"),
+    "/oidc.js": ("oidc.js", "text/javascript; charset=utf-8"),
     "/client/wsd-client.d.ts": ("wsd-client.d.ts", "text/plain; charset=utf-8"),
 }
 
@@ -48,7 +49,10 @@ class StaticFile:
 class StaticFiles:
     """The files of ROUTES, loaded into memory once."""
 
-    def __init__(self, ws_path: str = "/ws", timezone: str = "UTC") -> None:
+    def __init__(self, ws_path: str = "/ws", timezone: str = "UTC",
+                 sign_in_origins: Iterable[str] = ()) -> None:
+        # The OpenID providers' origins: the page exchanges its code for tokens there.
+        self._sign_in_origins = tuple(sign_in_origins)
         root = resources.files("wsd") / "web"
         self.files = {path: StaticFile(root.joinpath(name).read_bytes(), content_type)
                       for path, (name, content_type) in ROUTES.items()}
@@ -70,7 +74,8 @@ class StaticFiles:
         headers["Content-Length"] = str(len(file.body))
         # Revalidate every time: a new wsd version must not run against an old page.
         headers["Cache-Control"] = "no-cache"
-        headers["Content-Security-Policy"] = content_security_policy(request_host(request))
+        headers["Content-Security-Policy"] = content_security_policy(request_host(request),
+                                                                     self._sign_in_origins)
         headers["X-Content-Type-Options"] = "nosniff"
         headers["Referrer-Policy"] = "no-referrer"
         headers["X-Frame-Options"] = "DENY"
@@ -90,11 +95,13 @@ def request_host(request: Request) -> str | None:
     return host if host is not None and HOST.fullmatch(host) else None
 
 
-def content_security_policy(host: str | None) -> str:
-    """Same-origin everything; WebSockets to this host only; no inline script or style."""
+def content_security_policy(host: str | None, sign_in_origins: Iterable[str] = ()) -> str:
+    """Same-origin everything; WebSockets to this host only (and fetches to the configured
+    OpenID providers' origins: the page's token requests); no inline script or style."""
     sockets = f" ws://{host} wss://{host}" if host else ""
+    providers = "".join(f" {origin}" for origin in sign_in_origins)
     return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            f"connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; "
+            f"connect-src 'self'{sockets}{providers}; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'")
 
 

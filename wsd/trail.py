@@ -50,3 +50,4 @@ def entry_fields(arguments: msgspec.Struct, result: Any) -> dict[str, Any]:
     payload = msgspec.to_builtins(arguments)
     payload.pop("idempotency_key", None)
     return {"ids": touched_ids(payload, result), "payload": masked(payload)}
+

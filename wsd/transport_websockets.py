@@ -133,6 +133,8 @@ class WebsocketsListening(ServerPort):
                         async with asyncio.timeout_at(session.login_deadline):
                             frame = await connection.recv()
                     except TimeoutError:
+                        if session.login_deadline is None:   # signed in meanwhile (a task)
+                            continue   # websockets' recv() may be cancelled safely
                         await connection.close(CloseCode.POLICY_VIOLATION, "authentication timeout")
                         return
                 else:

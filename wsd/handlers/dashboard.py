@@ -254,6 +254,8 @@ async def _takeover(ctx: Context, since: dt.datetime, until: dt.datetime) -> dic
 async def get_real_time_metrics(ctx: Context, _: NoPayload) -> dict[str, Any]:
     """This instance right now, never cached.
 
+    - people: distinct people signed in with OpenID Connect (by provider and subject) among
+      the connections; API tokens are not people.
     - connections, requests_last_minute, requests_per_second, p50_ms, p95_ms: from the
       daemon's own counters over the last 60 seconds (p50/p95 within ±12 %).
     - messages_last_5_minutes, new_leads_last_5_minutes: from the database.

@@ -27,6 +27,6 @@ EXPORTS = {export.name: export for export in [
            ("id", "lead_id", "user_id", "subject", "start_time", "end_time", "attendee_email", "status",
             "outlook_event_id", "sync_status", "last_error", "last_synced_at", "created_at", "updated_at")),
     Export("trail", ("trail", "get_trail"), trail.trail_query, "entry",
-           ("id", "at", "actor", "actor_role", "resource", "action", "lead_id", "ids", "payload",
+           ("id", "at", "actor", "actor_role", "actor_name", "actor_email", "resource", "action", "lead_id", "ids", "payload",
             "outcome")),
 ]}

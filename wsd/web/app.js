@@ -2,6 +2,7 @@
 // move as the data changes, without polling or reloading. DOM is built with textContent
 // only (no innerHTML with data): names in leads come from strangers.
 import { WsdClient } from "/client/wsd-client.js";
+import * as oidc from "/oidc.js";
 
 const TOKEN_KEY = "wsd-token";  // sessionStorage: this tab only, never the URL
 const STEPS = ["start", "consent", "personal_data", "bant", "requirements", "meeting", "completed"];
@@ -81,8 +82,10 @@ function showState(state, info) {
     failed: "token refused", closed: "signed out",
   }[state] ?? state;
   if (state === "failed" && !$("dashboard").hidden) {
-    // Revoked (SIGHUP) or refused on a reconnect: nothing on screen may outlive the token.
-    signOut(`Your token is no longer accepted (${info.error?.code ?? "unauthorized"}: ` +
+    // Revoked (SIGHUP), expired or refused on a reconnect: nothing on screen may outlive
+    // the token. The view (the URL's query) stays for the next sign-in.
+    signOut(info.error?.details?.reason === "expired" ? "Your sign-in has ended. Sign in again to go on where you were."
+      : `Your token is no longer accepted (${info.error?.code ?? "unauthorized"}: ` +
       `${info.error?.message ?? "refused"}). Sign in again.`);
   }
 }
@@ -98,11 +101,21 @@ function showLogin(message) {
   error.hidden = !message;
   error.textContent = message ?? "";
   $("token").focus();
+  showProviders();
+}
+
+/** A "Sign in with …" button per OpenID provider the daemon is set up with. */
+async function showProviders() {
+  const list = await oidc.providers();
+  $("providers").replaceChildren(...list.map((provider) => el("button", { type: "button", class: "provider",
+    onclick: () => oidc.beginSignIn(provider) }, `Sign in with ${provider.name}`)));
+  $("providers-box").hidden = list.length === 0;
 }
 
 /** Back to the sign-in form with every figure and name of the last session cleared. */
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  oidc.forget();
   const old = client;
   client = null;
   if (old) old.close();
@@ -116,16 +129,21 @@ function signOut(message) {
   showLogin(message);
 }
 
-async function start(token) {
+/** Connect with an API token (`{token}`) or a person's ID token (`{idToken}`, renewed by
+ * wsd-client.js through oidc.renew before it expires). */
+async function start(credentials) {
   if (client) client.close();
-  client = new WsdClient({ url: endpoint(), token, onState: showState });
+  client = new WsdClient({ url: endpoint(), ...credentials, renew: oidc.renew, onState: showState,
+    onEvent: (topic, payload) => { if (topic === "auth.expiring" && !oidc.current()?.refresh_token) {
+      toast(`Your sign-in ends at ${hhmm.format(new Date(payload.expires_at))}: sign in again then to go on.`);
+    } } });
   try {
     const caller = await client.connect();
-    sessionStorage.setItem(TOKEN_KEY, token);
+    if (credentials.token) sessionStorage.setItem(TOKEN_KEY, credentials.token);
     $("login").hidden = true;
     $("dashboard").hidden = false;
     $("logout").hidden = false;
-    $("who").textContent = `${caller.name} · ${caller.role}`;
+    $("who").textContent = `${caller.person?.name ?? caller.name} · ${caller.role}`;
     subscribeAll();
   } catch (error) {
     const reason = error.code === "unauthorized"
@@ -749,7 +767,7 @@ function trailSection(lead) {
     .filter(([key]) => !key.endsWith("_id"))
     .map(([key, value]) => `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`).join(", ");
   return [head, items(lead.trail, "Nothing done through wsd yet.", (entry) => el("li", { class: "trail" },
-    el("strong", { text: when(entry.at) }), ` ${entry.actor} (${entry.actor_role}) · ${entry.resource}.${entry.action}`,
+    el("strong", { text: when(entry.at) }), ` ${entry.actor_name ?? entry.actor} (${entry.actor_role}) · ${entry.resource}.${entry.action}`,
     what(entry) ? el("span", { class: "muted", text: ` · ${what(entry)}` }) : null,
     // The usual outcomes go unsaid; an export's row count or a failure is written.
     !["done", "committed"].includes(entry.outcome) ? el("span", { class: "muted", text: ` · ${entry.outcome}` }) : null))];
@@ -882,7 +900,7 @@ $("login-form").addEventListener("submit", (event) => {
   const token = $("token").value.trim();
   $("token").value = "";
   $("login-error").hidden = true;
-  start(token);
+  start({ token });
 });
 $("logout").addEventListener("click", () => signOut());
 $("drawer-close").addEventListener("click", closeDrawer);
@@ -959,5 +977,14 @@ window.addEventListener("popstate", () => {
 });
 showView();
 
-const saved = sessionStorage.getItem(TOKEN_KEY);
-if (saved) start(saved); else showLogin();
+// Back from the provider's sign-in page, signed in in this tab before, an API token kept,
+// or the sign-in form.
+oidc.finishSignIn().then((session) => {
+  if (session) {  // the URL is the view's again (it carried the provider's code)
+    Object.assign(view, readView());
+    showView();
+  }
+  const person = session ?? oidc.current();
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (person) start({ idToken: person.id_token }); else if (saved) start({ token: saved }); else showLogin();
+}, (error) => showLogin(`Sign-in failed: ${error.message}`));

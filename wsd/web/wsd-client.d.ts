@@ -3,7 +3,10 @@
 
 export type State = "idle" | "connecting" | "ready" | "reconnecting" | "failed" | "closed";
 
-export interface Caller { name: string; role: "viewer" | "admin" | string }
+export interface Person { provider: string; subject: string; name: string; email: string | null }
+
+/** `person` and `expires_at` only for a person signed in with an OpenID provider's token. */
+export interface Caller { name: string; role: "viewer" | "admin" | string; person?: Person; expires_at?: string }
 
 export interface StateInfo {
   /** reconnect attempts since the last success */
@@ -18,7 +21,13 @@ export interface StateInfo {
 
 export interface ClientOptions {
   url: string;
-  token: string;
+  /** an API token; or `idToken` */
+  token?: string;
+  /** a person's token from an OpenID provider (auth.login with id_token) */
+  idToken?: string;
+  /** a fresh idToken of the same person, or null: called on "auth.expiring" (then sent with
+   * auth.refresh, subscriptions kept) and after a close for expiry (4401) */
+  renew?: () => Promise<string | null>;
   /** default request timeout in ms (10000); 0 = none */
   timeout?: number;
   /** first reconnect delay, ms (500) */
@@ -30,7 +39,8 @@ export interface ClientOptions {
   /** share of each delay drawn at random, 0..1 (0.5) */
   jitter?: number;
   onState?: (state: State, info: StateInfo) => void;
-  /** server events: "agent_status" ({conversation_id, enabled}) always; "changes" ({topic}) with `hints` */
+  /** server events: "agent_status" ({conversation_id, enabled}) always; "changes" ({topic}) with
+   * `hints`; "auth.expiring" ({expires_at, seconds_left}) for a person's connection */
   onEvent?: (topic: string, payload: unknown) => void;
   /** ask for "changes" hints (live.hints) after each login; default false */
   hints?: boolean;

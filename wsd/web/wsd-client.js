@@ -83,7 +83,14 @@ export const WRITE_ACTIONS = new Set([
 /**
  * @typedef {object} ClientOptions
  * @property {string} url          ws:// or wss:// URL of wsd's endpoint
- * @property {string} token        an API token (see `wsd token new`)
+ * @property {string} [token]      an API token (see `wsd token new`); or:
+ * @property {string} [idToken]    a person's token from an OpenID provider (`auth.login`
+ *   with `id_token`, docs/protocol.md)
+ * @property {() => Promise<string|null>} [renew] a fresh idToken of the same person, or
+ *   null when there is none without the person: called on `auth.expiring` (then sent with
+ *   `auth.refresh`, subscriptions kept) and after a close for expiry (4401, then logged in
+ *   again on a new connection). Without it, or when it gives null, the client ends
+ *   "failed" with an `unauthorized` error whose details.reason is "expired"
  * @property {number} [timeout]    default request timeout, ms (10000; 0 = none)
  * @property {number} [minDelay]   first reconnect delay, ms (500)
  * @property {number} [maxDelay]   largest reconnect delay, ms (15000)
@@ -91,7 +98,8 @@ export const WRITE_ACTIONS = new Set([
  * @property {number} [jitter]     share of each delay drawn at random, 0..1 (0.5)
  * @property {(state: State, info: StateInfo) => void} [onState] state changes
  * @property {(topic: string, payload: unknown) => void} [onEvent] server events:
- *   "agent_status" ({conversation_id, enabled}) always, "changes" ({topic}) with `hints`
+ *   "agent_status" ({conversation_id, enabled}) always, "changes" ({topic}) with `hints`,
+ *   "auth.expiring" ({expires_at, seconds_left}) for a person's connection (refreshed by itself)
  * @property {boolean} [hints] ask for "changes" hints (live.hints) after each login; off by
  *   default: subscriptions are how a client stays current
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (tests, other runtimes)
@@ -126,13 +134,20 @@ export const WRITE_ACTIONS = new Set([
  */
 
 const LOGIN_TIMEOUT_MS = 10000;
+// The server's close code for a person's token that expired unrefreshed (docs/protocol.md).
+const TOKEN_EXPIRED = 4401;
 
 export class WsdClient {
   /** @param {ClientOptions} options */
   constructor(options) {
-    if (!options || !options.url || !options.token) throw new TypeError("url and token are required");
+    if (!options || !options.url || !(options.token || options.idToken)) {
+      throw new TypeError("url and token (or idToken) are required");
+    }
     this.url = options.url;
-    this.token = options.token;
+    this.token = options.token ?? null;
+    this.idToken = options.idToken ?? null;
+    this.renew = options.renew ?? (async () => null);
+    this._renewing = null;
     this.timeout = options.timeout ?? 10000;
     this.minDelay = options.minDelay ?? 500;
     this.maxDelay = options.maxDelay ?? 15000;
@@ -298,6 +313,10 @@ export class WsdClient {
     ws.onclose = (event) => {
       if (this._ws !== ws) return;
       this._ws = null;
+      if (event.code === TOKEN_EXPIRED) {
+        this._expired();
+        return;
+      }
       this._dropped(new WsdError(CONNECTION_LOST,
         `connection closed (${event.code}${event.reason ? ": " + event.reason : ""})`,
         { close_code: event.code }));
@@ -324,17 +343,40 @@ export class WsdClient {
       const error = toError(reply, id);
       if (error.code === "unauthorized" || error.code === "forbidden") {
         // A refused token stays refused: retrying would only trip the failure throttle.
-        this._setState("failed", { error });
-        this.state = "failed";
-        this._failAll(error.code, error.message);
-        if (this._ready) this._ready.reject(error);
+        this._fail(error);
         this._ws = null;
         ws.close(1000, "login refused");
       } else {
         ws.close(4001, error.message);  // e.g. rate_limited: try again later
       }
     };
-    ws.send(JSON.stringify({ resource: "auth", action: "login", id, payload: { token: this.token } }));
+    const payload = this.idToken ? { id_token: this.idToken } : { token: this.token };
+    ws.send(JSON.stringify({ resource: "auth", action: "login", id, payload }));
+  }
+
+  /** `auth.expiring`: a fresh token from `renew`, sent with `auth.refresh` (one at a time). */
+  _refresh() {
+    if (!this.idToken || this._renewing) return;
+    this._renewing = this.renew()
+      .then((fresh) => fresh && this.request("auth", "refresh", { id_token: (this.idToken = fresh) }))
+      .then((caller) => { if (caller) this.caller = caller; })
+      .catch((error) => console.error("wsd: refresh failed", error))
+      .finally(() => { this._renewing = null; });
+  }
+
+  /** Closed with 4401: log in again with a fresh token, or fail as a refused login does. */
+  _expired() {
+    this._renewing = null;
+    Promise.resolve(this.renew()).catch(() => null).then((fresh) => {
+      if (fresh && this.state !== "closed") {
+        this.idToken = fresh;
+        this._dropped(new WsdError(CONNECTION_LOST, "the token expired; signing in again", { close_code: TOKEN_EXPIRED }));
+        return;
+      }
+      const error = new WsdError("unauthorized", "the sign-in expired", { reason: "expired" });
+      this._dropped(error);
+      this._fail(error);
+    });
   }
 
   _send(id, entry) {
@@ -402,6 +444,7 @@ export class WsdClient {
       return;
     }
     if (message.type === "event") {
+      if (message.topic === "auth.expiring") this._refresh();
       try { this.onEvent(message.topic, message.payload); } catch (error) { console.error(error); }
       return;
     }
@@ -443,6 +486,14 @@ export class WsdClient {
     clearTimeout(entry.timer);
     if (error) entry.reject(error);
     else entry.resolve(entry.chunks ? { ...value, csv: entry.chunks.join("") } : value);
+  }
+
+  _fail(error) {
+    clearTimeout(this._retryTimer);
+    this._setState("failed", { error });
+    this.state = "failed";
+    this._failAll(error.code, error.message);
+    if (this._ready) this._ready.reject(error);
   }
 
   _failAll(code, message) {

@@ -3,7 +3,7 @@
 -- its conversation {id, agent_enabled, status, message_count, last_message_at}, its
 -- requirements with features and integrations, its meetings by start time, and its step
 -- history in order; with `with_trail`, its trail entries newest first (the latest 50, each
--- {at, actor, actor_role, resource, action, ids, payload, outcome}), else trail null.
+-- {at, actor, actor_role, actor_name, resource, action, ids, payload, outcome}), else trail null.
 SELECT (lead_document(l, u, b, r)::jsonb || jsonb_build_object(
            'requirements', CASE WHEN r.id IS NOT NULL THEN requirements_document(r) END,
            'conversation', (
@@ -24,7 +24,7 @@ SELECT (lead_document(l, u, b, r)::jsonb || jsonb_build_object(
                  FROM lead_step_history AS h WHERE h.lead_id = l.id), '[]'::json),
            'trail', CASE WHEN :with_trail THEN coalesce((
                SELECT json_agg(json_build_object(
-                          'at', t.at, 'actor', t.actor, 'actor_role', t.actor_role,
+                          'at', t.at, 'actor', t.actor, 'actor_role', t.actor_role, 'actor_name', t.actor_name,
                           'resource', t.resource, 'action', t.action, 'ids', t.ids,
                           'payload', t.payload, 'outcome', t.outcome) ORDER BY t.at DESC, t.id DESC)
                  FROM (SELECT * FROM trail_entries AS e WHERE e.lead_id = l.id
